@@ -1,0 +1,3 @@
+"""newsletter: Markdown-first email newsletters."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""Settings: `newsletter.toml` plus a few `NEWSLETTER_*` environment variables.
+
+Loaded once by the CLI and passed down; library code never reads the environment itself.
+Every key has an embedded default, so no file at all means a working local setup
+(outbox transport, SQLite in the working directory).  Unknown keys and wrong types are
+errors that name the key, because a misspelt `[transport] kind` silently falling back to a
+default would send real mail somewhere unexpected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Mapping
+
+from newsletter.errors import ConfigError
+
+CONFIG_FILE_NAME = "newsletter.toml"
+
+# The secret in the example configuration; good for the local outbox demo only.
+DEMO_SECRET = "demo-secret-for-the-local-outbox-only"
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    name: str = "Newsletter"
+    from_: str = "Newsletter <newsletter@example.com>"
+    reply_to: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    language: str = "zh-CN"
+    database: str = "sqlite:///newsletter.db"
+    secret: str = ""
+    list: str = "default"
+    templates: str = ""
+    # One sentence in the footer telling readers why they get this mail (CAN-SPAM, Gmail).
+    reason: str = ""
+    # Postal address in the footer; required by CAN-SPAM for commercial mail.
+    address: str = ""
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: str = "outbox"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    security: str = "starttls"
+    timeout: float = 30.0
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class SesSettings:
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    configuration_set: str = ""
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    kind: str = "outbox"
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    ses: SesSettings = field(default_factory=SesSettings)
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    opens: bool = True
+    clicks: bool = True
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    admin_password: str = ""
+    # Requests per minute one client address may make to /subscribe.
+    subscribe_rate_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    # SNS topics whose notifications /hooks/ses accepts; empty accepts none.
+    topic_arns: tuple[str, ...] = ()
+    transient_bounce_limit: int = 3
+    transient_bounce_days: int = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
+    transport: TransportSettings = field(default_factory=TransportSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
+    # Where relative paths (outbox, templates, SQLite file) are resolved: the config file's
+    # directory, or the working directory when there is no file.
+    root: Path = field(default_factory=Path.cwd)
+    source: str = "embedded defaults"
+
+    # ---- derived values, so callers never re-derive them differently ----
+
+    def path(self, value: str) -> Path:
+        """A configured path, resolved against the configuration's directory."""
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else self.root / candidate
+
+    @property
+    def database_url(self) -> str:
+        url = self.newsletter.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str(self.path(url[len(prefix):]))
+        return url
+
+    @property
+    def templates_dir(self) -> Path | None:
+        return self.path(self.newsletter.templates) if self.newsletter.templates else None
+
+    @property
+    def from_address(self) -> str:
+        return parseaddr(self.newsletter.from_)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_address.rpartition("@")[2] or "localhost"
+
+    @property
+    def base_url(self) -> str:
+        return self.newsletter.base_url.rstrip("/")
+
+
+# TOML names that are Python keywords get a trailing underscore in the dataclass.
+_FIELD_FOR_KEY = {"from": "from_"}
+_KEY_FOR_FIELD = {value: key for key, value in _FIELD_FOR_KEY.items()}
+
+# Secrets belong in the environment rather than in a file that may be committed.
+ENVIRONMENT = {
+    "NEWSLETTER_DATABASE_URL": ("newsletter", "database"),
+    "NEWSLETTER_SECRET": ("newsletter", "secret"),
+    "NEWSLETTER_BASE_URL": ("newsletter", "base_url"),
+    "NEWSLETTER_ADMIN_PASSWORD": ("web", "admin_password"),
+    "NEWSLETTER_SMTP_PASSWORD": ("transport", "smtp", "password"),
+}
+
+VALID_CHOICES = {
+    "transport.kind": ("outbox", "smtp", "ses"),
+    "transport.smtp.security": ("starttls", "ssl", "none"),
+}
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Read the configuration: `config_path`, else `$NEWSLETTER_CONFIG`, else
+    `./newsletter.toml` if it exists, else the embedded defaults; then the environment."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    explicit = config_path or environ.get("NEWSLETTER_CONFIG")
+    path = Path(explicit) if explicit else cwd / CONFIG_FILE_NAME
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    root = cwd
+    if explicit or path.exists():
+        data = _read_toml(path)
+        source = str(path)
+        root = path.resolve().parent
+    for variable, keys in ENVIRONMENT.items():
+        if environ.get(variable):
+            section = data
+            for key in keys[:-1]:
+                section = section.setdefault(key, {})
+                if not isinstance(section, dict):
+                    raise ConfigError("must be a table", key=".".join(keys[:-1]), source=source)
+            section[keys[-1]] = environ[variable]
+    values = _build(Settings, data, prefix="", source=source, skip={"root", "source"})
+    settings = Settings(**values, root=root, source=source)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("configuration file not found", source=str(path)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"not valid TOML: {err}", source=str(path)) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError("not UTF-8 text", source=str(path)) from err
+
+
+def _build(cls: type, data: Any, *, prefix: str, source: str, skip: set[str] = frozenset()) -> dict:
+    if not isinstance(data, dict):
+        raise ConfigError("must be a table", key=prefix.rstrip(".") or None, source=source)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = _FIELD_FOR_KEY.get(key, key)
+        dotted = prefix + key
+        if name not in fields:
+            known = ", ".join(sorted(_KEY_FOR_FIELD.get(n, n) for n in fields))
+            raise ConfigError(f"unknown key (known here: {known})", key=dotted, source=source)
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = kind(**_build(kind, raw, prefix=dotted + ".", source=source))
+        else:
+            values[name] = _coerce(kind, raw, key=dotted, source=source)
+    return values
+
+
+def _coerce(kind: Any, raw: Any, *, key: str, source: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return raw.lower() in ("true", "1", "yes")
+        raise ConfigError(f"must be true or false, not {raw!r}", key=key, source=source)
+    if kind is int or kind is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"must be a number, not {raw!r}", key=key, source=source)
+        if isinstance(raw, (int, float)) and (kind is float or isinstance(raw, int)):
+            return kind(raw)
+        if isinstance(raw, str):
+            try:
+                return kind(raw)
+            except ValueError:
+                pass
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"must be {noun}, not {raw!r}", key=key, source=source)
+    if kind is str:
+        if isinstance(raw, str):
+            return raw
+        raise ConfigError(f"must be a string, not {raw!r}", key=key, source=source)
+    if typing.get_origin(kind) is tuple:
+        items = [item.strip() for item in raw.split(",") if item.strip()] if isinstance(raw, str) else raw
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return tuple(items)
+        raise ConfigError(f"must be a list of strings, not {raw!r}", key=key, source=source)
+    raise AssertionError(f"unsupported setting type {kind!r}")  # pragma: no cover - programming error
+
+
+def _validate(settings: Settings) -> None:
+    for dotted, choices in VALID_CHOICES.items():
+        value: Any = settings
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        if value not in choices:
+            raise ConfigError(
+                f"must be one of {', '.join(choices)}, not {value!r}", key=dotted, source=settings.source
+            )
+    if "@" not in settings.from_address:
+        raise ConfigError(
+            f"needs an address, like 'Name <news@example.com>', not {settings.newsletter.from_!r}",
+            key="newsletter.from",
+            source=settings.source,
+        )
+    if not settings.newsletter.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "must start with https:// (or http:// for local testing)", key="newsletter.base_url", source=settings.source
+        )
+    if not settings.newsletter.list or not settings.newsletter.list.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(
+            "must be a list slug: letters, digits, '-' and '_'", key="newsletter.list", source=settings.source
+        )
+
+
+def replace(settings: Settings, **sections: Any) -> Settings:
+    """A copy of `settings` with some fields of some sections changed, for tests and CLI flags:
+    `replace(settings, newsletter={"secret": "x"})`."""
+    changed = {}
+    for section, values in sections.items():
+        current = getattr(settings, section)
+        changed[section] = dataclasses.replace(current, **values) if isinstance(values, dict) else values
+    return dataclasses.replace(settings, **changed)
+
