@@ -1,0 +1,47 @@
+"""Lists: named audiences a subscriber can belong to."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from newsletter.errors import InputError
+from newsletter.store.schema import lists, utcnow
+
+# The same rule as `[newsletter] list` in the configuration: slugs appear in URLs and List-Id.
+_SLUG = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+def check_list_slug(slug: str) -> str:
+    if not _SLUG.match(slug):
+        raise InputError(f"list {slug!r} is not a valid slug (letters, digits, '-' and '_')")
+    return slug
+
+
+def find_list_id(conn: sa.Connection, slug: str) -> int | None:
+    return conn.execute(sa.select(lists.c.id).where(lists.c.slug == slug)).scalar_one_or_none()
+
+
+def get_or_create_list(conn: sa.Connection, slug: str, *, name: str | None = None) -> int:
+    """The id of list `slug`, creating it (named `name`, else the slug) if it does not exist.
+
+    Call inside a write transaction (`store.begin()`).
+    """
+    check_list_slug(slug)
+    list_id = find_list_id(conn, slug)
+    if list_id is not None:
+        return list_id
+    insert = insert_ignoring_conflicts(conn, lists).values(slug=slug, name=name or slug, created_at=utcnow())
+    conn.execute(insert.on_conflict_do_nothing(index_elements=["slug"]))
+    # A concurrent writer on PostgreSQL may have created it between the select and the insert.
+    return conn.execute(sa.select(lists.c.id).where(lists.c.slug == slug)).scalar_one()
+
+
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table):
+    """An INSERT for this connection's dialect, which offers `.on_conflict_do_nothing()`."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
