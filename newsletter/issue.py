@@ -1,0 +1,881 @@
+"""Markdown issue file -> immutable `Issue`.  Pure: reads one file, touches nothing else.
+
+The format is the digest's (see issues/ for an example):
+
+    ---                                  optional YAML front matter
+    subject: ...
+    ---
+    # 🤖 AI行业速递 - 2026年01月22日        title; the date comes from here or the front matter
+    ## Entry title                         one `##` per entry
+    > **分类：** 市场动态                    category
+    > **来源：** [A](https://…) 、 [B](https://…)
+    **核心洞察：** one paragraph            key insight
+    **内容简介：**                           summary: a list of `label：text` items
+    - 标签：text
+    ---                                    separators between entries are optional
+    ## 其他相关资讯                          related news: a list of links
+
+Labels are recognised in Chinese and English with full- or half-width colons.  Whatever
+the parser does not recognise inside an entry is kept as ordinary Markdown blocks, so an
+editor never loses text silently.  markdown-it runs with `html=False`: raw HTML in the
+source stays text and the templates escape it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Union
+
+import bisect
+
+import markdown_it_pyrs
+
+from newsletter.errors import IssueError
+
+# ---------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Strong:
+    children: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Emphasis:
+    children: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    url: str
+    children: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Image:
+    src: str
+    alt: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class LineBreak:
+    pass
+
+
+Span = Union[Text, Strong, Emphasis, Code, Anchor, Image, LineBreak]
+
+
+@dataclass(frozen=True)
+class Inline:
+    """A run of inline Markdown: text with emphasis, code, links and images."""
+
+    spans: tuple[Span, ...] = ()
+
+    @property
+    def plain(self) -> str:
+        """The words without markup, e.g. for a subject line or an alt attribute."""
+        return "".join(_plain(span) for span in self.spans).strip()
+
+    def __bool__(self) -> bool:
+        return bool(self.plain) or any(isinstance(s, Image) for s in _walk(self.spans))
+
+    def links(self) -> Iterator[Anchor]:
+        return (span for span in _walk(self.spans) if isinstance(span, Anchor))
+
+    def images(self) -> Iterator[Image]:
+        return (span for span in _walk(self.spans) if isinstance(span, Image))
+
+
+def _walk(spans: Sequence[Span]) -> Iterator[Span]:
+    for span in spans:
+        yield span
+        if isinstance(span, (Strong, Emphasis, Anchor)):
+            yield from _walk(span.children)
+
+
+def _plain(span: Span) -> str:
+    if isinstance(span, (Text, Code)):
+        return span.text
+    if isinstance(span, Image):
+        return span.alt
+    if isinstance(span, LineBreak):
+        return "\n"
+    return "".join(_plain(child) for child in span.children)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A source or related-news item.  `url` is None for a source named without a link."""
+
+    text: str
+    url: str | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    inline: Inline
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    inline: Inline
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    code: str
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class Quote:
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class ListBlock:
+    ordered: bool
+    items: tuple[tuple[Block, ...], ...]
+    start: int = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    pass
+
+
+Block = Union[Paragraph, Heading, CodeBlock, Quote, ListBlock, Rule]
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """One `label：text` bullet of an entry's summary; `label` is empty when there is none."""
+
+    label: str
+    text: Inline
+    children: tuple[SummaryItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    title: str
+    line: int
+    category: str = ""
+    sources: tuple[Link, ...] = ()
+    insight: Inline = field(default_factory=Inline)
+    summary: tuple[SummaryItem, ...] = ()
+    # Unrecognised Markdown, in source order: `lead_blocks` stood before the insight and the
+    # summary (a lead image, say), `blocks` after them.
+    lead_blocks: tuple[Block, ...] = ()
+    blocks: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
+class IssueWarning:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: warning: {self.message}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    slug: str
+    title: str
+    date: dt.date
+    subject: str
+    preheader: str
+    language: str
+    list: str | None
+    entries: tuple[Entry, ...]
+    related: tuple[Link, ...] = ()
+    related_title: str = ""
+    warnings: tuple[IssueWarning, ...] = ()
+
+    @property
+    def categories(self) -> tuple[tuple[str, int], ...]:
+        """Each category with its number of entries, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.category:
+                counts[entry.category] = counts.get(entry.category, 0) + 1
+        return tuple(counts.items())
+
+
+# ---------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------
+
+CATEGORY, SOURCES, INSIGHT, SUMMARY = "category", "sources", "insight", "summary"
+
+LABELS = {
+    "分类": CATEGORY,
+    "category": CATEGORY,
+    "来源": SOURCES,
+    "source": SOURCES,
+    "sources": SOURCES,
+    "核心洞察": INSIGHT,
+    "insight": INSIGHT,
+    "key insight": INSIGHT,
+    "内容简介": SUMMARY,
+    "summary": SUMMARY,
+    "highlights": SUMMARY,
+}
+LABEL_NAMES = {CATEGORY: "分类 / Category", SOURCES: "来源 / Sources", INSIGHT: "核心洞察 / Insight", SUMMARY: "内容简介 / Summary"}
+RELATED_TITLES = {"其他相关资讯", "相关资讯", "other news", "related", "related news"}
+
+COLONS = ":："
+SOURCE_SEPARATORS = re.compile(r"[、,，|｜]")
+# A summary label is short text before the first colon; longer text is a sentence that
+# happens to contain a colon, not a label.
+MAX_LABEL_LENGTH = 40
+
+# The renderer marks per-recipient slots with this (see render.py); an issue must not
+# contain it, or its text would be taken for a slot.
+RESERVED_MARK = "%%nl:"
+
+DATE_PATTERNS = (
+    re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"),
+    re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
+    re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
+)
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "language", "list")
+SLUG_PATTERN = re.compile(r"[^0-9A-Za-z_-]+")
+
+
+def _label_key(text: str) -> str | None:
+    return LABELS.get(text.strip().rstrip(COLONS).strip().lower())
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+# markdown-it (the Rust port, with the same CommonMark rules and a byte source map) with no
+# raw HTML: `<b>` in an issue stays text.  Off on purpose: setext headings (`text` over
+# `---` would turn a paragraph into a bogus entry) and indented code (an indented
+# continuation line would turn into a code block).
+_MARKDOWN_RULES = [
+    "blockquote", "fence", "heading", "hr", "list", "paragraph", "reference",
+    "autolink", "backticks", "emphasis", "entity", "escape", "image", "link", "newline",
+]
+_markdown = markdown_it_pyrs.MarkdownIt("zero").enable_many(_MARKDOWN_RULES)
+
+_INLINE_NODES = frozenset(
+    {"text", "text_special", "softbreak", "hardbreak", "strong", "em", "code_inline", "link", "autolink", "image"}
+)
+_LIST_NODES = ("bullet_list", "ordered_list")
+
+Node = Any  # markdown_it_pyrs.Node: .name, .meta, .children, .srcmap (byte offsets)
+
+
+def load_issue(path: str | Path, *, default_language: str = "zh-CN") -> Issue:
+    """Read and parse an issue file; every problem is an `IssueError` naming file and line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IssueError("no such issue file; check the path", path=path) from None
+    except IsADirectoryError:
+        raise IssueError("is a directory; give the issue's .md file", path=path) from None
+    except OSError as err:
+        raise IssueError(f"cannot read: {err.strerror}", path=path) from err
+    try:
+        source = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise IssueError("not UTF-8 text; save the file as UTF-8", path=path, line=line) from None
+    return parse_issue(source, path=path, default_language=default_language)
+
+
+def parse_issue(source: str, *, path: str | Path = "<issue>", default_language: str = "zh-CN") -> Issue:
+    return _IssueParser(source, Path(path), default_language).parse()
+
+
+class _IssueParser:
+    def __init__(self, source: str, path: Path, default_language: str) -> None:
+        self.source = source.replace("\r\n", "\n").replace("\r", "\n")
+        self.path = path
+        self.default_language = default_language
+        self.warnings: list[IssueWarning] = []
+        self.line_offset = 0
+        self.newlines: list[int] = []
+
+    # -- locations and errors -----------------------------------------------
+
+    def error(self, message: str, line: int | None) -> IssueError:
+        return IssueError(message, path=self.path, line=line)
+
+    def line_of(self, node: Node) -> int:
+        """1-based line in the file of a node's first byte."""
+        start = node.srcmap[0] if node.srcmap else 0
+        return bisect.bisect_right(self.newlines, start - 1) + 1 + self.line_offset
+
+    # -- the whole file -----------------------------------------------------
+
+    def parse(self) -> Issue:
+        front, body = self.split_front_matter()
+        if RESERVED_MARK in body:
+            line = self.source[: self.source.index(RESERVED_MARK)].count("\n") + 1
+            raise self.error(f"{RESERVED_MARK!r} is reserved for the renderer; write it differently", line)
+        encoded = body.encode("utf-8")
+        self.newlines = [match.start() for match in re.finditer(b"\n", encoded)]
+        nodes = [node for node in _markdown.tree(body).children if node.name != "definition"]
+        title, title_line, rest = self.read_title(nodes)
+        entries: list[Entry] = []
+        related: tuple[Link, ...] = ()
+        related_title = ""
+        for heading, children in self.sections(rest):
+            name = self.inline(heading.children).plain
+            line = self.line_of(heading)
+            if name.lower().rstrip(COLONS) in RELATED_TITLES:
+                related_title = name
+                related = self.read_related(children, line)
+            else:
+                entries.append(self.read_entry(name, line, children))
+        if not entries:
+            raise self.error("no entries; start each entry with a '## ' heading", title_line)
+
+        date = self.read_date(front, title, title_line)
+        subject = str(front.get("subject") or title)
+        preheader = str(front.get("preheader") or "") or _default_preheader(entries)
+        list_slug = front.get("list")
+        return Issue(
+            path=str(self.path),
+            slug=_slug(self.path, date),
+            title=title,
+            date=date,
+            subject=" ".join(subject.split()),
+            preheader=" ".join(preheader.split()),
+            language=str(front.get("language") or self.default_language).strip(),
+            list=str(list_slug) if list_slug else None,
+            entries=tuple(entries),
+            related=related,
+            related_title=related_title,
+            warnings=tuple(self.warnings),
+        )
+
+    def split_front_matter(self) -> tuple[dict, str]:
+        lines = self.source.split("\n")
+        if lines[0].strip() != "---":
+            return {}, self.source
+        for index in range(1, len(lines)):
+            if lines[index].strip() in ("---", "..."):
+                break
+        else:
+            raise self.error("front matter opened with '---' is never closed; add a '---' line after it", 1)
+        import yaml  # here, not at the top: most issues have no front matter
+
+        text = "\n".join(lines[1:index])
+        try:
+            data = yaml.safe_load(text) if text.strip() else {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = mark.line + 2 if mark is not None else 1
+            problem = getattr(err, "problem", None) or "invalid YAML"
+            raise self.error(f"front matter is not valid YAML ({problem}); write 'key: value' lines", line) from None
+        if not isinstance(data, dict):
+            raise self.error("front matter must be 'key: value' lines", 2)
+        for key, value in data.items():
+            line = _line_of_key(lines[1:index], key) + 1
+            if key not in FRONT_MATTER_KEYS:
+                raise self.error(f"unknown front matter key {key!r}; known keys: {', '.join(FRONT_MATTER_KEYS)}", line)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise self.error(f"front matter key {key!r} is empty; give it a value or remove the line", line)
+            if not isinstance(value, (str, int, float, dt.date)):
+                raise self.error(f"front matter key {key!r} must be a single value", line)
+        self.line_offset = index + 1
+        return data, "\n".join(lines[index + 1 :])
+
+    def read_title(self, nodes: list[Node]) -> tuple[str, int, list[Node]]:
+        if not nodes:
+            raise self.error("no '# ' title; the first line should be '# <issue title>'", 1)
+        first = nodes[0]
+        line = self.line_of(first)
+        if first.name != "heading" or first.meta.get("level") != 1:
+            if first.name == "heading":
+                raise self.error("the issue must start with a '# ' title line before any '## ' entry", line)
+            if first.name == "hr" and len(nodes) > 1:
+                return self.read_title(nodes[1:])
+            raise self.error("text before the '# ' title; the file must start with '# Title'", line)
+        title = self.inline(first.children).plain
+        if not title:
+            raise self.error("the '# ' title is empty; write the issue's title after '# '", line)
+        return title, line, nodes[1:]
+
+    def sections(self, nodes: list[Node]) -> Iterator[tuple[Node, list[Node]]]:
+        """Split the blocks after the title into (## heading, its blocks) pairs."""
+        heading: Node | None = None
+        children: list[Node] = []
+        for node in nodes:
+            level = node.meta.get("level") if node.name == "heading" else None
+            if level == 1:
+                raise self.error("a second '# ' title; start entries with '## '", self.line_of(node))
+            if level == 2:
+                if heading is not None:
+                    yield heading, children
+                heading, children = node, []
+            elif heading is not None:
+                children.append(node)
+            elif node.name != "hr":
+                raise self.error(
+                    "text before the first '## ' entry; put it inside an entry or into the front matter 'preheader'",
+                    self.line_of(node),
+                )
+        if heading is not None:
+            yield heading, children
+
+    # -- one entry ----------------------------------------------------------
+
+    def read_entry(self, title: str, line: int, nodes: list[Node]) -> Entry:
+        if not title:
+            raise self.error("an entry's '## ' title is empty; write it after '## '", line)
+        fields: dict[str, object] = {}
+        field_lines: dict[str, int] = {}
+        lead: list[Block] = []
+        after: list[Block] = []
+        pending_summary: int | None = None  # line of a summary label still waiting for its list
+
+        def target() -> list[Block]:
+            return after if (INSIGHT in fields or SUMMARY in fields) else lead
+
+        def assign(key: str, value: object, at: int) -> None:
+            if key in fields:
+                raise self.error(
+                    f"second {LABEL_NAMES[key]} in this entry (the first is on line {field_lines[key]}); keep one", at
+                )
+            fields[key] = value
+            field_lines[key] = at
+
+        for node in nodes:
+            if pending_summary is not None:
+                if node.name in _LIST_NODES:
+                    assign(SUMMARY, self.summary_items(node), pending_summary)
+                    pending_summary = None
+                    continue
+                raise self.error(
+                    f"{LABEL_NAMES[SUMMARY]} has nothing after it; follow it with a '- label：text' list", pending_summary
+                )
+            if node.name == "hr":
+                continue
+            if node.name == "paragraph":
+                blocks = target()
+                leftover, pending_summary = self.labelled_lines(node, assign)
+                if leftover:
+                    blocks.append(Paragraph(leftover))
+            elif node.name == "blockquote":
+                blocks = target()
+                kept: list[Block] = []
+                for inner in node.children:
+                    if inner.name != "paragraph":
+                        kept.append(self.block(inner))
+                        continue
+                    leftover, summary_line = self.labelled_lines(inner, assign)
+                    if summary_line is not None:
+                        raise self.error(
+                            f"{LABEL_NAMES[SUMMARY]} inside a '>' quote; put it and its list after the quote", summary_line
+                        )
+                    if leftover:
+                        kept.append(Paragraph(leftover))
+                if kept:
+                    blocks.append(Quote(tuple(kept)))
+            else:
+                target().append(self.block(node))
+        if pending_summary is not None:
+            raise self.error(
+                f"{LABEL_NAMES[SUMMARY]} has nothing after it; follow it with a '- label：text' list", pending_summary
+            )
+        for key in (CATEGORY, SOURCES):
+            if key not in fields:
+                self.warnings.append(IssueWarning(str(self.path), line, f"entry {title!r} has no {LABEL_NAMES[key]}"))
+        return Entry(
+            title=title,
+            line=line,
+            category=fields.get(CATEGORY, ""),  # type: ignore[arg-type]
+            sources=fields.get(SOURCES, ()),  # type: ignore[arg-type]
+            insight=fields.get(INSIGHT, Inline()),  # type: ignore[arg-type]
+            summary=fields.get(SUMMARY, ()),  # type: ignore[arg-type]
+            lead_blocks=tuple(lead),
+            blocks=tuple(after),
+        )
+
+    def labelled_lines(self, paragraph: Node, assign) -> tuple[Inline, int | None]:
+        """Take the `**label：** value` lines out of a paragraph.
+
+        Returns the lines without a known label (joined back into one Inline) and, when the
+        paragraph ends with a summary label, that label's line: its list follows the paragraph.
+        Lines after an insight label continue the insight until the next label.
+        """
+        leftover: list[Span] = []
+        insight: list[Span] | None = None
+        insight_line = 0
+        summary_line: int | None = None
+
+        def finish_insight() -> None:
+            nonlocal insight
+            if insight is not None:
+                value = Inline(_trim(tuple(insight)))
+                if not value:
+                    raise self.error(
+                        f"{LABEL_NAMES[INSIGHT]} has nothing after it; write the insight on the same line", insight_line
+                    )
+                assign(INSIGHT, value, insight_line)
+                insight = None
+
+        for line, spans in self.lines(paragraph):
+            label, rest = _split_label(spans)
+            key = _label_key(label) if label else None
+            if key is None:
+                if summary_line is not None:
+                    raise self.error(
+                        f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list", line
+                    )
+                _join_softly(insight if insight is not None else leftover, tuple(spans))
+                continue
+            finish_insight()
+            value = Inline(_trim(tuple(rest)))
+            if key == CATEGORY:
+                if not value:
+                    raise self.error(f"{LABEL_NAMES[CATEGORY]} has nothing after it; name the category", line)
+                assign(CATEGORY, value.plain, line)
+            elif key == SOURCES:
+                sources = _sources(value)
+                if not sources:
+                    raise self.error(f"{LABEL_NAMES[SOURCES]} has nothing after it; list the sources as links", line)
+                assign(SOURCES, sources, line)
+            elif key == INSIGHT:
+                insight, insight_line = list(value.spans), line
+            else:
+                if value:
+                    raise self.error(
+                        f"text after {LABEL_NAMES[SUMMARY]} on the same line; put the summary in a '- label：text' list below it",
+                        line,
+                    )
+                summary_line = line
+        finish_insight()
+        return Inline(_trim(tuple(leftover))), summary_line
+
+    def summary_items(self, list_node: Node) -> tuple[SummaryItem, ...]:
+        items = []
+        for item in list_node.children:
+            line = self.line_of(item)
+            text: list[Span] = []
+            children: tuple[SummaryItem, ...] = ()
+            extra: list[Block] = []
+            for block in self.item_blocks(item):
+                if isinstance(block, Paragraph) and not text and not children:
+                    text = list(block.inline.spans)
+                elif isinstance(block, _NestedList) and not children:
+                    children = self.summary_items(block.node)
+                else:
+                    extra.append(block.block if isinstance(block, _NestedList) else block)
+            if extra:
+                # Something unusual inside a bullet (a code block, a quote): keep it as a child.
+                children += (SummaryItem("", _blocks_as_inline(extra)),)
+            label, rest = _split_label(text)
+            if label and len(label) > MAX_LABEL_LENGTH:
+                label, rest = "", text
+            if label and not _trim(tuple(rest)):
+                raise self.error(f"summary item '{label}' has nothing after its colon; write the text after it", line)
+            items.append(SummaryItem(label, Inline(_trim(tuple(rest))), children))
+        return tuple(items)
+
+    def read_related(self, nodes: list[Node], line: int) -> tuple[Link, ...]:
+        links: list[Link] = []
+        for node in nodes:
+            if node.name == "hr":
+                continue
+            if node.name not in _LIST_NODES:
+                raise self.error(
+                    "the related-news section takes a list of links ('- [title](https://…)'); move other text into an entry",
+                    self.line_of(node),
+                )
+            for item in node.children:
+                spans: list[Span] = []
+                for block in self.item_blocks(item):
+                    if isinstance(block, Paragraph):
+                        _join_softly(spans, block.inline.spans)
+                inline = Inline(_trim(tuple(spans)))
+                anchor = next(inline.links(), None)
+                if anchor is not None:
+                    words = Inline(anchor.children).plain
+                    note = inline.plain.replace(words, "", 1).strip(" -—–:：|·")
+                    links.append(Link(words or anchor.url, anchor.url, note))
+                elif inline.plain:
+                    links.append(Link(inline.plain, None))
+        if not links:
+            raise self.error("the related-news section is empty; list links as '- [title](https://…)' or remove it", line)
+        return tuple(links)
+
+    def read_date(self, front: dict, title: str, title_line: int) -> dt.date:
+        value = front.get("date")
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if value is not None:
+            line = _line_of_key(self.source.split("\n"), "date") + 1
+            found = self.date_in(str(value), line)
+            if found is None:
+                raise self.error(f"front matter date {value!r} is not a date like 2026-01-22", line)
+            return found
+        found = self.date_in(title, title_line) or self.date_in(self.path.stem, title_line)
+        if found is None:
+            raise self.error(
+                "no issue date; put it in the title (2026年01月22日 or 2026-01-22) or as 'date:' in the front matter",
+                title_line,
+            )
+        return found
+
+    def date_in(self, text: str, line: int) -> dt.date | None:
+        for pattern in DATE_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                try:
+                    return dt.date(*(int(part) for part in match.groups()))
+                except ValueError:
+                    raise self.error(f"{match.group(0)!r} is not a real date", line) from None
+        return None
+
+    # -- generic Markdown ---------------------------------------------------
+
+    def block(self, node: Node) -> Block:
+        name = node.name
+        if name == "paragraph":
+            return Paragraph(self.inline(node.children))
+        if name == "heading":
+            return Heading(int(node.meta.get("level", 3)), self.inline(node.children))
+        if name in ("fence", "code_block"):
+            info = str(node.meta.get("info") or "").strip()
+            return CodeBlock(str(node.meta.get("content", "")).rstrip("\n"), info.split(" ")[0])
+        if name == "blockquote":
+            return Quote(tuple(self.block(inner) for inner in node.children))
+        if name in _LIST_NODES:
+            items = tuple(
+                tuple(b.block if isinstance(b, _NestedList) else b for b in self.item_blocks(item))
+                for item in node.children
+            )
+            return ListBlock(name == "ordered_list", items, int(node.meta.get("start", 1) or 1))
+        if name == "hr":
+            return Rule()
+        # Anything this parser does not know yet is kept as its text, never dropped.
+        return Paragraph(self.inline(node.children) if node.children else Inline((Text(str(node.meta.get("content", ""))),)))
+
+    def item_blocks(self, item: Node) -> list[Block | _NestedList]:
+        """A list item's content as blocks; a tight list item holds its inline nodes directly."""
+        blocks: list[Block | _NestedList] = []
+        run: list[Node] = []
+        for child in item.children:
+            if child.name in _INLINE_NODES:
+                run.append(child)
+                continue
+            if run:
+                blocks.append(Paragraph(self.inline(run)))
+                run = []
+            if child.name in _LIST_NODES:
+                blocks.append(_NestedList(child, self.block(child)))
+            else:
+                blocks.append(self.block(child))
+        if run:
+            blocks.append(Paragraph(self.inline(run)))
+        return blocks
+
+    def lines(self, paragraph: Node) -> Iterator[tuple[int, list[Span]]]:
+        """A paragraph's source lines, each as spans, with its line number."""
+        run: list[Node] = []
+        for child in paragraph.children:
+            if child.name in ("softbreak", "hardbreak"):
+                if run:
+                    yield self.line_of(run[0]), list(self.inline(run).spans)
+                run = []
+            else:
+                run.append(child)
+        if run:
+            yield self.line_of(run[0]), list(self.inline(run).spans)
+
+    def inline(self, nodes: Sequence[Node]) -> Inline:
+        return Inline(_trim(tuple(self._spans(nodes))))
+
+    def _spans(self, nodes: Sequence[Node]) -> list[Span]:
+        spans: list[Span] = []
+        for index, node in enumerate(nodes):
+            name = node.name
+            if name in ("text", "text_special"):
+                content = node.meta.get("content", "")
+                if content:
+                    spans.append(Text(content))
+            elif name == "softbreak":
+                before = _plain(spans[-1])[-1:] if spans else ""
+                after = _node_text(nodes[index + 1])[:1] if index + 1 < len(nodes) else ""
+                # Between Latin words a soft line break is a space; between CJK characters a
+                # space would show as a stray gap.
+                spans.append(Text("" if _is_cjk(before) or _is_cjk(after) else " "))
+            elif name == "hardbreak":
+                spans.append(LineBreak())
+            elif name == "strong":
+                spans.append(Strong(tuple(self._spans(node.children))))
+            elif name == "em":
+                spans.append(Emphasis(tuple(self._spans(node.children))))
+            elif name == "code_inline":
+                spans.append(Code("".join(_node_text(child) for child in node.children)))
+            elif name in ("link", "autolink"):
+                url = str(node.meta.get("url", "")).strip()
+                children = tuple(self._spans(node.children))
+                if not url:
+                    text = Inline(children).plain
+                    raise self.error(f"link [{text}]() has no target; write [{text}](https://…)", self.line_of(node))
+                spans.append(Anchor(url, children))
+            elif name == "image":
+                src = str(node.meta.get("url", "")).strip()
+                if not src:
+                    raise self.error("image ![…]() has no source; write ![description](https://…/image.png)", self.line_of(node))
+                alt = "".join(_node_text(child) for child in node.children).strip()
+                spans.append(Image(src, alt, str(node.meta.get("title", "") or "")))
+            else:
+                spans.append(Text(_node_text(node)))
+        return spans
+
+
+@dataclass(frozen=True)
+class _NestedList:
+    """A list inside a list item: summary items read it as children, other lists as a block."""
+
+    node: Node
+    block: Block
+
+
+def _node_text(node: Node) -> str:
+    content = node.meta.get("content")
+    if content:
+        return str(content)
+    return "".join(_node_text(child) for child in node.children)
+
+
+def _split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
+    """`**分类：** x`, `**分类**：x` or `分类：x` -> ("分类", spans of x); no label -> ("", spans)."""
+    spans = [span for span in spans if not (isinstance(span, Text) and not span.text)]
+    if not spans:
+        return "", spans
+    first = spans[0]
+    if isinstance(first, Strong) and all(isinstance(child, Text) for child in first.children):
+        label = Inline(first.children).plain
+        rest = spans[1:]
+        if label[-1:] in COLONS:
+            return label.rstrip(COLONS).strip(), rest
+        if rest and isinstance(rest[0], Text) and rest[0].text.lstrip()[:1] in COLONS:
+            return label.strip(), [Text(rest[0].text.lstrip()[1:])] + rest[1:]
+        return "", spans
+    if isinstance(first, Text):
+        match = re.match(r"\s*([^:：]{1,%d}?)\s*[:：]\s*" % MAX_LABEL_LENGTH, first.text)
+        # A URL's `https://` is not a label.
+        if match and not first.text[match.end() - 1 :].startswith("//") and not first.text[: match.end()].rstrip().endswith("://"):
+            return match.group(1).strip(), [Text(first.text[match.end() :])] + spans[1:]
+    return "", spans
+
+
+def _sources(value: Inline) -> tuple[Link, ...]:
+    """Links separated by 、 , ， | ; text between them that is not only separators names a
+    source without a link."""
+    sources: list[Link] = []
+    pending = ""
+
+    def flush_text() -> None:
+        nonlocal pending
+        for part in SOURCE_SEPARATORS.split(pending):
+            if part.strip():
+                sources.append(Link(part.strip(), None))
+        pending = ""
+
+    for span in value.spans:
+        if isinstance(span, Anchor):
+            flush_text()
+            sources.append(Link(Inline(span.children).plain or span.url, span.url))
+        else:
+            pending += _plain(span)
+    flush_text()
+    return tuple(sources)
+
+
+def _trim(spans: Sequence[Span]) -> tuple[Span, ...]:
+    """Drop empty text, and whitespace at both ends of a run of spans."""
+    result = [span for span in spans if type(span) is not Text or span.text]
+    while result and type(result[0]) in (Text, LineBreak) and not _plain(result[0]).strip():
+        del result[0]
+    while result and type(result[-1]) in (Text, LineBreak) and not _plain(result[-1]).strip():
+        result.pop()
+    if result and type(result[0]) is Text and result[0].text[:1].isspace():
+        result[0] = Text(result[0].text.lstrip())
+    if result and type(result[-1]) is Text and result[-1].text[-1:].isspace():
+        result[-1] = Text(result[-1].text.rstrip())
+    return tuple(result)
+
+
+def _join_softly(spans: list[Span], more: Sequence[Span]) -> None:
+    """Append one source line's spans to the previous line's, joined as a soft break is."""
+    if spans and more:
+        before = "".join(_plain(span) for span in spans[-1:])[-1:]
+        after = _plain(more[0])[:1]
+        if not (_is_cjk(before) or _is_cjk(after)):
+            spans.append(Text(" "))
+    spans.extend(more)
+
+
+def _is_cjk(char: str) -> bool:
+    return bool(char) and (
+        "\u2e80" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" or "\uff00" <= char <= "\uffef" or "\u3000" <= char <= "\u303f"
+    )
+
+
+def _blocks_as_inline(blocks: list[Block]) -> Inline:
+    spans: list[Span] = []
+    for block in blocks:
+        if isinstance(block, Paragraph):
+            spans.extend(block.inline.spans)
+        elif isinstance(block, CodeBlock):
+            spans.append(Code(block.code))
+        elif isinstance(block, Heading):
+            spans.append(Strong(block.inline.spans))
+        elif isinstance(block, Quote):
+            spans.extend(_blocks_as_inline(list(block.blocks)).spans)
+        elif isinstance(block, ListBlock):
+            spans.extend(_blocks_as_inline([b for item in block.items for b in item]).spans)
+        spans.append(LineBreak())
+    return Inline(_trim(tuple(spans)))
+
+
+def _line_of_key(lines: list[str], key: object) -> int:
+    for index, line in enumerate(lines):
+        if line.split(":", 1)[0].strip() == str(key):
+            return index + 1
+    return 1
+
+
+def _default_preheader(entries: list[Entry]) -> str:
+    """Inbox preview text: the entry titles say more than the first words of the body."""
+    return " · ".join(entry.title for entry in entries)[:140]
+
+
+def _slug(path: Path, date: dt.date) -> str:
+    slug = SLUG_PATTERN.sub("-", path.stem).strip("-")
+    return slug if slug and path.suffix else date.isoformat()

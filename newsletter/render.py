@@ -1,0 +1,392 @@
+"""Issue -> Rendered: the email HTML and text with per-recipient slots, and the web page.
+
+Rendering runs once per issue: Jinja2 -> MJML (mjml-python) -> CSS inlining (css-inline).
+Whatever differs per recipient (unsubscribe URL, view-in-browser URL, open pixel, each
+tracked link) is left as a *slot* marker `%%nl:NAME%%` in the output.  Sending then only
+fills slots (`SlottedText.fill`), which is string joining, never templating.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from markupsafe import Markup, escape
+
+from newsletter import issue as model
+from newsletter.config import Settings
+from newsletter.errors import RenderError
+from newsletter.wording import format_date, wording_for
+
+EMAIL_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+WEB_TEMPLATE = "digest.html.j2"
+INLINE_CSS = "inline.css"
+
+# Slot names.  Link slots are `link:N`, N indexing `Rendered.links`.
+UNSUBSCRIBE_URL = "unsubscribe_url"
+VIEW_URL = "view_url"
+OPEN_PIXEL = "open_pixel"
+LINK_PREFIX = "link:"
+# A slot whose value is markup, not a URL, and so is not HTML-escaped when filled.
+RAW_SLOTS = frozenset({OPEN_PIXEL})
+
+# ASCII on purpose: MRML drops private-use characters from text and mangles them in
+# attributes, while this survives MJML and css-inline unchanged (checked in the tests).
+SLOT_MARK = "%%nl:{}%%"
+SLOT_PATTERN = re.compile(r"%%nl:([a-z_]+(?::\d+)?)%%")
+
+TRACKABLE_SCHEMES = ("http://", "https://")
+
+
+def packaged_templates_dir() -> Path:
+    """The default templates: inside the installed package, or at the top of a checkout
+    (an editable install runs from the source tree, where they live in ./templates)."""
+    installed = Path(__file__).parent / "templates"
+    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class SlottedText:
+    """Text split at its slots: `parts[0] slot[0] parts[1] slot[1] ... parts[-1]`."""
+
+    parts: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> SlottedText:
+        pieces = SLOT_PATTERN.split(text)
+        return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The text with every slot replaced by its value (already escaped as needed)."""
+        out = [self.parts[0]]
+        for name, part in zip(self.slots, self.parts[1:]):
+            out.append(values[name])
+            out.append(part)
+        return "".join(out)
+
+    @cached_property
+    def encoded_parts(self) -> tuple[bytes, ...]:
+        """The literal parts as UTF-8, encoded once per issue instead of once per recipient."""
+        return tuple(part.encode("utf-8") for part in self.parts)
+
+    def fill_bytes(self, values: Mapping[str, bytes]) -> bytes:
+        parts = self.encoded_parts
+        out = [parts[0]]
+        for name, part in zip(self.slots, parts[1:]):
+            out.append(values[name])
+            out.append(part)
+        return b"".join(out)
+
+    @property
+    def template_size(self) -> int:
+        return sum(len(p) for p in self.encoded_parts)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    issue: model.Issue
+    html: SlottedText
+    text: SlottedText
+    web_html: str
+    # Distinct link targets of the email HTML, in order of first appearance; slot `link:N`
+    # stands for links[N].
+    links: tuple[str, ...]
+
+    def slot_values(
+        self,
+        *,
+        unsubscribe_url: str,
+        view_url: str,
+        link_urls: Sequence[str] | None = None,
+        open_pixel_url: str | None = None,
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Slot values for the HTML part (escaped) and the text part (as is).
+
+        `link_urls` defaults to the original links (no click tracking); no `open_pixel_url`
+        means no pixel.
+        """
+        urls = self.links if link_urls is None else link_urls
+        text_values = {UNSUBSCRIBE_URL: unsubscribe_url, VIEW_URL: view_url, OPEN_PIXEL: ""}
+        html_values = {name: html.escape(value) for name, value in text_values.items()}
+        html_values[OPEN_PIXEL] = open_pixel_tag(open_pixel_url) if open_pixel_url else ""
+        for index, url in enumerate(urls):
+            html_values[f"{LINK_PREFIX}{index}"] = html.escape(url)
+        return html_values, text_values
+
+    def preview(self, settings: Settings) -> tuple[str, str]:
+        """HTML and text with slots filled by harmless preview values (build, preview, check)."""
+        html_values, text_values = self.slot_values(
+            unsubscribe_url=f"{settings.base_url}/u/preview",
+            view_url=f"{settings.base_url}/issues/{self.issue.slug}",
+        )
+        return self.html.fill(html_values), self.text.fill(text_values)
+
+
+def open_pixel_tag(url: str) -> str:
+    # Styled inline because it is filled in after CSS inlining; alt="" keeps it out of
+    # screen readers and out of the alt-text check.
+    return (
+        f'<img src="{html.escape(url)}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0;" />'
+    )
+
+
+class Renderer:
+    """Holds the template environment; `render` an issue as often as needed."""
+
+    def __init__(self, settings: Settings, templates_dir: Path | None = None) -> None:
+        import jinja2
+
+        self.settings = settings
+        custom = templates_dir or settings.templates_dir
+        if custom is not None and not custom.is_dir():
+            raise RenderError(f"{custom}: templates directory does not exist")
+        search = [str(custom)] if custom is not None else []
+        search.append(str(packaged_templates_dir()))
+        self.search_path = search
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(search),
+            # MJML is XML: a bare `<` from article text would break its parser.
+            autoescape=lambda name: bool(name) and name.endswith((".mjml.j2", ".html.j2")),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    @cached_property
+    def inliner(self):
+        import css_inline
+
+        # css-inline's defaults drop every <style> block, and with it the media queries that
+        # make the layout responsive; MJML's own <style> must stay as it is (DESIGN.md).
+        return css_inline.CSSInliner(
+            inline_style_tags=False,
+            keep_style_tags=True,
+            load_remote_stylesheets=False,
+            extra_css=self._read(INLINE_CSS),
+        )
+
+    def _read(self, name: str) -> str:
+        for directory in self.search_path:
+            path = Path(directory) / name
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+        raise RenderError(f"template {name!r} not found in {', '.join(self.search_path)}")
+
+    def render(self, issue: model.Issue) -> Rendered:
+        email_links = _LinkRegistry(track=True)
+        email_html = self._inline(self._mjml(self._template(EMAIL_TEMPLATE, issue, email_links)))
+        plain = _LinkRegistry(track=False)
+        text = self._template(TEXT_TEMPLATE, issue, plain)
+        # The web version is a plain page, not the email: browsers need no tables, no
+        # inlined styles and no MSO fallbacks (and skipping MJML halves the render time).
+        web_html = self._template(WEB_TEMPLATE, issue, plain)
+        return Rendered(
+            issue=issue,
+            html=SlottedText.parse(email_html),
+            text=SlottedText.parse(text),
+            web_html=web_html,
+            links=tuple(email_links.urls),
+        )
+
+    # -- stages -------------------------------------------------------------
+
+    def page_context(self, language: str | None = None) -> dict:
+        """What every template may use: the newsletter's name, words, archive URL."""
+        settings = self.settings
+        language = language or settings.newsletter.language
+        words = wording_for(language)
+        return {
+            "newsletter": settings.newsletter,
+            "name": settings.newsletter.name,
+            "language": language,
+            "t": words,
+            "archive_url": settings.base_url + "/",
+            "reason": settings.newsletter.reason or words["reason"].format(name=settings.newsletter.name),
+        }
+
+    def render_page(self, name: str, **context) -> str:
+        """A web page from the templates (archive, unsubscribe, ...), with the page context."""
+        values = self.page_context(context.pop("language", None))
+        values.update(context)
+        return self._render(name, values)
+
+    def _template(self, name: str, issue: model.Issue, links: _LinkRegistry) -> str:
+        to_html = _InlineHtml(links.href)
+        context = self.page_context(issue.language)
+        context.update(
+            issue=issue,
+            date=format_date(issue.date, issue.language),
+            link=links.href,
+            slot=_slot,
+            inline=to_html.inline,
+            blocks=to_html.blocks,
+            inline_text=_inline_text,
+            blocks_text=_blocks_text,
+        )
+        return self._render(name, context)
+
+    def _render(self, name: str, context: dict) -> str:
+        import jinja2
+
+        try:
+            return self.env.get_template(name).render(context)
+        except jinja2.TemplateSyntaxError as err:
+            raise RenderError(f"{err.filename or err.name}:{err.lineno}: template syntax error: {err.message}") from err
+        except jinja2.TemplateNotFound as err:
+            raise RenderError(f"template {err.name!r} not found in {', '.join(self.search_path)}") from err
+        except jinja2.UndefinedError as err:
+            raise RenderError(f"{name}: {err.message}") from err
+
+    def _mjml(self, source: str) -> str:
+        import mjml
+
+        try:
+            return mjml.mjml2html(source)
+        except ValueError as err:
+            raise RenderError(f"{EMAIL_TEMPLATE}: MJML did not compile: {_mjml_context(str(err), source)}") from err
+
+    def _inline(self, document: str) -> str:
+        try:
+            return self.inliner.inline(document)
+        except ValueError as err:  # css_inline.InlineError subclasses ValueError
+            raise RenderError(f"{INLINE_CSS}: CSS inlining failed: {err}") from err
+
+
+def _slot(name: str) -> Markup:
+    return Markup(SLOT_MARK.format(name))
+
+
+class _LinkRegistry:
+    """Gives each distinct trackable URL a slot, in order of first use."""
+
+    def __init__(self, *, track: bool) -> None:
+        self.track = track
+        self.urls: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def href(self, url: str | None) -> str:
+        url = (url or "").strip()
+        if not self.track or not url.lower().startswith(TRACKABLE_SCHEMES):
+            return url
+        if url not in self._index:
+            self._index[url] = len(self.urls)
+            self.urls.append(url)
+        return SLOT_MARK.format(f"{LINK_PREFIX}{self._index[url]}")
+
+
+class _InlineHtml:
+    """The issue model's inline spans and blocks as (escaped) HTML for the email."""
+
+    def __init__(self, href: Callable[[str], str]) -> None:
+        self.href = href
+
+    def inline(self, value: model.Inline) -> Markup:
+        return Markup("".join(self._span(span) for span in value.spans))
+
+    def _span(self, span: model.Span) -> str:
+        if isinstance(span, model.Text):
+            return str(escape(span.text))
+        if isinstance(span, model.Strong):
+            return f"<strong>{self._spans(span.children)}</strong>"
+        if isinstance(span, model.Emphasis):
+            return f"<em>{self._spans(span.children)}</em>"
+        if isinstance(span, model.Code):
+            return f'<code class="nl-code">{escape(span.text)}</code>'
+        if isinstance(span, model.Anchor):
+            return f'<a href="{escape(self.href(span.url))}" class="nl-link">{self._spans(span.children)}</a>'
+        if isinstance(span, model.Image):
+            title = f' title="{escape(span.title)}"' if span.title else ""
+            return f'<img src="{escape(span.src)}" alt="{escape(span.alt)}"{title} class="nl-image" />'
+        if isinstance(span, model.LineBreak):
+            return "<br />"
+        raise TypeError(f"unknown span {span!r}")
+
+    def _spans(self, spans: Sequence[model.Span]) -> str:
+        return "".join(self._span(span) for span in spans)
+
+    def blocks(self, blocks: Sequence[model.Block]) -> Markup:
+        return Markup("".join(self._block(block) for block in blocks))
+
+    def _block(self, block: model.Block) -> str:
+        if isinstance(block, model.Paragraph):
+            return f'<p class="nl-p">{self.inline(block.inline)}</p>'
+        if isinstance(block, model.Heading):
+            level = min(max(block.level, 3), 6)
+            return f'<h{level} class="nl-h">{self.inline(block.inline)}</h{level}>'
+        if isinstance(block, model.CodeBlock):
+            return f'<pre class="nl-pre"><code>{escape(block.code)}</code></pre>'
+        if isinstance(block, model.Quote):
+            return f'<blockquote class="nl-quote">{self.blocks(block.blocks)}</blockquote>'
+        if isinstance(block, model.ListBlock):
+            tag = "ol" if block.ordered else "ul"
+            start = f' start="{block.start}"' if block.ordered and block.start != 1 else ""
+            items = "".join(f'<li class="nl-li">{self._item(item)}</li>' for item in block.items)
+            return f'<{tag} class="nl-list"{start}>{items}</{tag}>'
+        if isinstance(block, model.Rule):
+            return '<hr class="nl-hr" />'
+        raise TypeError(f"unknown block {block!r}")
+
+    def _item(self, blocks: Sequence[model.Block]) -> str:
+        # A list item of one paragraph renders without <p> margins, as Markdown's tight lists do.
+        if len(blocks) == 1 and isinstance(blocks[0], model.Paragraph):
+            return str(self.inline(blocks[0].inline))
+        return str(self.blocks(blocks))
+
+
+def _inline_text(value: model.Inline) -> str:
+    """Inline spans as plain text; a link shows its address after its words."""
+    out = []
+    for span in value.spans:
+        if isinstance(span, model.Anchor):
+            words = model.Inline(span.children).plain
+            out.append(span.url if words in ("", span.url) else f"{words} ({span.url})")
+        elif isinstance(span, (model.Strong, model.Emphasis)):
+            out.append(_inline_text(model.Inline(span.children)))
+        elif isinstance(span, model.Image):
+            out.append(f"[{span.alt or 'image'}: {span.src}]")
+        elif isinstance(span, model.Code):
+            out.append(f"`{span.text}`")
+        else:
+            out.append(model.Inline((span,)).plain if not isinstance(span, model.LineBreak) else "\n")
+    return "".join(out)
+
+
+def _blocks_text(blocks: Sequence[model.Block], indent: str = "") -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, model.Paragraph):
+            lines.append(indent + _inline_text(block.inline).replace("\n", "\n" + indent))
+        elif isinstance(block, model.Heading):
+            lines.append(indent + _inline_text(block.inline))
+        elif isinstance(block, model.CodeBlock):
+            lines.append("\n".join(indent + "    " + line for line in block.code.split("\n")))
+        elif isinstance(block, model.Quote):
+            lines.append(_blocks_text(block.blocks, indent + "> "))
+        elif isinstance(block, model.ListBlock):
+            for number, item in enumerate(block.items, start=block.start):
+                marker = f"{number}. " if block.ordered else "- "
+                body = _blocks_text(item, indent + " " * len(marker)).lstrip()
+                lines.append(indent + marker + body)
+        elif isinstance(block, model.Rule):
+            lines.append(indent + "----")
+    return "\n\n".join(lines)
+
+
+def _mjml_context(message: str, source: str) -> str:
+    """MRML reports a byte span (`... at position 123..130`); show the line and the text there."""
+    match = re.search(r"(\d+)\.\.(\d+)", message)
+    if not match:
+        return message
+    raw = source.encode("utf-8")
+    start = int(match.group(1))
+    line = raw[:start].count(b"\n") + 1
+    snippet = raw[start : int(match.group(2))].decode("utf-8", "replace")[:60]
+    return f"{message} (generated MJML line {line}, near {snippet!r})"
