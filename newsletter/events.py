@@ -123,6 +123,9 @@ class HttpFetcher:
         self._opener = urllib.request.build_opener(_RefuseRedirects())
 
     def __call__(self, url: str) -> bytes:
+        # urllib would also open file:, ftp: and data: URLs; nothing here has reason to.
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise WebhookError(f"fetching {url} refused: only http(s) URLs are fetched")
         try:
             with self._opener.open(url, timeout=self.timeout) as response:
                 body = response.read(self.max_bytes + 1)
@@ -151,8 +154,9 @@ class SnsVerifier:
     `Timestamp` is not older than `max_age`; then the RSA signature over the string to sign,
     with the public key of the certificate at `SigningCertURL`.
 
-    The certificate is trusted because it was fetched over verified TLS from an SNS host, which
-    is how AWS's own SDK validators establish that it was "issued by Amazon SNS".  Certificates
+    The certificate is trusted because it was fetched over verified TLS from an SNS host; the
+    AWS SDKs' message validators rely on the same two facts (an SNS host pattern and https)
+    rather than inspecting the certificate's issuer.  Certificates
     are cached by URL (SNS publishes a new certificate under a new URL), at most `cache_size`.
 
     `verify` blocks while fetching a certificate it has not seen; call it from a worker thread
@@ -194,7 +198,7 @@ class SnsVerifier:
         signed = self._signed_values(fields, message_type)
 
         version = fields.get("SignatureVersion")
-        if version not in _SIGNATURE_HASHES:
+        if not isinstance(version, str) or version not in _SIGNATURE_HASHES:
             raise WebhookError(f"SNS message: unsupported SignatureVersion {version!r} (expected '1' or '2')")
         signature = _decode_signature(fields.get("Signature"))
 
@@ -421,9 +425,9 @@ def parse_ses_event(record: Mapping[str, Any] | str | bytes, *, sns_message_id: 
         return None
     fields = _as_json_object(record, what="SES event")
     type_name = fields.get("eventType", fields.get("notificationType"))
-    if type_name in _SETUP_NOTIFICATION_TYPES:
+    if isinstance(type_name, str) and type_name in _SETUP_NOTIFICATION_TYPES:
         return None
-    if type_name not in _EVENT_TYPES:
+    if not isinstance(type_name, str) or type_name not in _EVENT_TYPES:
         raise WebhookError(f"SES event: unknown eventType/notificationType {type_name!r}")
     kind, detail_key = _EVENT_TYPES[type_name]
 

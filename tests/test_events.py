@@ -365,6 +365,18 @@ def test_a_message_missing_a_field_is_refused(kind, missing, reason, sns_certifi
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [("Type", ["Notification"]), ("SignatureVersion", ["1"]), ("Message", {"a": 1}), ("TopicArn", 7), ("Signature", 7)],
+)
+def test_a_field_of_the_wrong_json_type_is_refused_not_crashed_on(name, value, sns_certificate_server, sns_signing_identity):
+    body = sign_sns_message(notification(sns_certificate_server, "x"), sns_signing_identity.private_key)
+    body[name] = value
+
+    with pytest.raises(WebhookError):
+        verifier_for(sns_certificate_server).verify(body)
+
+
+@pytest.mark.parametrize(
     ("body", "reason"),
     [
         (b"not json", "not JSON"),
@@ -425,6 +437,12 @@ def test_the_fetcher_follows_no_redirect():
 
         with pytest.raises(WebhookError, match="HTTP 302 redirect to http://127.0.0.2/elsewhere.pem refused"):
             HttpFetcher(timeout=2)(server.url("/moved.pem"))
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "data:text/plain,x", "ftp://127.0.0.1/x.pem"])
+def test_the_fetcher_only_fetches_http(url):
+    with pytest.raises(WebhookError, match="only http"):
+        HttpFetcher()(url)
 
 
 def test_the_fetcher_refuses_an_oversized_body():
@@ -651,6 +669,9 @@ def test_ses_setup_notices_are_not_events(record):
     [
         (lambda r: r.update(eventType="Teleport"), "unknown eventType/notificationType 'Teleport'"),
         (lambda r: r.pop("eventType"), "unknown eventType/notificationType None"),
+        (lambda r: r.update(eventType=["Bounce"]), "unknown eventType/notificationType"),
+        (lambda r: r.update(mail=["x"]), "mail missing"),
+        (lambda r: r.update(bounce="Permanent"), "bounce missing"),
         (lambda r: r.pop("mail"), "mail missing"),
         (lambda r: r["mail"].pop("messageId"), "messageId missing"),
         (lambda r: r.pop("bounce"), "bounce missing"),
