@@ -354,8 +354,10 @@ def _inline_text(value: model.Inline) -> str:
             out.append(f"[{span.alt or 'image'}: {span.src}]")
         elif isinstance(span, model.Code):
             out.append(f"`{span.text}`")
-        else:
-            out.append(model.Inline((span,)).plain if not isinstance(span, model.LineBreak) else "\n")
+        elif isinstance(span, model.Text):
+            out.append(span.text)
+        elif isinstance(span, model.LineBreak):
+            out.append("\n")
     return "".join(out)
 
 
