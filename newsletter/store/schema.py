@@ -113,3 +113,81 @@ memberships = sa.Table(
     # and the cascade on delete.
     sa.Index(None, "subscriber_id"),
 )
+
+
+# ---- sending (migration 0002) ----
+
+# A ledger row's life: queued -> sending -> sent | failed | skipped.  `sending` is written
+# (and committed) before the message leaves, so after a crash a row still in `sending` is
+# exactly one whose fate is unknown: it may or may not have gone out.
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+SKIPPED = "skipped"
+DELIVERY_STATUSES = (QUEUED, SENDING, SENT, FAILED, SKIPPED)
+TEMPORARY = "temporary"
+PERMANENT = "permanent"
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("language", sa.String(35), nullable=False),
+    sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="RESTRICT")),
+    # Random, made once: the Message-IDs of this issue's mail are built from it, so they
+    # are unique across databases and the same on every resume.
+    sa.Column("uid", sa.String(32), nullable=False),
+    # The rendered issue as it was when its send began; a resumed send uses this, not the
+    # file, so every subscriber gets the same content and old tracking links stay right.
+    sa.Column("source_sha256", sa.String(64), nullable=False),
+    sa.Column("email_html", sa.Text, nullable=False),
+    sa.Column("email_text", sa.Text, nullable=False),
+    sa.Column("web_html", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # When the audience was written into the ledger; NULL until the first real send.
+    sa.Column("snapshot_at", UtcDateTime),
+    sa.Column("completed_at", UtcDateTime),
+    sa.UniqueConstraint("slug"),
+)
+
+# Every distinct link of an issue's email, by the index its click tokens carry.
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("url", sa.Text, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # Erasing a subscriber erases what was sent to them.
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # For `failed`: temporary (retry may help) or permanent; for `skipped`: why.
+    sa.Column("failure", sa.String(32)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message_id", sa.String(255)),
+    # The provider's id (SES MessageId); SES events find their row by it.
+    sa.Column("provider_message_id", sa.String(255)),
+    sa.Column("error", sa.Text),
+    sa.Column("queued_at", UtcDateTime, nullable=False),
+    sa.Column("claimed_at", UtcDateTime),
+    sa.Column("sent_at", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("issue_id", "subscriber_id"),
+    sa.CheckConstraint(sa.column("status").in_(DELIVERY_STATUSES), name="status"),
+    # Claiming takes the lowest queued ids of an issue.
+    sa.Index(None, "issue_id", "status", "id"),
+    sa.Index(None, "provider_message_id"),
+    sa.Index(None, "subscriber_id"),
+)
