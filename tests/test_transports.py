@@ -492,6 +492,12 @@ def test_ses_quota_comes_from_get_account(local_ses: LocalSes):
     assert SendQuota(max_send_rate=1, max_24_hour_send=-1, sent_last_24_hours=5).remaining_24_hours is None
 
 
+def test_ses_quota_is_none_where_the_server_has_no_get_account(local_ses: LocalSes):
+    local_ses.serve_account = False
+    with ses_transport(local_ses) as transport:
+        assert transport.quota() is None
+
+
 def test_ses_refuses_a_non_ascii_local_part_before_calling_ses(local_ses: LocalSes):
     local_ses.verify(SENDER)
     with ses_transport(local_ses) as transport:

@@ -356,6 +356,8 @@ class LocalSes:
     - `throttle_next(n)`: the next n sends get `429 TooManyRequestsException`.
     - `throttle_share(p, seed=)`: each send is throttled with probability p (seeded).
     - `fail_next(n, code, message, status)`: any other SES error for the next n sends.
+    - `serve_account = False`: leave GET /v2/email/account to moto, which answers 404, like an
+      SES-compatible server without GetAccount.
     - `reset()`: back to a fresh state (received and requests forgotten).
     """
 
@@ -375,6 +377,8 @@ class LocalSes:
         self._server = None
         self._thread: threading.Thread | None = None
         self.endpoint_url = ""
+        # False leaves GET /v2/email/account to moto, which has no such route (404).
+        self.serve_account = True
 
     # ---- life cycle ----
 
@@ -415,6 +419,7 @@ class LocalSes:
             self._throttle_share = 0.0
             self._random = random.Random(0)
             self._accepted_times.clear()
+            self.serve_account = True
 
     # ---- set-up ----
 
@@ -502,7 +507,7 @@ class LocalSes:
     def _app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
-        if method == "GET" and path == "/v2/email/account":
+        if method == "GET" and path == "/v2/email/account" and self.serve_account:
             return self._get_account(start_response)
         if method == "POST" and path == "/v2/email/outbound-emails":
             return self._send_email(environ, start_response)

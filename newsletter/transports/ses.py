@@ -142,11 +142,17 @@ class SesTransport:
             raise _wrap_botocore(err, recipient=recipient) from err
         return response["MessageId"]
 
-    def quota(self) -> SendQuota:
-        """The account's limits from `GetAccount`: MaxSendRate, Max24HourSend, SentLast24Hours."""
+    def quota(self) -> SendQuota | None:
+        """The account's limits from `GetAccount`: MaxSendRate, Max24HourSend, SentLast24Hours.
+
+        None from an SES-compatible server that does not implement GetAccount (moto, for one).
+        """
         try:
             account = self._client.get_account()
         except ClientError as err:
+            # A bare 404 with no SES error code: the route does not exist on this server.
+            if err.response.get("Error", {}).get("Code") == "404":
+                return None
             raise _classify(err, sender="", recipient=None) from err
         except BotoCoreError as err:
             raise _wrap_botocore(err, recipient=None) from err
