@@ -52,9 +52,12 @@ class InputError(NewsletterError):
 class TransportError(NewsletterError):
     """Sending one message failed.
 
-    `permanent` says whether trying again can help: a throttled or dropped connection is
-    temporary; a rejected address is permanent.  `quota_exhausted` marks the provider's daily
-    limit, which stops the whole send (resumable tomorrow) rather than failing one recipient.
+    `permanent`: whether trying again can help (a throttled or dropped connection is
+    temporary; a rejected address is permanent).  `stops_send`: the sending *account*, not
+    this recipient, cannot send now (daily quota spent, sending paused, credentials refused),
+    so the whole send stops and stays resumable.  `uncertain`: the request went out but no
+    answer came back, so the provider may have accepted the message: retrying could send a
+    second copy, and the ledger treats it like a crash in flight.
     """
 
     def __init__(
@@ -64,12 +67,14 @@ class TransportError(NewsletterError):
         permanent: bool,
         recipient: str | None = None,
         code: str | None = None,
-        quota_exhausted: bool = False,
+        stops_send: bool = False,
+        uncertain: bool = False,
     ) -> None:
         self.permanent = permanent
         self.recipient = recipient
         self.code = code
-        self.quota_exhausted = quota_exhausted
+        self.stops_send = stops_send
+        self.uncertain = uncertain
         super().__init__(message)
 
 

@@ -2,7 +2,7 @@
 
 A token is opaque and URL-safe: base64url of a small binary claim (what it is for, the
 issue, the subscriber, and for a click the link) followed by a truncated HMAC-SHA256 of
-that claim.  Verifying recomputes the MAC and compares in constant time, so a token cannot
+that claim, 44 characters in all.  Verifying recomputes the MAC and compares in constant time, so a token cannot
 be forged or altered without the secret, and nothing in it needs a database lookup to check.
 
 Each purpose signs with its own key derived from the secret, so an open-pixel token can
@@ -22,11 +22,15 @@ from enum import IntEnum
 from newsletter.errors import ConfigError, TokenError
 
 TOKEN_VERSION = 1
-# 128 bits of MAC: forging one takes ~2**128 guesses, and it keeps URLs short.
-MAC_BYTES = 16
-# version, purpose, issue id (or list id), subscriber id
-_CLAIM = struct.Struct(">BBIQ")
-_LINK = struct.Struct(">H")
+# version, purpose, issue id (or list id), subscriber id, link (0 unless a click)
+_CLAIM = struct.Struct(">BBIQH")
+# 136 bits of MAC: forging a token takes ~2**136 guesses.  It also makes a token 33 bytes,
+# a multiple of 3, so base64 needs no padding and the tokens of one message can be encoded
+# in a single call and cut apart (`Tokens.sign_clicks`).
+MAC_BYTES = 17
+TOKEN_BYTES = _CLAIM.size + MAC_BYTES
+TOKEN_LENGTH = TOKEN_BYTES * 4 // 3
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class Purpose(IntEnum):
@@ -45,6 +49,24 @@ class Claim:
     link: int | None = None
 
 
+class _HmacSha256:
+    """HMAC-SHA256 under one key with the padded-key states hashed once (RFC 2104, section
+    4): each MAC then costs two hash copies instead of a key set-up, which matters when one
+    message carries a signed URL for every link."""
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def __call__(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class Tokens:
     """Signs and verifies tokens under one secret."""
 
@@ -56,35 +78,41 @@ class Tokens:
                 key="newsletter.secret",
             )
         master = secret.encode("utf-8")
-        self._keys = {
-            purpose: hmac.digest(master, f"newsletter token key:{purpose.name}".encode(), "sha256") for purpose in Purpose
+        self._macs = {
+            purpose: _HmacSha256(hmac.digest(master, f"newsletter token key:{purpose.name}".encode(), "sha256"))
+            for purpose in Purpose
         }
 
+    def _raw(self, purpose: Purpose, issue_id: int, subscriber_id: int, link: int) -> bytes:
+        claim = _CLAIM.pack(TOKEN_VERSION, purpose, issue_id, subscriber_id, link)
+        return claim + self._macs[purpose](claim)[:MAC_BYTES]
+
     def sign(self, purpose: Purpose, issue_id: int, subscriber_id: int, link: int | None = None) -> str:
-        claim = _CLAIM.pack(TOKEN_VERSION, purpose, issue_id, subscriber_id)
-        if purpose is Purpose.CLICK:
-            claim += _LINK.pack(link or 0)
-        mac = hmac.digest(self._keys[purpose], claim, "sha256")[:MAC_BYTES]
-        return base64.urlsafe_b64encode(claim + mac).rstrip(b"=").decode("ascii")
+        raw = self._raw(purpose, issue_id, subscriber_id, link or 0)
+        return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode("ascii")
+
+    def sign_clicks(self, issue_id: int, subscriber_id: int, count: int) -> list[bytes]:
+        """Click tokens for links 0..count-1 of one message, as ASCII bytes: the same tokens
+        as `sign(Purpose.CLICK, ...)`, with one base64 call for all of them."""
+        raw = b"".join(self._raw(Purpose.CLICK, issue_id, subscriber_id, link) for link in range(count))
+        encoded = binascii.b2a_base64(raw, newline=False).translate(_URLSAFE)
+        return [encoded[start : start + TOKEN_LENGTH] for start in range(0, len(encoded), TOKEN_LENGTH)]
 
     def verify(self, token: str, purpose: Purpose) -> Claim:
         """The claim in `token`, or TokenError if it is malformed, altered or for another purpose."""
+        if len(token) != TOKEN_LENGTH:
+            raise TokenError("malformed token")
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = base64.urlsafe_b64decode(token)
         except (binascii.Error, ValueError):
             raise TokenError("malformed token") from None
-        expected = _CLAIM.size + (_LINK.size if purpose is Purpose.CLICK else 0) + MAC_BYTES
-        if len(raw) != expected:
-            raise TokenError("malformed token")
-        claim, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-        good = hmac.digest(self._keys[purpose], claim, "sha256")[:MAC_BYTES]
-        if not hmac.compare_digest(mac, good):
+        claim, mac = raw[: _CLAIM.size], raw[_CLAIM.size :]
+        if not hmac.compare_digest(mac, self._macs[purpose](claim)[:MAC_BYTES]):
             raise TokenError("token signature does not verify")
-        version, kind, issue_id, subscriber_id = _CLAIM.unpack_from(claim)
+        version, kind, issue_id, subscriber_id, link = _CLAIM.unpack(claim)
         if version != TOKEN_VERSION or kind != purpose:
             raise TokenError("token is not for this purpose")
-        link = _LINK.unpack_from(claim, _CLAIM.size)[0] if purpose is Purpose.CLICK else None
-        return Claim(Purpose(kind), issue_id, subscriber_id, link)
+        return Claim(Purpose(kind), issue_id, subscriber_id, link if purpose is Purpose.CLICK else None)
 
 
 class Links:

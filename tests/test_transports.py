@@ -157,13 +157,13 @@ def test_outbox_that_cannot_be_written_stops_the_send(tmp_path: Path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(TransportError) as created:
         OutboxTransport(tmp_path / "file" / "outbox")
-    assert created.value.permanent and created.value.quota_exhausted
+    assert created.value.permanent and created.value.stops_send
 
     transport = OutboxTransport(tmp_path / "outbox")
     (tmp_path / "outbox" / "new").rmdir()
     with pytest.raises(TransportError) as sent:
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
-    assert sent.value.quota_exhausted and sent.value.recipient == "reader@example.org"
+    assert sent.value.stops_send and sent.value.recipient == "reader@example.org"
     assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
 
 
@@ -233,7 +233,7 @@ def test_smtp_classifies_refusals_and_keeps_the_connection(local_smtp: LocalSmtp
         transport.send(make_message("ok@example.org", 2), sender=SENDER, recipient="ok@example.org")
 
     error = caught.value
-    assert (error.permanent, error.quota_exhausted) == (permanent, quota)
+    assert (error.permanent, error.stops_send) == (permanent, quota)
     assert error.code == reply[:3] and error.recipient == refused
     assert reply[4:] in str(error)
     assert [d.rcpt_tos for d in local_smtp.received] == [["ok@example.org"]]
@@ -266,7 +266,7 @@ def test_smtp_gives_up_when_a_fresh_connection_says_421(local_smtp: LocalSmtp):
         with pytest.raises(TransportError) as caught:
             transport.send(make_message("busy@example.org"), sender=SENDER, recipient="busy@example.org")
 
-    assert not caught.value.permanent and not caught.value.quota_exhausted
+    assert not caught.value.permanent and not caught.value.stops_send
     assert caught.value.code == "421"
     assert local_smtp.connections == 1
 
@@ -313,7 +313,7 @@ def test_smtp_wrong_password_stops_the_send(tls_certificate):
         transport = smtp_transport(server, security="starttls", username="mailer", password="wrong")
         with pytest.raises(TransportError) as caught:
             transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
-    assert caught.value.permanent and caught.value.quota_exhausted and caught.value.code == "535"
+    assert caught.value.permanent and caught.value.stops_send and caught.value.code == "535"
     assert server.received == []
 
 
@@ -323,14 +323,14 @@ def test_smtp_untrusted_certificate_stops_the_send(tls_certificate):
         transport = SmtpTransport(host=server.host, port=server.port, security="starttls", timeout=5)
         with pytest.raises(TransportError) as caught:
             transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
-    assert caught.value.quota_exhausted and caught.value.code == "certificate"
+    assert caught.value.stops_send and caught.value.code == "certificate"
 
 
 def test_smtp_starttls_required_but_not_offered_stops_the_send(local_smtp: LocalSmtp):
     transport = smtp_transport(local_smtp, security="starttls")
     with pytest.raises(TransportError, match="does not offer STARTTLS") as caught:
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
-    assert caught.value.permanent and caught.value.quota_exhausted
+    assert caught.value.permanent and caught.value.stops_send
 
 
 def test_smtp_non_ascii_recipient_uses_smtputf8_when_offered(local_smtp: LocalSmtp):
@@ -346,7 +346,7 @@ def test_smtp_non_ascii_recipient_without_smtputf8_is_permanent():
     with LocalSmtp(smtputf8=False) as server, smtp_transport(server) as transport:
         with pytest.raises(TransportError) as caught:
             transport.send(make_message(), sender=SENDER, recipient="读者@example.org")
-    assert caught.value.permanent and not caught.value.quota_exhausted and caught.value.code == "SMTPUTF8"
+    assert caught.value.permanent and not caught.value.stops_send and caught.value.code == "SMTPUTF8"
 
 
 def test_smtp_keeps_one_connection_per_thread_and_closes_them_all(local_smtp: LocalSmtp):
@@ -417,7 +417,7 @@ def test_ses_throttling_is_temporary_and_not_retried_underneath(local_ses: Local
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     error = caught.value
-    assert not error.permanent and not error.quota_exhausted
+    assert not error.permanent and not error.stops_send
     assert error.code == "TooManyRequestsException" and "Maximum sending rate exceeded" in str(error)
     # One 429 and one success: botocore did not quietly retry and hide the throttle.
     assert [(r.status, r.error) for r in local_ses.requests] == [(429, "TooManyRequestsException"), (200, None)]
@@ -451,7 +451,7 @@ def test_ses_classifies_errors_over_http(local_ses: LocalSes, code, text, status
             transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     error = caught.value
-    assert (error.permanent, error.quota_exhausted) == (permanent, quota)
+    assert (error.permanent, error.stops_send) == (permanent, quota)
     assert error.code == code and error.recipient == "reader@example.org"
     assert text in str(error)
     assert error.__cause__.response["Error"]["Code"] == code  # chained to the botocore error
@@ -462,7 +462,7 @@ def test_ses_unverified_sender_refused_by_moto_stops_the_send(local_ses: LocalSe
         with pytest.raises(TransportError) as caught:
             transport.send(make_message(), sender="stranger@unverified.example", recipient="reader@example.org")
     assert caught.value.code == "MessageRejected"
-    assert caught.value.permanent and caught.value.quota_exhausted
+    assert caught.value.permanent and caught.value.stops_send
 
 
 def test_ses_daily_quota_runs_out(local_ses: LocalSes):
@@ -475,7 +475,7 @@ def test_ses_daily_quota_runs_out(local_ses: LocalSes):
             transport.send(make_message(), sender=SENDER, recipient="c@example.org")
         quota = transport.quota()
 
-    assert caught.value.quota_exhausted and not caught.value.permanent
+    assert caught.value.stops_send and not caught.value.permanent
     assert "Daily message quota exceeded" in str(caught.value)
     assert quota.remaining_24_hours == 0
     assert len(local_ses.received()) == 2
@@ -505,7 +505,7 @@ def test_ses_refuses_a_non_ascii_local_part_before_calling_ses(local_ses: LocalS
             transport.send(make_message(), sender=SENDER, recipient="读者@example.org")
         transport.send(make_message(), sender=SENDER, recipient="reader@bücher.example")
 
-    assert caught.value.permanent and not caught.value.quota_exhausted and caught.value.code == "SMTPUTF8"
+    assert caught.value.permanent and not caught.value.stops_send and caught.value.code == "SMTPUTF8"
     assert [r.body["Destination"]["ToAddresses"] for r in local_ses.requests] == [["reader@xn--bcher-kva.example"]]
 
 
@@ -524,7 +524,7 @@ def test_ses_missing_credentials_stop_the_send(local_ses: LocalSes, monkeypatch:
     with ses_transport(local_ses) as transport:
         with pytest.raises(TransportError, match="no usable AWS credentials") as caught:
             transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
-    assert caught.value.permanent and caught.value.quota_exhausted
+    assert caught.value.permanent and caught.value.stops_send
     assert local_ses.requests == []
 
 

@@ -153,6 +153,10 @@ issues = sa.Table(
     # When the audience was written into the ledger; NULL until the first real send.
     sa.Column("snapshot_at", UtcDateTime),
     sa.Column("completed_at", UtcDateTime),
+    # The `newsletter send` process working on this issue ("host:pid") and when it last
+    # said so: a second send of the same issue refuses to start while the first is alive.
+    sa.Column("sender", sa.String(255)),
+    sa.Column("sender_seen_at", UtcDateTime),
     sa.UniqueConstraint("slug"),
 )
 

@@ -15,7 +15,7 @@ name) from the envelope `sender`, and returns the provider's id for it.  It rais
 
 - `permanent=False`: try again later (throttled, connection dropped, 4xx, 5xx from an API).
 - `permanent=True`: this recipient will never take this message (5xx reply, rejected address).
-- `quota_exhausted=True`: the *sending account*, not this recipient, cannot send now: the daily
+- `stops_send=True`: the *sending account*, not this recipient, cannot send now: the daily
   quota is spent (then `permanent=False`: it comes back by itself), or sending is paused, the
   credentials or the sender identity are refused (then `permanent=True`: a person must act).
   Either way the campaign must stop the whole send and leave the remaining rows queued rather

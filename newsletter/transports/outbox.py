@@ -49,7 +49,7 @@ class OutboxTransport:
             raise TransportError(
                 f"cannot create the outbox Maildir {self.path}: {err.strerror or err}",
                 permanent=True,
-                quota_exhausted=True,
+                stops_send=True,
             ) from err
         self._tmp = str(self.path / "tmp")
         self._new = str(self.path / "new")
@@ -80,7 +80,7 @@ class OutboxTransport:
                 f"cannot write to the outbox {self.path}: {err.strerror or err}",
                 permanent=True,
                 recipient=recipient,
-                quota_exhausted=True,
+                stops_send=True,
             ) from err
         if self.fsync:
             _fsync_directory(self._new)

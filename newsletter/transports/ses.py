@@ -119,7 +119,7 @@ class SesTransport:
                 "sesv2", region_name=region or None, endpoint_url=endpoint_url or None, config=config
             )
         except (NoRegionError, ValueError) as err:
-            raise TransportError(f"cannot set up SES in region {region!r}: {err}", permanent=True, quota_exhausted=True) from err
+            raise TransportError(f"cannot set up SES in region {region!r}: {err}", permanent=True, stops_send=True) from err
 
     # ---- the Transport protocol ----
 
@@ -203,7 +203,7 @@ def _ascii_address(address: str, *, recipient: str, is_sender: bool) -> str:
             permanent=True,
             recipient=recipient,
             code="SMTPUTF8",
-            quota_exhausted=is_sender,
+            stops_send=is_sender,
         )
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
@@ -213,7 +213,7 @@ def _ascii_address(address: str, *, recipient: str, is_sender: bool) -> str:
             permanent=True,
             recipient=recipient,
             code="IDNA",
-            quota_exhausted=is_sender,
+            stops_send=is_sender,
         ) from err
 
 
@@ -224,7 +224,7 @@ def _classify(err: ClientError, *, sender: str, recipient: str | None) -> Transp
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     message = f"SES {code}: {text}"
     if DAILY_QUOTA_TEXT in text.lower() or code == DAILY_QUOTA:
-        return TransportError(message, permanent=False, recipient=recipient, code=code, quota_exhausted=True)
+        return TransportError(message, permanent=False, recipient=recipient, code=code, stops_send=True)
     if code in THROTTLED or code in SERVER_TROUBLE or status == 429 or status >= 500:
         return TransportError(message, permanent=False, recipient=recipient, code=code)
     # In the sandbox SES answers an unverified sender with MessageRejected naming it ("Email
@@ -232,7 +232,7 @@ def _classify(err: ClientError, *, sender: str, recipient: str | None) -> Transp
     # about the sender, so about every message.
     sender_refused = code == "MessageRejected" and bool(sender) and _names(text, sender)
     if code in ACCOUNT_REFUSED or sender_refused:
-        return TransportError(message, permanent=True, recipient=recipient, code=code, quota_exhausted=True)
+        return TransportError(message, permanent=True, recipient=recipient, code=code, stops_send=True)
     # MessageRejected, BadRequestException (an address SES cannot parse), any other 4xx.
     return TransportError(message, permanent=True, recipient=recipient, code=code)
 
@@ -251,7 +251,7 @@ def _wrap_botocore(err: BotoCoreError, *, recipient: str | None) -> TransportErr
             permanent=True,
             recipient=recipient,
             code=name,
-            quota_exhausted=True,
+            stops_send=True,
         )
     if isinstance(err, BotoConnectionError):
         # No connection was made, so nothing was sent: safe to retry.
@@ -264,6 +264,7 @@ def _wrap_botocore(err: BotoCoreError, *, recipient: str | None) -> TransportErr
             permanent=False,
             recipient=recipient,
             code=name,
+            uncertain=True,
         )
     # ParamValidationError and the like: a request botocore will not even send.
     return TransportError(f"SES request not sent: {err}", permanent=True, recipient=recipient, code=name)

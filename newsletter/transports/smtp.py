@@ -10,7 +10,7 @@ may decide to risk a second copy.
 
 Reply codes (RFC 5321 section 4.2): 4xx are temporary, 5xx permanent.  A refusal at MAIL
 FROM concerns the sender, so every message would meet it: a 5xx there, a failed login or an
-untrusted certificate stops the send (`quota_exhausted=True`, see `newsletter.transports`).
+untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports`).
 Amazon SES's SMTP interface reports its daily quota as "454 Throttling failure: Daily message
 quota exceeded" (SES developer guide, "Errors related to the sending quotas"), which stops
 the send too.
@@ -164,6 +164,7 @@ class SmtpTransport:
                 permanent=False,
                 recipient=recipient,
                 code="disconnected",
+                uncertain=True,
             ) from err
         if code != 250:
             self._refused(connection, code, reply, recipient, stage="end of DATA")
@@ -180,7 +181,7 @@ class SmtpTransport:
                     permanent=True,
                     recipient=recipient,
                     code="SMTPUTF8",
-                    quota_exhausted=not sender.isascii(),
+                    stops_send=not sender.isascii(),
                 )
             options.append("SMTPUTF8")
         if not message.isascii() and connection.has_extn("8bitmime"):
@@ -205,7 +206,7 @@ class SmtpTransport:
             recipient=recipient,
             code=str(code),
             # A 5xx to MAIL FROM refuses the sender, and with it every other message.
-            quota_exhausted=quota or (permanent and stage == "MAIL FROM"),
+            stops_send=quota or (permanent and stage == "MAIL FROM"),
         )
 
     def _reset(self, connection: smtplib.SMTP) -> None:
@@ -254,7 +255,7 @@ class SmtpTransport:
                         f"security = \"ssl\" or, on a trusted network only, \"none\"",
                         permanent=True,
                         recipient=recipient,
-                        quota_exhausted=True,
+                        stops_send=True,
                     )
                 connection.starttls(context=self.tls_context)
                 # RFC 3207 section 4.2: forget what the server said before TLS and ask again.
@@ -272,7 +273,7 @@ class SmtpTransport:
                 permanent=True,
                 recipient=recipient,
                 code=str(err.smtp_code),
-                quota_exhausted=True,
+                stops_send=True,
             ) from err
         except smtplib.SMTPNotSupportedError as err:
             _close_quietly(connection)
@@ -280,7 +281,7 @@ class SmtpTransport:
                 f"SMTP server {where} does not support AUTH, but a username is configured: {err}",
                 permanent=True,
                 recipient=recipient,
-                quota_exhausted=True,
+                stops_send=True,
             ) from err
         except ssl.SSLCertVerificationError as err:
             _close_quietly(connection)
@@ -289,7 +290,7 @@ class SmtpTransport:
                 permanent=True,
                 recipient=recipient,
                 code="certificate",
-                quota_exhausted=True,
+                stops_send=True,
             ) from err
         except smtplib.SMTPResponseException as err:
             _close_quietly(connection)

@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("snapshot_at", UtcDateTime),
         sa.Column("completed_at", UtcDateTime),
+        sa.Column("sender", sa.String(255)),
+        sa.Column("sender_seen_at", UtcDateTime),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issues")),
         sa.UniqueConstraint("slug", name=op.f("uq_issues_slug")),
         sa.ForeignKeyConstraint(["list_id"], ["lists.id"], name=op.f("fk_issues_list_id_lists"), ondelete="RESTRICT"),

@@ -1,0 +1,306 @@
+"""Rendered issue + recipient -> the RFC 5322 bytes of one personal message.
+
+Everything that is the same for every recipient (headers, the MIME skeleton, the escaped
+base URL) is prepared once in `MessageFactory.__init__`; `build` only signs the recipient's
+tokens, fills the slots of the once-rendered HTML and text, and base64-encodes the two
+parts.  No Jinja, MJML or CSS inlining runs per recipient, and no `email.message` objects
+either: assembling the bytes directly is an order of magnitude faster, and the tests parse
+the result back with `email.parser` to hold it to the RFCs.
+
+The output is 7-bit clean with CRLF line ends: SES open/click tracking can corrupt 8bit
+bodies, SMTP servers reject bare LF, and for CJK text base64 is about half the size of
+quoted-printable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Mapping
+from email.utils import formatdate, parseaddr
+from urllib.parse import quote
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL, Rendered, SlottedText, open_pixel_tag
+from newsletter.tracking import Links
+
+CRLF = b"\r\n"
+# RFC 2047: an encoded word is at most 75 characters; 45 bytes of UTF-8 make 60 base64
+# characters, which with `=?utf-8?b?` and `?=` stays inside that and inside a 78-column line.
+_ENCODED_WORD_BYTES = 45
+_ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
+_HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    data: bytes
+    message_id: str
+    # The envelope recipient: the address with an ASCII (punycode) domain.
+    recipient: str
+
+
+def encode_words(text: str) -> str:
+    """`text` as RFC 2047 encoded words when it is not plain ASCII, else unchanged."""
+    if _HEADER_SAFE.match(text):
+        return text
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        words.append(chunk)
+    # Adjacent encoded words separated by folding whitespace are joined without a space
+    # when decoded (RFC 2047 section 6.2), so long text may be split anywhere.
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words)
+
+
+def format_address(name: str, address: str) -> str:
+    """`Name <address>` with the name quoted or RFC 2047-encoded as it needs."""
+    if not name:
+        return address
+    if _HEADER_SAFE.match(name):
+        if _ATOM_SAFE.match(name):
+            return f"{name} <{address}>"
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}" <{address}>'
+    return f"{encode_words(name)} <{address}>"
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in punycode: SES has no SMTPUTF8, so headers and the
+    envelope must be ASCII.  A non-ASCII local part cannot be sent at all."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise InputError(f"{address}: the part before @ is not ASCII; mail to it needs SMTPUTF8, which SES lacks")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as err:
+        raise InputError(f"{address}: the domain cannot be written in punycode ({err})") from err
+
+
+def _header(name: str, value: str) -> bytes:
+    return f"{name}: {value}".encode("ascii") + CRLF
+
+
+# Dynamic runs closer than this many lines are encoded as one (measured: bench_message.py).
+MERGE_MARGIN_LINES = 6
+# Base64 turns each 57 input bytes into one 76-character line (RFC 2045's limit is 76).
+_LINE_BYTES = 57
+_LINE_CHARACTERS = 76
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character lines, each ending in CRLF."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    if len(encoded) <= _LINE_CHARACTERS:
+        return encoded + CRLF
+    return CRLF.join([encoded[i : i + _LINE_CHARACTERS] for i in range(0, len(encoded), _LINE_CHARACTERS)]) + CRLF
+
+
+class _Base64Layout:
+    """Base64 of one slotted part, encoding per recipient only the lines that hold a slot.
+
+    Every slot value of a message has a length fixed per issue (tokens are fixed-size, the
+    base URL is one), so a slot sits at the same byte offsets in every recipient's part and
+    the base64 lines that hold no slot are the same for everyone: they are encoded once
+    here.  Per recipient only a few dozen lines around the slots are encoded, instead of
+    the whole ~90 KB part (which alone would cost more than all the rest of `build`).
+    """
+
+    def __init__(self, slotted: SlottedText, sample: Mapping[str, bytes], *, margin: int = MERGE_MARGIN_LINES) -> None:
+        self.slotted = slotted
+        self.lengths = {name: len(sample[name]) for name in slotted.slots}
+        filled = slotted.fill_bytes(sample)
+        self.size = len(filled)
+        dynamic: set[int] = set()
+        offset = len(slotted.encoded_parts[0])
+        for name, part in zip(slotted.slots, slotted.encoded_parts[1:]):
+            end = offset + self.lengths[name]
+            if end > offset:
+                # The margin joins runs separated by a few static lines: encoding a line
+                # costs less than the call overhead of one more piece.
+                dynamic.update(range(offset // _LINE_BYTES, (end - 1) // _LINE_BYTES + 1 + margin))
+            offset = end + len(part)
+        lines = -(-len(filled) // _LINE_BYTES)
+        # Alternate static runs (bytes, encoded now) and dynamic runs ((start, end) offsets).
+        self.pieces: list[bytes | tuple[int, int]] = []
+        line = 0
+        while line < lines:
+            is_dynamic = line in dynamic
+            last = line
+            while last + 1 < lines and ((last + 1) in dynamic) == is_dynamic:
+                last += 1
+            start, end = line * _LINE_BYTES, min((last + 1) * _LINE_BYTES, len(filled))
+            self.pieces.append((start, end) if is_dynamic else _base64_lines(filled[start:end]))
+            line = last + 1
+
+    def encode(self, values: Mapping[str, bytes]) -> bytes:
+        filled = self.slotted.fill_bytes(values)
+        if len(filled) != self.size:
+            # A value of another length moved the lines after it.  Values are built the same
+            # way for everyone, so a change in one shows in the total.
+            return _base64_lines(filled)
+        return b"".join(piece if type(piece) is bytes else _base64_lines(filled[piece[0] : piece[1]]) for piece in self.pieces)
+
+
+class MessageFactory:
+    """Builds the personal messages of one issue (or of a test send)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rendered: Rendered,
+        *,
+        issue_id: int,
+        issue_uid: str,
+        list_slug: str,
+        links: Links,
+        subject_prefix: str = "",
+    ) -> None:
+        self.rendered = rendered
+        self.issue_id = issue_id
+        self.issue_uid = issue_uid
+        self.links = links
+        self.tracking = settings.tracking
+        self.domain = settings.sender_domain
+        self.sender = settings.from_address
+        self._click_prefix = f"{links.base_url}/c/".encode("ascii")
+        self._view = links.issue_page(rendered.issue.slug)
+        # Per-issue headers, encoded once.  The boundary uses '.', which base64 never
+        # produces, so it cannot occur inside either part.
+        self.boundary = f"nl.alt.{hashlib.sha1(f'{issue_uid}'.encode()).hexdigest()[:24]}"
+        from_name, from_address = parseaddr(settings.newsletter.from_)
+        head = [
+            _header("From", format_address(from_name, ascii_address(from_address))),
+        ]
+        if settings.newsletter.reply_to:
+            reply_name, reply_address = parseaddr(settings.newsletter.reply_to)
+            head.append(_header("Reply-To", format_address(reply_name, ascii_address(reply_address))))
+        head.append(_header("Subject", encode_words(subject_prefix + rendered.issue.subject)))
+        # RFC 2919: a list's identity, stable across issues.
+        list_name = settings.newsletter.name
+        head.append(_header("List-Id", f"{encode_words(list_name)} <{list_slug}.{self.domain}>"))
+        # Gmail's Feedback Loop groups complaints by these fields (CampaignId:CustomerId:
+        # MailType:SenderId); they must not contain ':'.
+        campaign = re.sub(r"[^A-Za-z0-9_.-]", "-", rendered.issue.slug)
+        head.append(_header("Feedback-ID", f"{campaign}:{re.sub(r'[^A-Za-z0-9_.-]', '-', list_slug)}:newsletter:{self.domain}"))
+        head.append(_header("MIME-Version", "1.0"))
+        self._head = b"".join(head)
+        mailbox = settings.newsletter.unsubscribe_mailto or self.sender
+        self._mailto_prefix = f"mailto:{quote(ascii_address(mailbox), safe='@')}?subject=unsubscribe%20"
+        self._body_head = (
+            _header("Content-Type", f'multipart/alternative; boundary="{self.boundary}"')
+            + CRLF
+            + f"--{self.boundary}".encode("ascii")
+            + CRLF
+            + _header("Content-Type", 'text/plain; charset="utf-8"')
+            + _header("Content-Transfer-Encoding", "base64")
+            + CRLF
+        )
+        self._between = (
+            f"--{self.boundary}".encode("ascii")
+            + CRLF
+            + _header("Content-Type", 'text/html; charset="utf-8"')
+            + _header("Content-Transfer-Encoding", "base64")
+            + CRLF
+        )
+        self._end = f"--{self.boundary}--".encode("ascii") + CRLF
+        self._link_count = len(rendered.links)
+        self._link_slots = [f"{LINK_PREFIX}{index}" for index in range(self._link_count)]
+        self._original_links = {
+            slot: html.escape(url).encode("utf-8") for slot, url in zip(self._link_slots, rendered.links)
+        }
+        self._view_html = html.escape(self._view).encode("utf-8")
+        sample_html, sample_text = self._slot_values(0)
+        self._html = _Base64Layout(rendered.html, sample_html)
+        self._text = _Base64Layout(rendered.text, sample_text)
+
+    def message_id(self, subscriber_id: int) -> str:
+        """Stable per (issue, subscriber): a resumed or repeated send reuses it, so a
+        receiver that sees the same message twice can tell it is the same message."""
+        return f"<{self.issue_id}.{subscriber_id}.{self.issue_uid}@{self.domain}>"
+
+    def _slot_values(self, subscriber_id: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """The recipient's slot values for the HTML part (escaped) and the text part.  Our
+        tokens and URLs are URL-safe ASCII, so they need no escaping."""
+        unsubscribe = self.links.unsubscribe(self.issue_id, subscriber_id).encode("ascii")
+        html_values: dict[str, bytes] = {
+            UNSUBSCRIBE_URL: unsubscribe,
+            VIEW_URL: self._view_html,
+            OPEN_PIXEL: (
+                open_pixel_tag(self.links.open_pixel(self.issue_id, subscriber_id)).encode("ascii")
+                if self.tracking.opens
+                else b""
+            ),
+        }
+        if self.tracking.clicks:
+            prefix = self._click_prefix
+            tokens = self.links.tokens.sign_clicks(self.issue_id, subscriber_id, self._link_count)
+            html_values.update(zip(self._link_slots, [prefix + token for token in tokens]))
+        else:
+            html_values.update(self._original_links)
+        text_values = {UNSUBSCRIBE_URL: unsubscribe, VIEW_URL: self._view.encode("utf-8"), OPEN_PIXEL: b""}
+        return html_values, text_values
+
+    def build(self, recipient: Recipient, *, message_id: str | None = None) -> OutgoingMessage:
+        to_address = ascii_address(recipient.email)
+        message_id = message_id or self.message_id(recipient.subscriber_id)
+        html_values, text_values = self._slot_values(recipient.subscriber_id)
+        unsubscribe = text_values[UNSUBSCRIBE_URL].decode("ascii")
+        # The token is URL-safe already; the mailbox that gets this mail can act on it.
+        mailto = f"{self._mailto_prefix}{unsubscribe.rsplit('/', 1)[1]}"
+        data = b"".join(
+            (
+                self._head,
+                _header("To", format_address(recipient.name, to_address)),
+                _header("Date", _date_now()),
+                _header("Message-ID", message_id),
+                # RFC 8058 one-click unsubscribe: receivers POST `List-Unsubscribe=One-Click`
+                # to the https URL.  Folded after the comma to keep lines short.
+                _header("List-Unsubscribe", f"<{unsubscribe}>,\r\n <{mailto}>"),
+                _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                self._body_head,
+                self._text.encode(text_values),
+                self._between,
+                self._html.encode(html_values),
+                self._end,
+            )
+        )
+        return OutgoingMessage(data, message_id, to_address)
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """RFC 5322 Date of this second, formatted once per second rather than per message."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def random_message_id(domain: str) -> str:
+    """For test sends, which are not in the ledger: unique, unrelated to any subscriber."""
+    return f"<test.{binascii.hexlify(os.urandom(12)).decode()}@{domain}>"
