@@ -1,0 +1,1 @@
+"""The web side: `newsletter serve` (app.py) and `newsletter preview` (preview.py)."""
