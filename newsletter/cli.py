@@ -149,3 +149,60 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 
     click.echo(f"previewing {issue_file} at http://{host}:{port}/ (Ctrl-C to stop)")
     serve_preview(context.settings, issue_file, host=host, port=port, templates_dir=templates_dir)
+
+
+@main.command()
+@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.option("--list", "list_slug", metavar="SLUG", help="List to send to (default: the issue's front matter 'list', else [newsletter] list).")
+@click.option("--test", "test_addresses", metavar="ADDR", multiple=True, help="Send only to ADDR (repeatable), subject prefixed [TEST], no ledger.")
+@click.option("--dry-run", is_flag=True, help="Build every message, send none, change nothing.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Messages per second (default: configured, else SES MaxSendRate, never above it).")
+@click.option("--workers", type=click.IntRange(min=1, max=64), help="Sending threads (default: enough for the rate).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--retry-failed", is_flag=True, help="Also retry rows that failed temporarily last time.")
+@click.option("--resend-uncertain", is_flag=True, help="Resend rows left in flight by a crash (may duplicate those that got through).")
+@click.option("--force", is_flag=True, help="Send even if checks fail.")
+@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Directory of templates that override the packaged ones.")
+@pass_context
+def send(
+    context: Context,
+    issue_file: Path,
+    list_slug: str | None,
+    test_addresses: tuple[str, ...],
+    dry_run: bool,
+    rate: float | None,
+    workers: int | None,
+    yes: bool,
+    retry_failed: bool,
+    resend_uncertain: bool,
+    force: bool,
+    templates_dir: Path | None,
+) -> None:
+    """Send ISSUE_FILE: one personal copy to every active subscriber of the list.
+
+    Runs the checks first and refuses to send if they fail. Safe to interrupt (Ctrl-C) or
+    to crash: run the same command again and it resumes where it stopped, sending nobody
+    a second copy and skipping nobody.
+
+    \b
+    Examples:
+      newsletter send issues/2026-01-22.md --test me@example.com
+      newsletter send issues/2026-01-22.md --dry-run
+      newsletter send issues/2026-01-22.md --yes
+    """
+    from newsletter.send import SendOptions
+    from newsletter.send_console import run_send_command
+
+    options = SendOptions(
+        list_slug=list_slug,
+        rate=rate,
+        workers=workers,
+        retry_failed=retry_failed,
+        resend_uncertain=resend_uncertain,
+        force=force,
+        templates_dir=templates_dir,
+    )
+    code = run_send_command(
+        context.settings, issue_file, options, test_addresses=list(test_addresses), dry_run=dry_run, assume_yes=yes
+    )
+    sys.exit(code)

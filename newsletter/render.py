@@ -62,6 +62,10 @@ class SlottedText:
         pieces = SLOT_PATTERN.split(text)
         return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
 
+    def marked(self) -> str:
+        """The text with its slot markers, as `parse` read it (for storing)."""
+        return self.parts[0] + "".join(SLOT_MARK.format(name) + part for name, part in zip(self.slots, self.parts[1:]))
+
     def fill(self, values: Mapping[str, str]) -> str:
         """The text with every slot replaced by its value (already escaped as needed)."""
         out = [self.parts[0]]
@@ -243,13 +247,27 @@ class Renderer:
         except jinja2.TemplateNotFound as err:
             raise RenderError(f"template {err.name!r} not found in {', '.join(self.search_path)}") from err
         except jinja2.UndefinedError as err:
-            raise RenderError(f"{name}: {err.message}") from err
+            raise RenderError(f"{self._template_line(err) or name}: {err.message}") from err
+
+    def _template_line(self, err: Exception) -> str | None:
+        """`FILE:LINE` of the template line that failed: Jinja rewrites the traceback so that
+        each template line it ran appears as a frame of that template file."""
+        import traceback
+
+        directories = tuple(str(Path(d).resolve()) + "/" for d in self.search_path)
+        for frame in reversed(traceback.extract_tb(err.__traceback__)):
+            if str(Path(frame.filename).resolve()).startswith(directories):
+                return f"{frame.filename}:{frame.lineno}"
+        return None
 
     def _mjml(self, source: str) -> str:
         import mjml
 
         try:
-            return mjml.mjml2html(source)
+            # fonts={}: MJML otherwise adds a Google Fonts @import whenever the font stack
+            # names Roboto, Lato, etc.: a third-party request on every open that the CJK-first
+            # stack does not need.  An explicit <mj-font> in a template still works.
+            return mjml.mjml2html(source, fonts={})
         except ValueError as err:
             raise RenderError(f"{EMAIL_TEMPLATE}: MJML did not compile: {_mjml_context(str(err), source)}") from err
 

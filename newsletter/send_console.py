@@ -1,0 +1,174 @@
+"""The terminal side of `newsletter send`: the plan, the question, the progress bar, the summary.
+
+Kept apart from `send.py` so the campaign stays a library (the tests and a future web UI
+drive it directly) and apart from `cli.py` so the CLI stays a list of commands.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.send import SendOptions, SendPlan, SendSummary, dry_run, plan_send, run_send, send_test
+from newsletter.store import Store
+
+
+def run_send_command(
+    settings: Settings,
+    issue_file: Path,
+    options: SendOptions,
+    *,
+    test_addresses: list[str],
+    dry_run: bool,
+    assume_yes: bool,
+) -> int:
+    """Returns the exit status: 0 when everything asked for was done."""
+    with Store.open(settings.database_url) as store:
+        plan = plan_send(settings, store, issue_file, options)
+        for warning in plan.issue.warnings:
+            click.echo(str(warning), err=True)
+        for finding in plan.findings:
+            click.echo(str(finding), err=True)
+        for note in plan.notes:
+            click.echo(f"note: {note}", err=True)
+        if plan.blocked:
+            click.echo("checks failed: nothing sent (fix the issue, or use --force)", err=True)
+            return 1
+        if test_addresses:
+            return _test_send(plan, test_addresses)
+        if dry_run:
+            return _dry_run(plan)
+        return _real_send(plan, assume_yes)
+
+
+def _test_send(plan: SendPlan, addresses: list[str]) -> int:
+    failed = 0
+    for result in send_test(plan, addresses):
+        if result.error:
+            failed += 1
+            click.echo(f"{result.address}: failed: {result.error}", err=True)
+        else:
+            click.echo(f"{result.address}: sent ({result.provider_message_id})")
+    _where_messages_are(plan)
+    return 1 if failed else 0
+
+
+def _dry_run(plan: SendPlan) -> int:
+    click.echo(f"dry run: building {plan.audience} messages for list {plan.list_slug!r}; nothing will be sent")
+    summary = dry_run(plan)
+    for problem in summary.unsendable:
+        click.echo(f"cannot send: {problem}", err=True)
+    average = summary.bytes / summary.built / 1024 if summary.built else 0
+    rate = summary.built / summary.elapsed if summary.elapsed else 0
+    click.echo(
+        f"built {summary.built} messages ({average:.1f} KB each) in {summary.elapsed:.1f} s, {rate:.0f}/s; "
+        f"{len(summary.unsendable)} cannot be sent"
+    )
+    return 0
+
+
+def _real_send(plan: SendPlan, assume_yes: bool) -> int:
+    counts = plan.counts
+    if plan.snapshotted and counts.sending and not plan.options.resend_uncertain:
+        click.echo(
+            f"{counts.sending} messages were in flight when an earlier send stopped; "
+            + (
+                "the outbox will tell which arrived"
+                if plan.settings.transport.kind == "outbox"
+                else "they may or may not have been delivered, so they are not resent (use --resend-uncertain to resend them)"
+            ),
+            err=True,
+        )
+    if not plan.audience and not (plan.settings.transport.kind == "outbox" and counts.sending):
+        if plan.snapshotted:
+            click.echo(f"{plan.stored.slug}: already sent completely ({counts.sent} sent) — nothing to do")
+            if counts.failed_temporary:
+                click.echo(f"{counts.failed_temporary} failed temporarily: run again with --retry-failed to retry them")
+        else:
+            click.echo(f"list {plan.list_slug!r} has no active subscribers — nothing to send")
+        return 0
+    transport = plan.settings.transport.kind
+    rate = f"{plan.rate:g}/s" if plan.rate else "as fast as it goes"
+    question = (
+        f"Send {plan.issue.subject!r} to {plan.audience} subscribers of {plan.list_slug!r} "
+        f"via {transport} ({rate}, {plan.workers} workers)?"
+    )
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"{question} — confirm with --yes (no terminal to ask on)")
+        if not click.confirm(question, default=False, err=True):
+            click.echo("nothing sent", err=True)
+            return 1
+    summary = _with_progress(plan)
+    _report(plan, summary)
+    return 0 if summary.complete and not summary.failed_permanent and not summary.failed_temporary else 1
+
+
+def _with_progress(plan: SendPlan) -> SendSummary:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    # SIGTERM (systemd, kill) stops like Ctrl-C: messages in flight finish, the rest stay queued.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f}/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=not console.is_terminal,
+            disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("send", total=plan.audience, rate=0.0)
+
+            def update(summary: SendSummary, total: int) -> None:
+                done = summary.sent + summary.failed_permanent + summary.failed_temporary + summary.skipped
+                progress.update(task, completed=done, rate=summary.rate)
+
+            return run_send(plan, progress=update)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _report(plan: SendPlan, summary: SendSummary) -> None:
+    click.echo(
+        f"sent {summary.sent}, failed {summary.failed_permanent} permanently and {summary.failed_temporary} temporarily, "
+        f"skipped {summary.skipped} in {summary.elapsed:.1f} s ({summary.rate:.1f}/s)"
+    )
+    for reason, number in summary.failures.most_common(10):
+        click.echo(f"  {number} × {reason}", err=True)
+    if summary.stopped:
+        click.echo(f"stopped: {summary.stopped}", err=True)
+    ledger = summary.ledger
+    if summary.uncertain:
+        click.echo(
+            f"{summary.uncertain} messages may or may not have gone out (the provider did not answer); "
+            "they are not resent unless you run again with --resend-uncertain",
+            err=True,
+        )
+    if ledger.queued:
+        click.echo(f"{ledger.queued} still queued: run the same command again to resume", err=True)
+    if ledger.failed_temporary:
+        click.echo(f"{ledger.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True)
+    if summary.complete:
+        click.echo(f"{plan.stored.slug}: sent completely ({ledger.sent} in all)")
+    _where_messages_are(plan)
+
+
+def _where_messages_are(plan: SendPlan) -> None:
+    if plan.settings.transport.kind == "outbox":
+        path = plan.settings.path(plan.settings.transport.outbox.path)
+        click.echo(f"messages are in the Maildir {path}/new/ (one file each; open one with any mail reader)")

@@ -1,0 +1,411 @@
+"""The delivery ledger: one row per (issue, subscriber), the truth of a send.
+
+Rows move `queued -> sending -> sent | failed | skipped`.  A row becomes `sending` in a
+committed transaction *before* its message leaves, and `sent` after the provider took it,
+so whatever the sender's process suffers, a row is never lost and never silently sent
+twice: after a crash the rows still in `sending` are exactly the uncertain ones.
+
+Only SQL lives here; `newsletter.send` decides when to call what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from newsletter.store.lists import insert_ignoring_conflicts
+from newsletter.store.schema import (
+    ACTIVE,
+    FAILED,
+    PERMANENT,
+    QUEUED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    TEMPORARY,
+    deliveries,
+    issues,
+    links,
+    lists,
+    memberships,
+    subscribers,
+    utcnow,
+)
+
+# A sender that has not said it is alive for this long is taken to be gone (it refreshes
+# every few seconds while it runs).
+SENDER_SILENCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    id: int
+    slug: str
+    uid: str
+    subject: str
+    list_id: int | None
+    email_html: str
+    email_text: str
+    web_html: str
+    source_sha256: str
+    snapshot_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed_temporary: int = 0
+    failed_permanent: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.sending + self.sent + self.failed_temporary + self.failed_permanent + self.skipped
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row just moved to `sending`, with what is needed to build its message."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one claimed row."""
+
+    delivery_id: int
+    status: str  # SENT, FAILED, SKIPPED, QUEUED (handed back untried) or SENDING (uncertain)
+    failure: str | None = None
+    provider_message_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+def source_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def this_sender() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ---- issues ----
+
+
+def get_issue(conn: sa.Connection, slug: str) -> StoredIssue | None:
+    row = conn.execute(sa.select(issues).where(issues.c.slug == slug)).mappings().first()
+    return _stored(row) if row else None
+
+
+def get_issue_by_id(conn: sa.Connection, issue_id: int) -> StoredIssue | None:
+    row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).mappings().first()
+    return _stored(row) if row else None
+
+
+def _stored(row) -> StoredIssue:
+    return StoredIssue(
+        id=row["id"],
+        slug=row["slug"],
+        uid=row["uid"],
+        subject=row["subject"],
+        list_id=row["list_id"],
+        email_html=row["email_html"],
+        email_text=row["email_text"],
+        web_html=row["web_html"],
+        source_sha256=row["source_sha256"],
+        snapshot_at=row["snapshot_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def save_issue(
+    conn: sa.Connection,
+    *,
+    slug: str,
+    title: str,
+    subject: str,
+    preheader: str,
+    issue_date: date,
+    language: str,
+    list_id: int | None,
+    email_html: str,
+    email_text: str,
+    web_html: str,
+    source_sha256: str,
+    link_urls: Sequence[str],
+) -> StoredIssue:
+    """Store the rendered issue, or update it while its send has not begun.
+
+    Once the audience is snapshotted the stored render is frozen: every subscriber gets the
+    same content and the link indices in tokens already sent keep their meaning.
+    """
+    values = dict(
+        title=title,
+        subject=subject,
+        preheader=preheader,
+        issue_date=issue_date,
+        language=language,
+        list_id=list_id,
+        email_html=email_html,
+        email_text=email_text,
+        web_html=web_html,
+        source_sha256=source_sha256,
+    )
+    existing = get_issue(conn, slug)
+    if existing is None:
+        conn.execute(
+            insert_ignoring_conflicts(conn, issues)
+            .values(slug=slug, uid=secrets.token_hex(8), created_at=utcnow(), **values)
+            .on_conflict_do_nothing(index_elements=["slug"])
+        )
+    elif existing.snapshot_at is None:
+        conn.execute(sa.update(issues).where(issues.c.id == existing.id).values(**values))
+    else:
+        return existing
+    stored = get_issue(conn, slug)
+    assert stored is not None
+    conn.execute(sa.delete(links).where(links.c.issue_id == stored.id))
+    if link_urls:
+        conn.execute(links.insert(), [{"issue_id": stored.id, "idx": i, "url": url} for i, url in enumerate(link_urls)])
+    return stored
+
+
+def list_slug(conn: sa.Connection, list_id: int) -> str:
+    return conn.execute(sa.select(lists.c.slug).where(lists.c.id == list_id)).scalar_one()
+
+
+def issue_links(conn: sa.Connection, issue_id: int) -> list[str]:
+    rows = conn.execute(sa.select(links.c.url).where(links.c.issue_id == issue_id).order_by(links.c.idx))
+    return list(rows.scalars())
+
+
+def link_url(conn: sa.Connection, issue_id: int, index: int) -> str | None:
+    query = sa.select(links.c.url).where(links.c.issue_id == issue_id, links.c.idx == index)
+    return conn.execute(query).scalar_one_or_none()
+
+
+# ---- the sender lock ----
+
+
+def claim_sender(conn: sa.Connection, issue_id: int, me: str) -> str | None:
+    """Become the issue's sender; returns the other live sender instead if there is one."""
+    row = conn.execute(sa.select(issues.c.sender, issues.c.sender_seen_at).where(issues.c.id == issue_id)).first()
+    if row and row.sender and row.sender != me and _alive(row.sender, row.sender_seen_at):
+        return row.sender
+    conn.execute(sa.update(issues).where(issues.c.id == issue_id).values(sender=me, sender_seen_at=utcnow()))
+    return None
+
+
+def _alive(sender: str, seen_at: datetime | None) -> bool:
+    host, _, pid = sender.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        # On this machine the answer is exact: a killed sender's pid is gone.
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return seen_at is not None and utcnow() - seen_at < SENDER_SILENCE
+
+
+def refresh_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
+    conn.execute(sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender_seen_at=utcnow()))
+
+
+def release_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
+    conn.execute(
+        sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender=None, sender_seen_at=None)
+    )
+
+
+# ---- the audience ----
+
+
+def audience_query(list_id: int) -> sa.Select:
+    """Active members of a list: who a send goes to.  Bounced, complained and unsubscribed
+    subscribers have another status and are never in it."""
+    return (
+        sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
+        .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+        .where(memberships.c.list_id == list_id, subscribers.c.status == ACTIVE)
+    )
+
+
+def count_audience(conn: sa.Connection, list_id: int) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(audience_query(list_id).subquery())).scalar_one()
+
+
+def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
+    """Write one queued row per active member, once; returns how many rows were added.
+
+    One INSERT ... SELECT inside the database: a million subscribers never pass through
+    Python memory.
+    """
+    now = utcnow()
+    audience = audience_query(list_id).subquery()
+    select = sa.select(
+        sa.literal(issue_id),
+        audience.c.id,
+        sa.literal(QUEUED),
+        sa.literal(0),
+        sa.literal(now, type_=deliveries.c.queued_at.type),
+        sa.literal(now, type_=deliveries.c.updated_at.type),
+    ).where(
+        # SQLite needs a WHERE in an INSERT ... SELECT ... ON CONFLICT, or it reads the ON
+        # as a join constraint (sqlite.org/lang_upsert.html, "parsing ambiguity").
+        sa.true()
+    )
+    insert = insert_ignoring_conflicts(conn, deliveries).from_select(
+        ["issue_id", "subscriber_id", "status", "attempts", "queued_at", "updated_at"], select
+    )
+    added = conn.execute(insert.on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])).rowcount
+    conn.execute(sa.update(issues).where(issues.c.id == issue_id).values(snapshot_at=now, list_id=list_id))
+    return added
+
+
+# ---- claiming and recording ----
+
+
+def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[list[Claimed], list[Outcome]]:
+    """Move up to `limit` queued rows to `sending`, lowest ids first.
+
+    Rows whose subscriber stopped being active since the snapshot (an unsubscribe or a
+    bounce that landed mid-send) are marked skipped instead: checked here, moments before
+    their message would leave.  `message_id(subscriber_id)` names each message.
+    Returns the claimed rows and the skipped ones.
+    """
+    query = (
+        sa.select(deliveries.c.id, deliveries.c.subscriber_id, subscribers.c.email, subscribers.c.name, subscribers.c.status)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == QUEUED)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        # Two senders of one issue (which the sender lock prevents, but a lock can expire)
+        # still never claim the same row.
+        query = query.with_for_update(of=deliveries, skip_locked=True)
+    rows = conn.execute(query).all()
+    now = utcnow()
+    claimed: list[Claimed] = []
+    skipped: list[Outcome] = []
+    for row in rows:
+        if row.status != ACTIVE:
+            skipped.append(Outcome(row.id, SKIPPED, failure=row.status))
+        else:
+            claimed.append(Claimed(row.id, row.subscriber_id, row.email, row.name, message_id(row.subscriber_id)))
+    if claimed:
+        conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.status == QUEUED)
+            .values(
+                status=SENDING,
+                claimed_at=now,
+                updated_at=now,
+                message_id=sa.bindparam("mid"),
+                attempts=deliveries.c.attempts + 1,
+            ),
+            [{"row_id": c.delivery_id, "mid": c.message_id} for c in claimed],
+        )
+    if skipped:
+        record(conn, skipped)
+    return claimed, skipped
+
+
+def record(conn: sa.Connection, outcomes: Iterable[Outcome]) -> None:
+    """Write what happened to claimed rows, in one statement per kind of outcome."""
+    now = utcnow()
+    by_status: dict[str, list[dict]] = {}
+    for outcome in outcomes:
+        by_status.setdefault(outcome.status, []).append(
+            {
+                "row_id": outcome.delivery_id,
+                "new_failure": outcome.failure,
+                "pid": outcome.provider_message_id,
+                "err": outcome.error,
+                "extra": outcome.attempts,
+            }
+        )
+    for status, params in by_status.items():
+        values = dict(
+            status=status,
+            failure=sa.bindparam("new_failure"),
+            error=sa.bindparam("err"),
+            updated_at=now,
+            # Retries inside one claim count as attempts too.
+            attempts=deliveries.c.attempts + sa.bindparam("extra"),
+        )
+        if status == SENT:
+            values.update(provider_message_id=sa.bindparam("pid"), sent_at=now)
+        conn.execute(sa.update(deliveries).where(deliveries.c.id == sa.bindparam("row_id")).values(**values), params)
+
+
+def counts(conn: sa.Connection, issue_id: int) -> LedgerCounts:
+    rows = conn.execute(
+        sa.select(deliveries.c.status, deliveries.c.failure, sa.func.count())
+        .where(deliveries.c.issue_id == issue_id)
+        .group_by(deliveries.c.status, deliveries.c.failure)
+    )
+    tally = {"queued": 0, "sending": 0, "sent": 0, "failed_temporary": 0, "failed_permanent": 0, "skipped": 0}
+    for status, failure, number in rows:
+        if status == FAILED:
+            tally["failed_permanent" if failure == PERMANENT else "failed_temporary"] += number
+        else:
+            tally[status] += number
+    return LedgerCounts(**tally)
+
+
+def uncertain_rows(conn: sa.Connection, issue_id: int) -> Iterator[tuple[int, str | None, str]]:
+    """(delivery id, message id, address) of the rows left in `sending`."""
+    query = (
+        sa.select(deliveries.c.id, deliveries.c.message_id, subscribers.c.email)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING)
+        .order_by(deliveries.c.id)
+    )
+    yield from conn.execute(query).tuples()
+
+
+def requeue(conn: sa.Connection, issue_id: int, *, status: str, failure: str | None = None, ids: Sequence[int] | None = None) -> int:
+    """Put rows of `status` (and `failure`) back in the queue; returns how many."""
+    condition = [deliveries.c.issue_id == issue_id, deliveries.c.status == status]
+    if failure is not None:
+        condition.append(deliveries.c.failure == failure)
+    if ids is not None:
+        condition.append(deliveries.c.id.in_(ids))
+    result = conn.execute(
+        sa.update(deliveries).where(*condition).values(status=QUEUED, failure=None, error=None, updated_at=utcnow())
+    )
+    return result.rowcount
+
+
+def mark_complete_if_done(conn: sa.Connection, issue_id: int) -> bool:
+    """Record the issue as completely sent when no row is queued or in flight."""
+    pending = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_((QUEUED, SENDING)))
+    ).scalar_one()
+    if pending:
+        return False
+    conn.execute(
+        sa.update(issues).where(issues.c.id == issue_id, issues.c.completed_at.is_(None)).values(completed_at=utcnow())
+    )
+    return True
