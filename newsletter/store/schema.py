@@ -88,6 +88,8 @@ subscribers = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("confirmed_at", UtcDateTime),
     sa.Column("unsubscribed_at", UtcDateTime),
+    # When the last double opt-in email went out: at most one an hour per address.
+    sa.Column("confirmation_sent_at", UtcDateTime),
     sa.UniqueConstraint("email_key"),
     sa.CheckConstraint(sa.column("status").in_(STATUSES), name="status"),
 )
@@ -194,4 +196,51 @@ deliveries = sa.Table(
     sa.Index(None, "issue_id", "status", "id"),
     sa.Index(None, "provider_message_id"),
     sa.Index(None, "subscriber_id"),
+)
+
+
+# ---- what happened after sending (migration 0003) ----
+
+# Our own: from `newsletter serve`.
+OPEN = "open"
+CLICK = "click"
+UNSUBSCRIBE = "unsubscribe"
+RESUBSCRIBE = "resubscribe"
+CONFIRM = "confirm"
+# From SES, through SNS or SQS (see newsletter.events.EventKind), prefixed where the name
+# would clash with our own.
+SES_SEND = "ses_send"
+DELIVERY = "delivery"
+BOUNCE = "bounce"
+COMPLAINT = "complaint"
+REJECT = "reject"
+DELIVERY_DELAY = "delivery_delay"
+SES_OPEN = "ses_open"
+SES_CLICK = "ses_click"
+RENDERING_FAILURE = "rendering_failure"
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE")),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE")),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id", ondelete="CASCADE")),
+    sa.Column("kind", sa.String(32), nullable=False),
+    # For clicks: the index of the link in the issue's `links`.
+    sa.Column("link_idx", sa.Integer),
+    sa.Column("user_agent", sa.Text),
+    # Likely not a person: a link scanner, a mail privacy proxy, a click within seconds of
+    # delivery.  Kept, not dropped, so stats can show both.
+    sa.Column("machine", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Whatever else the source said (bounce type, diagnostic, complaint feedback type...).
+    sa.Column("detail", JsonDocument),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    # The same notification delivered twice (SNS retries, SQS redelivery) is stored once.
+    sa.Column("dedupe_key", sa.String(64)),
+    sa.UniqueConstraint("dedupe_key"),
+    sa.Index(None, "issue_id", "kind", "occurred_at"),
+    sa.Index(None, "subscriber_id", "kind", "occurred_at"),
+    sa.Index(None, "delivery_id"),
 )

@@ -1,0 +1,78 @@
+"""Recording what happened after sending: opens, clicks, unsubscribes, SES notifications.
+
+Only SQL lives here; the web app and the SES event handling decide what to record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.store.lists import insert_ignoring_conflicts
+from newsletter.store.schema import deliveries, events, utcnow
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """The ledger row a provider message id belongs to."""
+
+    delivery_id: int
+    issue_id: int
+    subscriber_id: int
+    sent_at: datetime | None
+
+
+def record_event(
+    conn: sa.Connection,
+    *,
+    kind: str,
+    issue_id: int | None,
+    subscriber_id: int | None,
+    delivery_id: int | None = None,
+    link_idx: int | None = None,
+    user_agent: str | None = None,
+    machine: bool = False,
+    detail: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Store one event; False when an event with the same `dedupe_key` is already stored."""
+    now = utcnow()
+    statement = insert_ignoring_conflicts(conn, events).values(
+        kind=kind,
+        issue_id=issue_id,
+        subscriber_id=subscriber_id,
+        delivery_id=delivery_id,
+        link_idx=link_idx,
+        user_agent=user_agent,
+        machine=machine,
+        detail=detail,
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        dedupe_key=dedupe_key,
+    )
+    if dedupe_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return conn.execute(statement).rowcount == 1
+
+
+def delivery_for(conn: sa.Connection, *, issue_id: int, subscriber_id: int) -> DeliveryRef | None:
+    row = conn.execute(
+        sa.select(deliveries.c.id, deliveries.c.issue_id, deliveries.c.subscriber_id, deliveries.c.sent_at).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscriber_id
+        )
+    ).first()
+    return DeliveryRef(*row) if row else None
+
+
+def delivery_by_provider_id(conn: sa.Connection, provider_message_id: str) -> DeliveryRef | None:
+    """The ledger row of an SES message id (recorded when SES accepted the message)."""
+    row = conn.execute(
+        sa.select(deliveries.c.id, deliveries.c.issue_id, deliveries.c.subscriber_id, deliveries.c.sent_at).where(
+            deliveries.c.provider_message_id == provider_message_id
+        )
+    ).first()
+    return DeliveryRef(*row) if row else None
