@@ -1,0 +1,40 @@
+"""What every part of the web app shares, built once when `newsletter serve` starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from newsletter.config import Settings
+from newsletter.render import Renderer
+from newsletter.store import Store
+from newsletter.tracking import Links, Tokens
+from newsletter.transports import Transport, open_transport
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    store: Store
+    renderer: Renderer
+    tokens: Tokens
+    links: Links
+    # How the app sends mail (double opt-in confirmations): the configured transport.
+    open_transport: Callable[[], Transport]
+    # SNS message verification for /hooks/ses (newsletter.events.SnsVerifier); tests pass
+    # one that trusts a local certificate URL.  None builds the default from the settings.
+    sns_verifier: object | None = None
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, store: Store, *, sns_verifier: object | None = None) -> WebContext:
+        tokens = Tokens(settings.newsletter.secret)
+        return cls(
+            settings=settings,
+            store=store,
+            renderer=Renderer(settings),
+            tokens=tokens,
+            links=Links(settings.base_url, tokens),
+            open_transport=lambda: open_transport(settings),
+            sns_verifier=sns_verifier,
+        )
