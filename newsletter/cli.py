@@ -376,8 +376,7 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
 
     with _open_store(context) as store:
         if output is None:
-            stream = click.get_text_stream("stdout")
-            export_csv(store, stream, list_slug=list_slug, status=status)
+            export_csv(store, sys.stdout, list_slug=list_slug, status=status)
             return
         count = export_csv_file(store, output, list_slug=list_slug, status=status)
     click.echo(f"{output}: {count} subscribers", err=True)

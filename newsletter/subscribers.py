@@ -907,6 +907,8 @@ class _DriverInsert:
         self.named = not compiled.positional  # psycopg: "%(name)s" placeholders, dicts
 
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        if not rows:
+            return  # an empty parameter list would run the statement once, unbound
         if self.named:
             rows = [dict(zip(self.columns, row)) for row in rows]
         elif self.reorder is not None:
