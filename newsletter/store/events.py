@@ -56,7 +56,10 @@ def record_event(
     )
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return conn.execute(statement).rowcount == 1
+    # RETURNING rather than rowcount: psycopg reports rowcount -1 for an INSERT that
+    # SQLAlchemy runs with RETURNING, so a rowcount test called every event a duplicate on
+    # PostgreSQL.  A row comes back exactly when one was inserted (SQLite >= 3.35 too).
+    return conn.execute(statement.returning(events.c.id)).first() is not None
 
 
 def delivery_for(conn: sa.Connection, *, issue_id: int, subscriber_id: int) -> DeliveryRef | None:
