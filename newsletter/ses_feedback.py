@@ -1,0 +1,305 @@
+"""Applying SES events to the store: the ledger row's history and the subscriber's standing.
+
+    with store.begin() as conn:
+        result = apply_ses_event(conn, event, SuppressionPolicy.from_settings(settings.events))
+
+Both ways SES feedback arrives, the `/hooks/ses` endpoint (SNS over HTTPS) and
+`newsletter events pull` (SQS), parse an `SesEvent` with `newsletter.events` and hand it here,
+inside a transaction they commit.  What an event does:
+
+- it is recorded once as an event on its ledger row (issue, subscriber, delivery), keyed by
+  its dedupe key, so an SNS retry, an SQS redelivery or the same bounce reported by both SES
+  formats counts once; a repeat changes nothing else either;
+- a permanent bounce marks the subscriber `bounced`, a complaint `complained`, and soft
+  bounces `bounced` once the policy's limit falls within its window.  Sends only go to
+  `active` subscribers and re-check the status when they claim a row, so that is what
+  suppresses them from every later send;
+- SES's Subscription event (its own list-management unsubscribe) unsubscribes.
+
+Finding the row: by the SES MessageId the send recorded; failing that by our own Message-ID
+header, which SES reports in `mail.headers` and which names the issue and subscriber.  The
+second way matters for events that overtake the send's own bookkeeping: the row is written
+`sending` (with its Message-ID) before the message leaves, but gets its SES id only when the
+sender records a batch of outcomes.
+
+An event about a message that is in no ledger row (a `--test` send, a double opt-in
+confirmation, another application sharing the configuration set) is not about an issue.  A
+bounce or complaint is still applied to the subscriber with that address, if there is one:
+SES judges the sending account by its bounce and complaint rates whatever the message was,
+so a dead or complaining address must not be mailed again.  Every other kind of such event
+is ignored, with the reason in the result, because it says nothing about our issues or
+subscribers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+
+from newsletter.events import EventKind, SesEvent, Suppression, SuppressionPolicy
+from newsletter.store import schema
+from newsletter.store.events import DeliveryRef, delivery_by_provider_id, record_event
+from newsletter.store.feedback import (
+    bounce_details,
+    delivery_by_message_id,
+    link_index,
+    subscriber_id_for_address,
+    suppress_subscriber,
+)
+
+log = logging.getLogger(__name__)
+
+# SES's event kinds as stored; ours (open, click) are recorded by the web app, so SES's own
+# open and click tracking gets kinds of its own.  A Subscription event is an unsubscribe.
+STORED_KIND: Mapping[EventKind, str] = {
+    EventKind.SEND: schema.SES_SEND,
+    EventKind.DELIVERY: schema.DELIVERY,
+    EventKind.BOUNCE: schema.BOUNCE,
+    EventKind.COMPLAINT: schema.COMPLAINT,
+    EventKind.REJECT: schema.REJECT,
+    EventKind.DELIVERY_DELAY: schema.DELIVERY_DELAY,
+    EventKind.OPEN: schema.SES_OPEN,
+    EventKind.CLICK: schema.SES_CLICK,
+    EventKind.RENDERING_FAILURE: schema.RENDERING_FAILURE,
+    EventKind.SUBSCRIPTION: schema.UNSUBSCRIBE,
+}
+
+SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
+    Suppression.BOUNCED: schema.BOUNCED,
+    Suppression.SOFT_BOUNCED: schema.BOUNCED,
+    Suppression.COMPLAINED: schema.COMPLAINED,
+}
+
+# Kinds that still matter when the message is in no ledger row: they are about the address.
+_ABOUT_THE_ADDRESS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION})
+
+MachineCheck = Callable[[SesEvent, DeliveryRef | None], bool]
+"""Whether an SES open or click was likely made by a machine (scanner, privacy proxy)."""
+
+
+class Applied(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # seen before: nothing changed
+    IGNORED = "ignored"  # not about anything in this database
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What applying one SES event did."""
+
+    event: SesEvent
+    applied: Applied
+    delivery: DeliveryRef | None = None
+    subscriber_ids: tuple[int, ...] = ()
+    # (subscriber id, new status) for each subscriber whose standing changed.
+    suppressed: tuple[tuple[int, str], ...] = ()
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line for logs and `newsletter events pull`."""
+        where = (
+            f"issue {self.delivery.issue_id}, subscriber {self.delivery.subscriber_id}"
+            if self.delivery
+            else ", ".join(f"subscriber {sid}" for sid in self.subscriber_ids) or "no subscriber"
+        )
+        line = f"{self.event.kind} {self.event.ses_message_id}: {self.applied} ({where})"
+        if self.suppressed:
+            line += "; " + ", ".join(f"subscriber {sid} now {status}" for sid, status in self.suppressed)
+        if self.reason:
+            line += f"; {self.reason}"
+        return line
+
+
+def apply_ses_event(
+    conn: sa.Connection,
+    event: SesEvent,
+    policy: SuppressionPolicy,
+    *,
+    machine_check: MachineCheck | None = None,
+) -> FeedbackResult:
+    """Record `event` and apply what it means, inside the caller's transaction."""
+    delivery = find_delivery(conn, event)
+    if delivery is not None:
+        return _apply(conn, event, policy, delivery, [delivery.subscriber_id], machine_check)
+    if event.kind not in _ABOUT_THE_ADDRESS:
+        reason = "no ledger row has this message (a test send, a confirmation email or another sender): ignored"
+        log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
+        return FeedbackResult(event, Applied.IGNORED, reason=reason)
+    found = {sid for address in event.recipients if (sid := subscriber_id_for_address(conn, address)) is not None}
+    if not found:
+        reason = "message in no ledger row and no subscriber has its address: ignored"
+        log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
+        return FeedbackResult(event, Applied.IGNORED, reason=reason)
+    return _apply(conn, event, policy, None, sorted(found), machine_check)
+
+
+def find_delivery(conn: sa.Connection, event: SesEvent) -> DeliveryRef | None:
+    """The ledger row of the event's message: by SES MessageId, else by our Message-ID."""
+    delivery = delivery_by_provider_id(conn, event.ses_message_id)
+    if delivery is not None:
+        return delivery
+    own = own_message_id(event.payload)
+    if own is None:
+        return None
+    return delivery_by_message_id(conn, issue_id=own.issue_id, subscriber_id=own.subscriber_id, message_id=own.header)
+
+
+@dataclass(frozen=True)
+class OwnMessageId:
+    """A Message-ID header of the form `newsletter.message` gives ledger mail:
+    <ISSUE.SUBSCRIBER.UID@domain>."""
+
+    issue_id: int
+    subscriber_id: int
+    header: str
+
+
+def own_message_id(payload: Mapping[str, Any]) -> OwnMessageId | None:
+    """Our Message-ID among the headers SES reports with an event, if it is there."""
+    mail = payload.get("mail")
+    if not isinstance(mail, Mapping):
+        return None
+    candidates: list[str] = []
+    headers = mail.get("headers")
+    if isinstance(headers, list):
+        candidates += [
+            header["value"]
+            for header in headers
+            if isinstance(header, Mapping)
+            and isinstance(header.get("name"), str)
+            and header["name"].lower() == "message-id"
+            and isinstance(header.get("value"), str)
+        ]
+    common = mail.get("commonHeaders")
+    if isinstance(common, Mapping) and isinstance(common.get("messageId"), str):
+        candidates.append(common["messageId"])
+    for candidate in candidates:
+        text = candidate.strip()
+        if not text.startswith("<"):
+            text = f"<{text}>"
+        local = text[1:].partition("@")[0]
+        parts = local.split(".")
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            return OwnMessageId(int(parts[0]), int(parts[1]), text)
+    return None
+
+
+def _apply(
+    conn: sa.Connection,
+    event: SesEvent,
+    policy: SuppressionPolicy,
+    delivery: DeliveryRef | None,
+    subscriber_ids: list[int],
+    machine_check: MachineCheck | None,
+) -> FeedbackResult:
+    kind = STORED_KIND[event.kind]
+    detail = _detail(event)
+    link_idx = None
+    if event.kind is EventKind.CLICK and delivery is not None and event.link:
+        link_idx = link_index(conn, delivery.issue_id, event.link)
+    machine = bool(machine_check and event.kind in (EventKind.OPEN, EventKind.CLICK) and machine_check(event, delivery))
+
+    recorded_for: list[int] = []
+    for subscriber_id in subscriber_ids:
+        # One SES event about several of our subscribers (only possible for mail that is not
+        # ours: ours has one recipient) becomes one stored event each, with keys of their own.
+        key = event.dedupe_key if len(subscriber_ids) == 1 else _per_subscriber_key(event.dedupe_key, subscriber_id)
+        if record_event(
+            conn,
+            kind=kind,
+            issue_id=delivery.issue_id if delivery else None,
+            subscriber_id=subscriber_id,
+            delivery_id=delivery.delivery_id if delivery else None,
+            link_idx=link_idx,
+            user_agent=event.user_agent,
+            machine=machine,
+            detail=detail,
+            occurred_at=event.timestamp,
+            dedupe_key=key,
+        ):
+            recorded_for.append(subscriber_id)
+    if not recorded_for:
+        return FeedbackResult(event, Applied.DUPLICATE, delivery, tuple(subscriber_ids), reason="seen before")
+
+    suppressed: list[tuple[int, str]] = []
+    for subscriber_id in recorded_for:
+        status = _new_status(conn, event, policy, subscriber_id)
+        if status is not None and suppress_subscriber(conn, subscriber_id, status, since=event.timestamp):
+            suppressed.append((subscriber_id, status))
+            log.info("subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.ses_message_id)
+    return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed))
+
+
+def _new_status(conn: sa.Connection, event: SesEvent, policy: SuppressionPolicy, subscriber_id: int) -> str | None:
+    if event.kind is EventKind.SUBSCRIPTION:
+        return schema.UNSUBSCRIBED if opted_out(event) else None
+    if event.kind not in (EventKind.BOUNCE, EventKind.COMPLAINT):
+        return None
+    soft_times: list[datetime] = []
+    if event.soft_bounce:
+        soft_times = [
+            moment
+            for moment, detail in bounce_details(conn, subscriber_id, exclude_dedupe_key=event.dedupe_key)
+            if isinstance(detail, Mapping) and detail.get("soft")
+        ]
+    suppression = policy.suppression_for(event, soft_times)
+    if suppression is None and event.soft_bounce and soft_times:
+        # Bounces read from a queue backlog may arrive out of order, so the window ending at
+        # this bounce is not the only one that can hold enough of them: try each window that
+        # ends at a soft bounce.  A bounce arriving late then decides as if it had come on time.
+        every = [*soft_times, event.timestamp]
+        if any(policy.soft_bounces_suppress(every, now=moment) for moment in every):
+            suppression = Suppression.SOFT_BOUNCED
+    return SUBSCRIBER_STATUS[suppression] if suppression is not None else None
+
+
+def opted_out(event: SesEvent) -> bool:
+    """Whether an SES Subscription event says the contact opted out.
+
+    We keep one audience per list and no SES topics, so an opt-out from any topic is taken
+    as leaving: honouring an unsubscribe is the law (CAN-SPAM, RFC 8058's one click), while
+    a reader who meant less can subscribe again.  Opting *in* through SES is ignored:
+    subscribing happens through our own double opt-in.
+    """
+    if event.unsubscribe_all:
+        return True
+    record = event.payload.get("subscription")
+    preferences = record.get("newTopicPreferences") if isinstance(record, Mapping) else None
+    statuses = preferences.get("topicSubscriptionStatus") if isinstance(preferences, Mapping) else None
+    if not isinstance(statuses, list):
+        return False
+    return any(isinstance(item, Mapping) and item.get("subscriptionStatus") == "OptOut" for item in statuses)
+
+
+def _detail(event: SesEvent) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "source": "ses",
+        "ses_kind": str(event.kind),
+        "ses_message_id": event.ses_message_id,
+        "sns_message_id": event.sns_message_id,
+        "recipients": list(event.recipients),
+        "bounce_type": event.bounce_type,
+        "bounce_subtype": event.bounce_subtype,
+        "complaint_feedback_type": event.complaint_feedback_type,
+        "complaint_subtype": event.complaint_subtype,
+        "ip_address": event.ip_address,
+        "link": event.link,
+        "detail": event.detail,
+        "unsubscribe_all": event.unsubscribe_all,
+    }
+    if event.kind is EventKind.BOUNCE:
+        values["permanent"] = event.permanent
+        # What the soft-bounce count reads back; stored so the policy's reading of the
+        # subtype (content bounces do not count) is applied once, when it arrives.
+        values["soft"] = event.soft_bounce
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _per_subscriber_key(dedupe_key: str, subscriber_id: int) -> str:
+    return hashlib.sha256(f"{dedupe_key}:{subscriber_id}".encode("ascii")).hexdigest()
