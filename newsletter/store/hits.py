@@ -1,0 +1,85 @@
+"""Recording open and click hits in batches: a few statements per batch, not per hit.
+
+The open pixel is the busiest URL of `newsletter serve` (every open of every message), so its
+hits are buffered in memory and written here, a batch at a time, by one writer thread
+(`newsletter.web.recorder`).  A batch looks up what it needs in three queries, then inserts
+every event in one executemany.
+
+Only SQL lives here; whether a hit was a machine's is decided by the caller's `judge`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Sequence
+
+import sqlalchemy as sa
+
+from newsletter.store.schema import deliveries, events, issues, subscribers, utcnow
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request for a tracking URL with a valid token."""
+
+    kind: str  # schema.OPEN or schema.CLICK
+    issue_id: int
+    subscriber_id: int
+    occurred_at: datetime
+    user_agent: str | None
+    method: str = "GET"
+    link_idx: int | None = None
+
+
+# judge(hit, sent_at) -> (machine, detail)
+Judge = Callable[[Hit, "datetime | None"], "tuple[bool, dict | None]"]
+
+
+def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
+    """Store `hits` as events; returns how many were stored.
+
+    A hit whose issue or subscriber no longer exists (erased since the mail went out) is
+    dropped: the foreign keys would refuse it, and there is nobody left to count.
+    """
+    if not hits:
+        return 0
+    issue_ids = sorted({hit.issue_id for hit in hits})
+    subscriber_ids = sorted({hit.subscriber_id for hit in hits})
+    known_issues = set(conn.execute(sa.select(issues.c.id).where(issues.c.id.in_(issue_ids))).scalars())
+    known_subscribers = set(
+        conn.execute(sa.select(subscribers.c.id).where(subscribers.c.id.in_(subscriber_ids))).scalars()
+    )
+    ledger = {
+        (issue_id, subscriber_id): (delivery_id, sent_at)
+        for delivery_id, issue_id, subscriber_id, sent_at in conn.execute(
+            sa.select(deliveries.c.id, deliveries.c.issue_id, deliveries.c.subscriber_id, deliveries.c.sent_at).where(
+                deliveries.c.issue_id.in_(issue_ids), deliveries.c.subscriber_id.in_(subscriber_ids)
+            )
+        )
+    }
+    now = utcnow()
+    rows = []
+    for hit in hits:
+        if hit.issue_id not in known_issues or hit.subscriber_id not in known_subscribers:
+            continue
+        delivery_id, sent_at = ledger.get((hit.issue_id, hit.subscriber_id), (None, None))
+        machine, detail = judge(hit, sent_at)
+        rows.append(
+            {
+                "kind": hit.kind,
+                "issue_id": hit.issue_id,
+                "subscriber_id": hit.subscriber_id,
+                "delivery_id": delivery_id,
+                "link_idx": hit.link_idx,
+                "user_agent": hit.user_agent,
+                "machine": machine,
+                "detail": detail,
+                "occurred_at": hit.occurred_at,
+                "recorded_at": now,
+                "dedupe_key": None,
+            }
+        )
+    if rows:
+        conn.execute(events.insert(), rows)
+    return len(rows)
