@@ -7,6 +7,7 @@ sys.path, so sibling modules import by name) and use
   starting Chromium costs about a second;
 - `new_page` (per test): `new_page(width=680, height=900, color_scheme="light") -> Page`,
   each page in its own context, closed when the test ends;
+- `open_page(chromium, width, height, ...)`: the same page, for fixtures of a wider scope;
 - `screenshot(page, name)`: a full-page PNG under `test-artifacts/` for a person to look at
   (also as the fixture `screenshot`, and `blocked_requests` likewise).
 
@@ -85,42 +86,54 @@ def chromium() -> Iterator:
             browser.close()
 
 
+def open_page(browser, width: int = 680, height: int = 900, *, color_scheme: str = "light", **context_options):
+    """A page in a context of its own that can reach nothing outside this machine; close it
+    with `page.context.close()` (the `new_page` fixture does that for you)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options)
+    blocked: list[str] = []
+    context._newsletter_blocked = blocked
+
+    def guard(route) -> None:
+        url = route.request.url
+        if is_local(url):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", guard)
+    return context.new_page()
+
+
 @pytest.fixture
 def new_page(chromium) -> Iterator[Callable]:
-    contexts = []
+    """`new_page(width=680, height=900, color_scheme="light") -> Page`, closed after the test."""
+    pages = []
 
-    def make(width: int = 680, height: int = 900, *, color_scheme: str = "light", **context_options):
-        context = chromium.new_context(
-            viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options
-        )
-        blocked: list[str] = []
-        context._newsletter_blocked = blocked
-
-        def guard(route) -> None:
-            url = route.request.url
-            if is_local(url):
-                route.continue_()
-            else:
-                blocked.append(url)
-                route.abort("blockedbyclient")
-
-        context.route("**/*", guard)
-        contexts.append(context)
-        return context.new_page()
+    def make(*args, **kwargs):
+        pages.append(open_page(chromium, *args, **kwargs))
+        return pages[-1]
 
     yield make
-    for context in contexts:
-        context.close()
+    for page in pages:
+        page.context.close()
 
 
-@pytest.fixture(name="screenshot")
+@pytest.fixture(scope="session", name="screenshot")
 def screenshot_fixture() -> Callable:
     """`screenshot(page, name) -> Path`, as the function above, for modules that load this
     file as a plugin (importing it as well would bypass pytest's assertion rewriting)."""
     return screenshot
 
 
-@pytest.fixture(name="blocked_requests")
+@pytest.fixture(scope="session", name="blocked_requests")
 def blocked_requests_fixture() -> Callable:
     """`blocked_requests(page) -> list[str]`, as the function above."""
     return blocked_requests
+
+
+@pytest.fixture(scope="session", name="open_page")
+def open_page_fixture() -> Callable:
+    """`open_page(chromium, width, height, ...)`, as the function above, for fixtures of a
+    module or session scope."""
+    return open_page

@@ -54,17 +54,27 @@ def built(tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
     return result
 
 
-@pytest.fixture(params=sorted(SAMPLES))
-def email(request, built):
+@pytest.fixture(scope="module", params=sorted(SAMPLES))
+def email(request, built, chromium, open_page):
+    """(name, loaded page, entry titles): each email is loaded once per module; every test
+    sets the viewport and colour scheme it needs first."""
     if request.param not in built:
         pytest.skip(f"{SAMPLES[request.param]} is not on this machine")
-    return request.param, *built[request.param]
-
-
-def test_phone_width_has_no_horizontal_scrolling_and_shows_every_title(email, new_page, screenshot, blocked_requests):
-    name, path, titles = email
-    page = new_page(PHONE, 800)
+    path, titles = built[request.param]
+    page = open_page(chromium, PHONE, 900)
     page.goto(path.as_uri())
+    yield request.param, page, titles
+    page.context.close()
+
+
+def show(page, width: int, scheme: str = "light") -> None:
+    page.emulate_media(color_scheme=scheme)  # media queries re-apply without a reload
+    page.set_viewport_size({"width": width, "height": 900})
+
+
+def test_phone_width_has_no_horizontal_scrolling_and_shows_every_title(email, screenshot, blocked_requests):
+    name, page, titles = email
+    show(page, PHONE)
     widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert widths[0] <= widths[1] == PHONE, f"{name} scrolls sideways at {PHONE} px: {widths}"
     headings = page.locator("h2.nl-entry-title")
@@ -78,10 +88,9 @@ def test_phone_width_has_no_horizontal_scrolling_and_shows_every_title(email, ne
     assert blocked_requests(page) == []
 
 
-def test_desktop_width_centres_a_column_of_at_most_640_px(email, new_page, screenshot, blocked_requests):
-    name, path, titles = email
-    page = new_page(DESKTOP, 900)
-    page.goto(path.as_uri())
+def test_desktop_width_centres_a_column_of_at_most_640_px(email, screenshot, blocked_requests):
+    name, page, titles = email
+    show(page, DESKTOP)
     boxes = page.evaluate(
         """() => [...document.querySelectorAll('.nl-card')].map(e => {
              const b = e.getBoundingClientRect();
@@ -99,17 +108,14 @@ def test_desktop_width_centres_a_column_of_at_most_640_px(email, new_page, scree
     assert blocked_requests(page) == [], "the email loads something from outside"
 
 
-def test_text_keeps_aa_contrast_in_light_and_dark_mode_at_both_widths(email, new_page, screenshot):
-    name, path, _ = email
-    page = new_page(PHONE, 900)
-    page.goto(path.as_uri())
+def test_text_keeps_aa_contrast_in_light_and_dark_mode_at_both_widths(email, screenshot):
+    name, page, _ = email
     low = []
     for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)  # media queries re-apply without a reload
-        body = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        assert (body == "rgb(244, 245, 247)") == (scheme == "light"), f"{scheme} mode page background: {body}"
         for width in (DESKTOP, PHONE):
-            page.set_viewport_size({"width": width, "height": 900})
+            show(page, width, scheme)
+            body = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert (body == "rgb(244, 245, 247)") == (scheme == "light"), f"{scheme} mode page background: {body}"
             ratios = page.locator(READABLE).evaluate_all(CONTRAST_JS)
             assert len(ratios) > 20
             low += [(scheme, width, text, round(ratio, 2)) for text, ratio in ratios if ratio < 4.5]
