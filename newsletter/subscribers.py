@@ -64,8 +64,11 @@ class Address(NamedTuple):
     smtputf8: bool
 
 
-# RFC 5322 dot-atom in ASCII: the shape of nearly every real address.
-_ASCII_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+# An RFC 5322 dot-atom local part in ASCII, and a domain of plain ASCII hostname characters:
+# the shape of nearly every real address.
+_PLAIN_ADDRESS = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]+)"
+)
 _CASE_INSENSITIVE_LOCAL_PARTS = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
@@ -80,19 +83,14 @@ def normalize_address(raw: str) -> Address:
     # per domain; the common ASCII local part is checked here with the same rule it applies.
     # Anything unusual (quotes, non-ASCII, RFC 2142 role names it lowercases, two @-signs,
     # over-long parts) goes to the full validator, so both paths agree; a test compares them.
-    local, at, domain = text.rpartition("@")
-    if (
-        at
-        and len(text) <= 254
-        and len(local) <= 64
-        and domain.isascii()
-        and _ASCII_DOT_ATOM.match(local)
-        and local.lower() not in _CASE_INSENSITIVE_LOCAL_PARTS
-    ):
-        ascii_domain = _valid_ascii_domain(domain)
-        if ascii_domain is not None:
-            email = local + "@" + ascii_domain
-            return Address(email, email.lower(), False)
+    match = _PLAIN_ADDRESS.fullmatch(text)
+    if match is not None and len(text) <= 254:
+        local, domain = match.groups()
+        if len(local) <= 64 and local.lower() not in _CASE_INSENSITIVE_LOCAL_PARTS:
+            ascii_domain = _valid_ascii_domain(domain)
+            if ascii_domain is not None:
+                email = local + "@" + ascii_domain
+                return Address(email, email.lower(), False)
     return _validate_fully(text)
 
 
@@ -876,12 +874,14 @@ _NEW_SUBSCRIBER_COLUMNS = (
 )
 
 
-def _keys_condition(column: sa.Column, dialect: str) -> sa.ColumnElement:
-    """`column` is one of the keys in the single parameter `keys`."""
+def _keys_condition(column: sa.Column, dialect: str, parameter: str = "keys") -> sa.ColumnElement:
+    """`column` is one of the values in the single parameter `parameter`: a JSON array on
+    SQLite, an array on PostgreSQL (see `_BatchWriter.many`).  Unlike an expanding IN,
+    the statement compiles once however many values a batch has."""
     if dialect == "sqlite":
-        members = sa.select(sa.literal_column("value")).select_from(sa.func.json_each(sa.bindparam("keys")))
+        members = sa.select(sa.literal_column("value")).select_from(sa.func.json_each(sa.bindparam(parameter)))
         return column.in_(members)
-    return column == sa.any_(sa.bindparam("keys", type_=ARRAY(sa.String)))
+    return column == sa.any_(sa.bindparam(parameter, type_=ARRAY(column.type)))
 
 
 def _driver_form(column: sa.Column, dialect: sa.Dialect) -> Callable:
@@ -946,7 +946,7 @@ class _BatchWriter:
         # first_row[subscriber id] = the row that first used that subscriber, 0 if none yet.
         self.first_row = array("I")
         dialect = conn.dialect
-        self.keys_value = json.dumps if dialect.name == "sqlite" else list
+        self.many = json.dumps if dialect.name == "sqlite" else list
         self.select_existing = sa.select(
             subscribers.c.id,
             subscribers.c.email_key,
@@ -960,7 +960,7 @@ class _BatchWriter:
             _keys_condition(subscribers.c.email_key, dialect.name)
         )
         self.select_memberships = sa.select(memberships.c.subscriber_id, memberships.c.list_id).where(
-            memberships.c.subscriber_id.in_(sa.bindparam("ids", expanding=True))
+            _keys_condition(memberships.c.subscriber_id, dialect.name, "ids")
         )
         self.insert_subscribers = _DriverInsert(
             conn,
@@ -1012,14 +1012,14 @@ class _BatchWriter:
             rows = self._first_in_batch(batch)
             if self.dry_run:
                 rows = self._not_seen_in_dry_run(rows)
-            keys = self.keys_value([row.address.key for row in rows])
+            keys = self.many([row.address.key for row in rows])
             existing = {record.email_key: record for record in conn.execute(self.select_existing, {"keys": keys})}
             if not self.dry_run:
                 rows = self._not_claimed(rows, existing)
             current_memberships: set[tuple[int, int]] = set()
             if existing:
                 ids = [record.id for record in existing.values()]
-                current_memberships = {tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": ids})}
+                current_memberships = {tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})}
             list_ids = self._list_ids({slug for row in rows for slug in row.lists})
 
             now = utcnow()
@@ -1053,7 +1053,7 @@ class _BatchWriter:
             driver_now = self.driver_time(now)
             if new_rows:
                 self.insert_subscribers.execute(conn, [self._new_subscriber(row, driver_now) for row in new_rows])
-                new_keys = self.keys_value([row.address.key for row in new_rows])
+                new_keys = self.many([row.address.key for row in new_rows])
                 new_ids = dict(conn.execute(self.select_ids, {"keys": new_keys}).all())
                 first_row = self.first_row
                 for row in new_rows:
@@ -1097,7 +1097,7 @@ class _BatchWriter:
     def _not_seen_in_dry_run(self, rows: list[_Row]) -> list[_Row]:
         if not rows:
             return rows
-        keys = self.keys_value([row.address.key for row in rows])
+        keys = self.many([row.address.key for row in rows])
         seen_before = dict(self.conn.execute(self.select_seen, {"keys": keys}).all())
         kept = []
         for row in rows:
