@@ -1,0 +1,173 @@
+"""`/subscribe` (the form) and `/confirm/TOKEN` (the double opt-in link).
+
+The form's answer is the same page, status and work whoever the address belongs to; the
+confirmation email, when one is due, goes out from a background task after the answer has
+been sent, so the time to answer does not depend on it either.  The rules on who gets an
+email and who may come back are in newsletter.subscriptions.
+
+`GET /confirm/TOKEN` confirms, as the link in the email promises, except when the request
+looks like a link scanner's (corporate mail gateways open every link of a message on
+arrival): then it shows a button, and only the POST from that button confirms.
+"""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from newsletter.errors import InputError, TokenError
+from newsletter.store.lists import check_list_slug
+from newsletter.store.schema import CLICK
+from newsletter.subscriptions import (
+    ALREADY_CONFIRMED,
+    CONFIRMED,
+    PendingConfirmation,
+    confirm_subscription,
+    find_reader,
+    request_subscription,
+    send_confirmation,
+)
+from newsletter.tracking import Purpose
+from newsletter.web.context import WebContext
+from newsletter.web.machines import judge
+from newsletter.web.pages import Pages
+from newsletter.web.security import FormGuard, FormTooLarge, RateLimiter, client_address, read_form
+
+MAX_NAME_CHARACTERS = 200
+
+
+def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limiter: RateLimiter) -> list[Route]:
+    def settings():
+        # Read per request, not captured: see FormGuard.
+        return context.settings
+
+    def show_form(request: Request, *, status: int = 200, error: str | None = None, email: str = "", name: str = "", list_slug: str | None = None) -> Response:
+        words = pages.words()
+        slug = list_slug or request.query_params.get("list") or settings().newsletter.list
+        try:
+            check_list_slug(slug)
+        except InputError:
+            slug = settings().newsletter.list
+        form_token = guard.token_for(request)
+        response = pages.render(
+            "web/subscribe.html.j2",
+            status=status,
+            page_title=words["subscribe_title"].format(name=pages.name),
+            form_token=form_token,
+            action_url="/subscribe",
+            list_slug=slug,
+            email=email,
+            subscriber_name=name,
+            error=error,
+        )
+        guard.set_cookie(response, form_token)
+        return response
+
+    def handle(request: Request, email: str, name: str, list_slug: str) -> Response:
+        words = pages.words()
+        try:
+            pending = request_subscription(
+                context.store,
+                email=email,
+                name=name[:MAX_NAME_CHARACTERS],
+                list_slug=list_slug or settings().newsletter.list,
+                default_list=settings().newsletter.list,
+            )
+        except InputError as err:
+            return show_form(
+                request,
+                status=400,
+                error=words["subscribe_invalid"].format(reason=err),
+                email=email,
+                name=name,
+                list_slug=list_slug,
+            )
+        background = BackgroundTask(deliver, pending) if pending is not None else None
+        return pages.message(
+            words["subscribe_sent_title"], words["subscribe_sent_body"], role="status", background=background
+        )
+
+    def deliver(pending: PendingConfirmation) -> None:
+        url = context.links.confirm(pending.list_id, pending.subscriber_id)
+        with context.open_transport() as transport:
+            send_confirmation(context.settings, context.store, transport, pending, url)
+
+    async def subscribe(request: Request) -> Response:
+        if request.method != "POST":
+            return await run_in_threadpool(show_form, request)
+        if not limiter.allow(client_address(request)):
+            words = pages.words()
+            return await run_in_threadpool(
+                lambda: pages.message(
+                    words["too_many_requests_title"],
+                    words["too_many_requests"],
+                    status=429,
+                    role="alert",
+                    headers={"Retry-After": "60", "Cache-Control": "no-store"},
+                )
+            )
+        try:
+            form = await read_form(request)
+        except FormTooLarge:
+            return await run_in_threadpool(pages.too_large)
+        if not guard.check(request, form):
+            return await run_in_threadpool(pages.form_expired)
+        fields = {key: form.get(key, "") for key in ("email", "name", "list")}
+        email, name, list_slug = (str(fields[key]).strip() for key in ("email", "name", "list"))
+        return await run_in_threadpool(handle, request, email, name, list_slug)
+
+    def confirm_page(request: Request, token: str, list_id: int, subscriber_id: int, user_agent: str | None) -> Response:
+        outcome, reader, list_name = confirm_subscription(
+            context.store, list_id=list_id, subscriber_id=subscriber_id, user_agent=user_agent
+        )
+        if outcome not in (CONFIRMED, ALREADY_CONFIRMED) or reader is None:
+            return pages.invalid_link()
+        words = pages.words()
+        return pages.message(
+            words["confirmed_title"],
+            words["confirmed_body"].format(email=reader.email, name=pages.name),
+            role="status",
+            link=(pages.url("/"), words["archive"]),
+        )
+
+    def ask_person(request: Request, token: str, subscriber_email: str | None) -> Response:
+        words = pages.words()
+        form_token = guard.token_for(request)
+        response = pages.render(
+            "web/confirm.html.j2",
+            page_title=words["confirm_title"].format(name=pages.name),
+            message=words["confirm_ask"].format(name=pages.name, email=subscriber_email or ""),
+            action_url=f"/confirm/{token}",
+            form_token=form_token,
+        )
+        guard.set_cookie(response, form_token)
+        return response
+
+    async def confirm(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            claim = context.tokens.verify(token, Purpose.CONFIRM)
+        except TokenError:
+            return await run_in_threadpool(pages.invalid_link)
+        user_agent = request.headers.get("user-agent")
+        if request.method == "POST":
+            try:
+                form = await read_form(request)
+            except FormTooLarge:
+                return await run_in_threadpool(pages.too_large)
+            if not guard.check(request, form):
+                return await run_in_threadpool(pages.form_expired)
+        elif judge(kind=CLICK, user_agent=user_agent, method=request.method).machine:
+            reader = await run_in_threadpool(find_reader, context.store, claim.subscriber_id)
+            if reader is None:
+                return await run_in_threadpool(pages.invalid_link)
+            return await run_in_threadpool(ask_person, request, token, reader.email)
+        return await run_in_threadpool(confirm_page, request, token, claim.issue_id, claim.subscriber_id, user_agent)
+
+    return [
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
+    ]
