@@ -176,6 +176,15 @@ def test_empty_and_javascript_links_in_a_template_fail(tmp_path, settings):
     assert any("link 'javascript:alert(1)' is neither http(s) nor mailto" in m for m in messages)
 
 
+def test_script_in_a_template_fails(tmp_path, settings):
+    templates = custom_template(
+        tmp_path, EMAIL_TEMPLATE, "<mj-raw>{{ slot('open_pixel') }}</mj-raw>",
+        "<mj-raw><script>track()</script>{{ slot('open_pixel') }}</mj-raw>",
+    )
+    findings = findings_of(settings, write_issue(tmp_path), templates)
+    assert kinds(findings) == {("script", "error")}
+
+
 # ---------------------------------------------------------------------------------------
 # Leftover template syntax and slots
 # ---------------------------------------------------------------------------------------
