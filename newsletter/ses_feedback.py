@@ -38,7 +38,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
@@ -52,6 +52,7 @@ from newsletter.store.feedback import (
     subscriber_id_for_address,
     suppress_subscriber,
 )
+from newsletter.web.machines import judge
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,6 @@ SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
 
 # Kinds that still matter when the message is in no ledger row: they are about the address.
 _ABOUT_THE_ADDRESS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION})
-
-MachineCheck = Callable[[SesEvent, DeliveryRef | None], bool]
-"""Whether an SES open or click was likely made by a machine (scanner, privacy proxy)."""
-
 
 class Applied(StrEnum):
     RECORDED = "recorded"
@@ -120,13 +117,11 @@ def apply_ses_event(
     conn: sa.Connection,
     event: SesEvent,
     policy: SuppressionPolicy,
-    *,
-    machine_check: MachineCheck | None = None,
 ) -> FeedbackResult:
     """Record `event` and apply what it means, inside the caller's transaction."""
     delivery = find_delivery(conn, event)
     if delivery is not None:
-        return _apply(conn, event, policy, delivery, [delivery.subscriber_id], machine_check)
+        return _apply(conn, event, policy, delivery, [delivery.subscriber_id])
     if event.kind not in _ABOUT_THE_ADDRESS:
         reason = "no ledger row has this message (a test send, a confirmation email or another sender): ignored"
         log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
@@ -136,7 +131,7 @@ def apply_ses_event(
         reason = "message in no ledger row and no subscriber has its address: ignored"
         log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
         return FeedbackResult(event, Applied.IGNORED, reason=reason)
-    return _apply(conn, event, policy, None, sorted(found), machine_check)
+    return _apply(conn, event, policy, None, sorted(found))
 
 
 def find_delivery(conn: sa.Connection, event: SesEvent) -> DeliveryRef | None:
@@ -196,14 +191,23 @@ def _apply(
     policy: SuppressionPolicy,
     delivery: DeliveryRef | None,
     subscriber_ids: list[int],
-    machine_check: MachineCheck | None,
 ) -> FeedbackResult:
     kind = STORED_KIND[event.kind]
     detail = _detail(event)
     link_idx = None
     if event.kind is EventKind.CLICK and delivery is not None and event.link:
         link_idx = link_index(conn, delivery.issue_id, event.link)
-    machine = bool(machine_check and event.kind in (EventKind.OPEN, EventKind.CLICK) and machine_check(event, delivery))
+    machine = False
+    if event.kind in (EventKind.OPEN, EventKind.CLICK):
+        # SES's own tracking is judged like ours, so stats count people the same way.
+        verdict = judge(
+            kind=schema.CLICK if event.kind is EventKind.CLICK else schema.OPEN,
+            user_agent=event.user_agent,
+            occurred_at=event.timestamp,
+            sent_at=delivery.sent_at if delivery else None,
+        )
+        machine = verdict.machine
+        detail.update(verdict.detail() or {})
 
     recorded_for: list[int] = []
     for subscriber_id in subscriber_ids:

@@ -217,3 +217,14 @@ def test_a_suppression_only_ever_gets_stronger(store, crafted):
     assert crafted.status_of(left) == schema.BOUNCED
     # Complained then bounced: still complained.
     assert crafted.status_of(angry) == schema.COMPLAINED
+
+
+def test_ses_opens_and_clicks_are_judged_people_or_machines_like_our_own(store, crafted, sent):
+    # Apple Mail Privacy Protection fetches images with the bare "Mozilla/5.0" agent; the
+    # documentation's click comes from a desktop Chrome, well after sending.
+    apply(store, ses_record("Open", message_id="ses-1", recipient="reader@example.org", userAgent="Mozilla/5.0"))
+    apply(store, ses_record("Click", message_id="ses-1", recipient="reader@example.org", link=LINKS[0]))
+    opened, clicked = crafted.events()
+    assert (opened["kind"], opened["machine"]) == (schema.SES_OPEN, True)
+    assert "Apple" in opened["detail"]["machine"]
+    assert (clicked["kind"], clicked["machine"]) == (schema.SES_CLICK, False)
