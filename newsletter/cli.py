@@ -428,3 +428,42 @@ def db_upgrade(context: Context) -> None:
         click.echo(f"{where}: already at revision {after}")
     else:
         click.echo(f"{where}: upgraded from {before or 'an empty database'} to revision {after}")
+
+# ---- SES events and stats ----
+
+
+@main.group()
+def events() -> None:
+    """SES events (deliveries, bounces, complaints...) for servers SNS cannot reach."""
+
+
+@events.command("pull")
+@click.option("--queue-url", required=True, metavar="URL", help="The SQS queue subscribed to the SES event topic.")
+@click.option("--once", is_flag=True, help="Stop when the queue is empty instead of waiting for more.")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
+@click.option("--wait", "wait_seconds", type=click.IntRange(0, 20), default=20, show_default=True, help="Seconds each receive waits for messages (SQS long polling).")
+@pass_context
+def events_pull(context: Context, queue_url: str, once: bool, max_messages: int | None, wait_seconds: int) -> None:
+    """Apply SES events from an SQS queue; each message is deleted once stored.
+
+    Runs until Ctrl-C (or, with --once, until the queue is empty).  Region and endpoint
+    come from [transport.ses]; credentials from the usual AWS sources.  Unreadable
+    messages are reported and left for the queue's redrive policy.
+
+    \b
+    Example:
+      newsletter events pull --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/ses-events
+    """
+    from newsletter.sqs_pull import pull_events
+
+    with _open_store(context) as store:
+        summary = pull_events(
+            context.settings,
+            store,
+            queue_url,
+            once=once,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            report=lambda line: click.echo(line),
+        )
+    click.echo(summary.describe(), err=True)
