@@ -184,7 +184,7 @@ class World:
 
     def emails(self) -> dict[int, str]:
         with self.store.read() as conn:
-            return dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.email)).tuples())
+            return {row[0]: row[1] for row in conn.execute(sa.select(subscribers.c.id, subscribers.c.email))}
 
     # ---- sending in-process ----
 
@@ -211,7 +211,7 @@ class World:
             .order_by(deliveries.c.subscriber_id)
         )
         with self.store.read() as conn:
-            return {row[0]: Delivery(*row) for row in conn.execute(query).tuples()}
+            return {row[0]: Delivery(*row) for row in conn.execute(query)}
 
     def statuses(self) -> dict[str, int]:
         counted: dict[str, int] = {}
