@@ -37,9 +37,13 @@ def issue_copy(tmp_path) -> Path:
 
 
 def edit(path: Path, old: str, new: str) -> None:
+    """Change the file as an editor saving it would, in one step: written beside it and
+    renamed over it, so a poll never sees it half-written."""
     text = path.read_text(encoding="utf-8")
     assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    partial = path.with_name(path.name + ".saving")
+    partial.write_text(text.replace(old, new, 1), encoding="utf-8")
+    os.replace(partial, path)
 
 
 def poll(get, until, *, seconds: float = 10.0):
