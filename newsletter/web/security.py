@@ -102,12 +102,18 @@ class FormGuard:
     def same_origin(self, request: Request) -> bool:
         # Fetch Metadata (sent by every current browser) and Origin (sent with every
         # cross-origin POST) both say where a request came from; either is enough to refuse.
-        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        fetch_site = request.headers.get("sec-fetch-site", "").lower()
+        if fetch_site == "cross-site":
             return False
         origin = request.headers.get("origin")
         if origin is None:
             return True
         origin = origin.lower()
+        if origin == "null":
+            # Browsers send `Origin: null` from privacy-sensitive contexts (a page with a
+            # no-referrer policy, a sandboxed frame); believe it only where Fetch Metadata
+            # says the request came from our own origin.
+            return fetch_site == "same-origin"
         # Our configured public origin, or the host the request was sent to (the same thing
         # behind a correctly configured proxy; the test server's address in tests).
         own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
@@ -203,8 +209,11 @@ def client_address(request: Request) -> str:
 # ---- response headers -----------------------------------------------------------------
 
 # Our pages have no scripts and only inline styles (templates/page.html.j2); issue pages
-# may show images from anywhere.  No page may be framed (clickjacking of the buttons), and
-# no URL of ours leaks in a Referer: /u/TOKEN and /confirm/TOKEN are capabilities.
+# may show images from anywhere.  No page may be framed (clickjacking of the buttons).  No
+# URL of ours leaks to another site in a Referer (/u/TOKEN and /confirm/TOKEN are
+# capabilities); `same-origin` rather than `no-referrer`, because under `no-referrer`
+# browsers send our own form POSTs with `Origin: null` (Fetch standard, "serializing a
+# request origin"), which the form guard could not tell from a foreign one.
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -213,7 +222,7 @@ SECURITY_HEADERS = [
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 ]
 
 

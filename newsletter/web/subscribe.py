@@ -76,11 +76,13 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
                 list_slug=list_slug or settings().newsletter.list,
                 default_list=settings().newsletter.list,
             )
-        except InputError as err:
+        except InputError:
+            # The validator's explanation is English and technical; the address itself,
+            # echoed back, is what the person can check and correct.
             return show_form(
                 request,
                 status=400,
-                error=words["subscribe_invalid"].format(reason=err),
+                error=words["subscribe_invalid"].format(reason=email or "—"),
                 email=email,
                 name=name,
                 list_slug=list_slug,

@@ -1,0 +1,93 @@
+"""The application of `newsletter serve`: every public URL the emails point at, the SES
+event hook and the editor's stats pages, as one Starlette ASGI app.
+
+    app = create_app(WebContext.create(settings, store))
+
+Routes (by module):
+    /o/TOKEN.gif, /c/TOKEN          tracking.py     open pixel, tracked links
+    /u/TOKEN                        unsubscribe.py  one-click unsubscribe (RFC 8058) and its page
+    /subscribe, /confirm/TOKEN      subscribe.py    double opt-in
+    /, /issues/SLUG, /feed.xml      archive.py      the web archive and its Atom feed
+    /hooks/ses                      hooks.py        SNS notifications of SES events
+    /stats/...                      admin.py        per-issue stats (HTTP basic auth)
+
+Database work never runs on the event loop: endpoints read the request body there and do
+the rest in Starlette's threadpool (`run_in_threadpool`), because SQLAlchemy's drivers here
+are blocking.  The open pixel does no database work at all on the request path.
+
+Any ASGI server can run the app behind a reverse proxy: see docs/deploy.md and
+newsletter/web/asgi.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from newsletter.web.admin import admin_routes
+from newsletter.web.archive import archive_routes
+from newsletter.web.context import WebContext
+from newsletter.web.hooks import hook_routes
+from newsletter.web.pages import Pages
+from newsletter.web.recorder import HitRecorder
+from newsletter.web.security import FormGuard, RateLimiter, SecurityHeaders
+from newsletter.web.subscribe import subscribe_routes
+from newsletter.web.tracking import tracking_routes
+from newsletter.web.unsubscribe import unsubscribe_routes
+
+log = logging.getLogger("newsletter.web")
+
+
+def create_app(context: WebContext) -> Starlette:
+    pages = Pages(context)
+    guard = FormGuard(lambda: context.settings.base_url)
+    limiter = RateLimiter(context.settings.web.subscribe_rate_per_minute)
+    recorder = HitRecorder(context.store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        recorder.start()
+        try:
+            yield
+        finally:
+            # After the last request: every buffered open and click reaches the database
+            # before the process ends.
+            recorder.stop()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return pages.not_found()
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        words = pages.words()
+        return pages.message(words["server_error_title"], words["server_error_body"], status=500, role="alert")
+
+    routes = [
+        # The busiest route first: Starlette tries routes in order.
+        *tracking_routes(context, pages, recorder),
+        *unsubscribe_routes(context, pages, guard),
+        *subscribe_routes(context, pages, guard, limiter),
+        *archive_routes(context, pages),
+        *hook_routes(context),
+        *admin_routes(context),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.state.recorder = recorder
+    app.state.rate_limiter = limiter
+    return app

@@ -1,0 +1,63 @@
+"""`newsletter serve`: the app under uvicorn.
+
+For production behind a reverse proxy, or under another ASGI server, see docs/deploy.md;
+this is the same app with uvicorn's defaults chosen for that setup.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from newsletter.config import DEMO_SECRET, Settings
+from newsletter.errors import ConfigError
+from newsletter.store import Store
+from newsletter.web.app import create_app
+from newsletter.web.context import WebContext
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until interrupted; a clean stop writes every buffered tracking hit first."""
+    import uvicorn
+
+    refuse_demo_secret_in_public(settings, host)
+    with Store.open(settings.database_url) as store:
+        app = create_app(WebContext.create(settings, store))
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            # X-Forwarded-For/-Proto are believed only from the addresses in
+            # $FORWARDED_ALLOW_IPS (uvicorn's default: 127.0.0.1, a proxy on this machine), so
+            # a client cannot pick its own address to dodge the subscribe rate limit.
+            proxy_headers=True,
+            # Access logs would write every unsubscribe and confirmation URL (each one a
+            # capability) to disk, and a line per pixel; the reverse proxy logs requests.
+            access_log=False,
+            log_level="info",
+            lifespan="on",
+        )
+
+
+def refuse_demo_secret_in_public(settings: Settings, host: str) -> None:
+    """The example configuration's secret is public, so with it anyone could sign an
+    unsubscribe link for any subscriber: fine on loopback, refused anywhere else."""
+    if settings.newsletter.secret != DEMO_SECRET:
+        return
+    if _loopback(host) and _loopback(urlsplit(settings.base_url).hostname or ""):
+        return
+    raise ConfigError(
+        "is the example configuration's demo secret, which anyone can read; set a long random one "
+        "(NEWSLETTER_SECRET) before serving beyond this machine",
+        key="newsletter.secret",
+        source=settings.source,
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

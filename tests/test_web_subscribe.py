@@ -1,0 +1,269 @@
+"""Subscribing with double opt-in through `newsletter serve`: the form, the confirmation
+email that lands in the outbox, its link, and what the answer must not reveal."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from email.message import EmailMessage
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.store.schema import ACTIVE, BOUNCED, CONFIRM, UNCONFIRMED, UNSUBSCRIBED, lists, memberships, subscribers
+from newsletter.subscribers import add_subscriber, unsubscribe
+
+pytest.register_assert_rewrite("tests.web_site")
+from tests.web_site import BROWSER, Site, form_token  # noqa: E402
+
+pytest_plugins = ["tests.web_site"]
+
+SENT_PAGE = "请查收确认邮件"
+
+
+@pytest.fixture(scope="module")
+def shop(site: Site) -> Site:
+    """The module's site, with one member of each standing already in the database."""
+    store = site.world.store
+    add_subscriber(store, "member@example.net", name="Member", list_slug="default")
+    add_subscriber(store, "left@example.net", list_slug="default")
+    unsubscribe(store, "left@example.net")
+    add_subscriber(store, "bounced@example.net", list_slug="default")
+    with store.begin() as conn:
+        conn.execute(sa.update(subscribers).where(subscribers.c.email == "bounced@example.net").values(status=BOUNCED))
+    return site
+
+
+# Each test posts from an address of its own, as behind a proxy (uvicorn believes
+# X-Forwarded-For from 127.0.0.1), so the per-address rate limit counts each test apart.
+_client_numbers = iter(range(1, 250))
+
+
+def subscribe(site: Site, email: str, *, name: str = "", client_ip: str | None = None, **extra):
+    ip = client_ip or f"198.51.100.{next(_client_numbers)}"
+    with site.client(headers={"User-Agent": BROWSER, "X-Forwarded-For": ip}) as browser:
+        form = browser.get("/subscribe")
+        data = {"email": email, "name": name, "list": "default", "form_token": form_token(form.text), **extra}
+        return browser.post("/subscribe", data=data)
+
+
+def confirmations_to(site: Site, email: str) -> list[EmailMessage]:
+    return [m for m in site.messages() if m["To"].addresses[0].addr_spec == email]
+
+
+def wait_for_confirmation(site: Site, email: str, count: int = 1, timeout: float = 10) -> EmailMessage:
+    deadline = time.monotonic() + timeout
+    while len(found := confirmations_to(site, email)) < count:
+        assert time.monotonic() < deadline, f"no confirmation email to {email}"
+        time.sleep(0.02)
+    assert len(found) == count
+    return found[-1]
+
+
+def no_new_mail_after_a_moment(site: Site, before: int) -> None:
+    # The email would leave from a background task right after the answer; give it time.
+    time.sleep(0.3)
+    assert site.world.outbox_count() == before
+
+
+def confirm_link(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    return re.search(r"(http://\S+/confirm/[A-Za-z0-9_-]{44})", body).group(1)
+
+
+def test_the_form_is_labelled_and_in_the_newsletters_language(shop: Site):
+    with shop.client() as browser:
+        page = browser.get("/subscribe")
+    assert page.status_code == 200
+    assert '<html lang="zh-CN">' in page.text
+    assert '<label for="email">邮箱地址</label>' in page.text
+    assert 'id="email" name="email"' in page.text and 'autocomplete="email"' in page.text
+    assert '<label for="name">' in page.text
+    assert "nl_form" in page.headers["set-cookie"] and "samesite=strict" in page.headers["set-cookie"].lower()
+
+
+def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: Site):
+    answer = subscribe(shop, "new.reader@example.org", name="新读者")
+    assert answer.status_code == 200
+    assert SENT_PAGE in answer.text
+    row = shop.subscriber("new.reader@example.org")
+    assert row["status"] == UNCONFIRMED and row["source"] == "web" and row["name"] == "新读者"
+    assert row["confirmed_at"] is None
+
+    message = wait_for_confirmation(shop, "new.reader@example.org")
+    assert str(message["Subject"]) == "请确认订阅「AI行业速递」"
+    assert message["From"].addresses[0].addr_spec == "digest@example.com"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Message-ID"] and message["Date"]
+    assert "List-Unsubscribe" not in message
+    body = message.get_body(preferencelist=("plain",))
+    assert body["Content-Transfer-Encoding"] == "base64"
+    # Nothing typed into the form but the address reaches the email.
+    assert "新读者" not in body.get_content()
+
+    link = confirm_link(message)
+    assert link.startswith(f"{shop.url}/confirm/")
+    with shop.client() as browser:
+        page = browser.get(link)
+        again = browser.get(link)
+    assert page.status_code == again.status_code == 200
+    assert "订阅成功" in page.text and "new.reader@example.org" in page.text
+    row = shop.subscriber("new.reader@example.org")
+    assert row["status"] == ACTIVE and row["confirmed_at"] is not None
+    with shop.world.store.read() as conn:
+        member_of = conn.execute(
+            sa.select(lists.c.slug).join(memberships).where(memberships.c.subscriber_id == row["id"])
+        ).scalars().all()
+    assert member_of == ["default"]
+    (event,) = shop.events(CONFIRM, "new.reader@example.org")
+    assert event["detail"] == {"list": "default", "was": UNCONFIRMED}
+
+
+def test_the_answer_is_the_same_whoever_the_address_belongs_to(shop: Site):
+    answers = {
+        email: subscribe(shop, email)
+        for email in ("member@example.net", "left@example.net", "bounced@example.net", "stranger@example.org")
+    }
+    statuses = {answer.status_code for answer in answers.values()}
+    bodies = {answer.text for answer in answers.values()}
+    assert statuses == {200} and len(bodies) == 1
+    assert SENT_PAGE in bodies.pop()
+
+
+def test_an_active_member_gets_no_email(shop: Site):
+    before = shop.world.outbox_count()
+    row = shop.subscriber("member@example.net")
+    assert subscribe(shop, "member@example.net", name="Someone Else").status_code == 200
+    no_new_mail_after_a_moment(shop, before)
+    after = shop.subscriber("member@example.net")
+    assert after["status"] == ACTIVE and after["name"] == "Member"
+    assert after["confirmation_sent_at"] == row["confirmation_sent_at"]
+
+
+def test_at_most_one_confirmation_email_an_hour_per_address(shop: Site):
+    subscribe(shop, "eager@example.org")
+    wait_for_confirmation(shop, "eager@example.org")
+    before = shop.world.outbox_count()
+    for _ in range(3):
+        assert subscribe(shop, "EAGER@example.org").status_code == 200
+    no_new_mail_after_a_moment(shop, before)
+    assert len(confirmations_to(shop, "eager@example.org")) == 1
+
+    # An hour later the next request mails again.
+    sent_at = shop.subscriber("eager@example.org")["confirmation_sent_at"]
+    with shop.world.store.begin() as conn:
+        conn.execute(
+            sa.update(subscribers)
+            .where(subscribers.c.email == "eager@example.org")
+            .values(confirmation_sent_at=sent_at - timedelta(hours=1, seconds=1))
+        )
+    subscribe(shop, "eager@example.org")
+    wait_for_confirmation(shop, "eager@example.org", count=2)
+
+
+def test_someone_who_unsubscribed_comes_back_only_by_confirming(shop: Site):
+    subscribe(shop, "left@example.net")
+    assert shop.status("left@example.net") == UNSUBSCRIBED
+    link = confirm_link(wait_for_confirmation(shop, "left@example.net"))
+    with shop.client() as browser:
+        assert browser.get(link).status_code == 200
+    assert shop.status("left@example.net") == ACTIVE
+    assert shop.subscriber("left@example.net")["unsubscribed_at"] is None
+
+
+def test_a_bounced_address_comes_back_only_by_confirming(shop: Site):
+    subscribe(shop, "bounced@example.net")
+    assert shop.status("bounced@example.net") == BOUNCED
+    link = confirm_link(wait_for_confirmation(shop, "bounced@example.net"))
+    with shop.client() as browser:
+        assert browser.get(link).status_code == 200
+    assert shop.status("bounced@example.net") == ACTIVE
+
+
+def test_a_confirmation_link_mailed_before_an_unsubscribe_no_longer_confirms(shop: Site):
+    subscribe(shop, "fickle@example.org")
+    link = confirm_link(wait_for_confirmation(shop, "fickle@example.org"))
+    with shop.client() as browser:
+        assert browser.get(link).status_code == 200
+    unsubscribe(shop.world.store, "fickle@example.org")
+    with shop.client() as browser:
+        page = browser.get(link)
+    assert page.status_code == 404
+    assert "链接无效" in page.text
+    assert shop.status("fickle@example.org") == UNSUBSCRIBED
+
+
+def test_a_link_scanner_gets_a_button_and_confirms_nothing(shop: Site):
+    subscribe(shop, "guarded@example.org")
+    link = confirm_link(wait_for_confirmation(shop, "guarded@example.org"))
+    with shop.client(headers={"User-Agent": "Mozilla/5.0"}) as scanner:
+        page = scanner.get(link)
+    assert page.status_code == 200
+    assert "确认订阅</button>" in page.text
+    assert shop.status("guarded@example.org") == UNCONFIRMED
+    # A person pressing that button confirms.
+    with shop.client() as browser:
+        button_page = browser.get(link, headers={"User-Agent": "python-requests/2.32"})
+        answer = browser.post(link, data={"form_token": form_token(button_page.text)})
+    assert answer.status_code == 200
+    assert shop.status("guarded@example.org") == ACTIVE
+
+
+def test_a_tampered_confirmation_link_is_refused(shop: Site):
+    subscribe(shop, "careful@example.org")
+    link = confirm_link(wait_for_confirmation(shop, "careful@example.org"))
+    forged = link[:-5] + ("AAAAA" if not link.endswith("AAAAA") else "BBBBB")
+    with shop.client() as browser:
+        assert browser.get(forged).status_code == 404
+    assert shop.status("careful@example.org") == UNCONFIRMED
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "two@@example.org", "", "x@localhost"])
+def test_an_invalid_address_gets_the_form_back_and_nothing_is_stored(shop: Site, address: str):
+    answer = subscribe(shop, address)
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and 'aria-invalid="true"' in answer.text
+    with shop.world.store.read() as conn:
+        assert conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == address)).first() is None
+
+
+def test_a_list_that_does_not_exist_is_refused_not_created(shop: Site):
+    answer = subscribe(shop, "lister@example.org", list="secret-list")
+    assert answer.status_code == 400
+    with shop.world.store.read() as conn:
+        assert conn.execute(sa.select(lists.c.id).where(lists.c.slug == "secret-list")).first() is None
+
+
+def test_a_cross_site_post_is_refused(shop: Site):
+    with shop.client() as browser:
+        answer = browser.post("/subscribe", data={"email": "victim@example.org", "list": "default"})
+        forged = browser.post(
+            "/subscribe",
+            data={"email": "victim@example.org", "list": "default", "form_token": "y" * 43},
+            headers={"Origin": "https://attacker.example"},
+        )
+    assert answer.status_code == forged.status_code == 403
+    with shop.world.store.read() as conn:
+        assert conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == "victim@example.org")).first() is None
+
+
+def test_too_many_posts_from_one_address_get_429(shop: Site):
+    limit = shop.world.settings.web.subscribe_rate_per_minute
+    answers = [subscribe(shop, f"burst{n}@example.org", client_ip="203.0.113.9") for n in range(limit + 2)]
+    assert [a.status_code for a in answers[:limit]] == [200] * limit
+    refused = answers[limit]
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "60"
+    assert "请求太频繁" in refused.text
+    with shop.world.store.read() as conn:
+        assert conn.execute(
+            sa.select(subscribers.c.id).where(subscribers.c.email == f"burst{limit}@example.org")
+        ).first() is None
+    # Another client is not affected.
+    assert subscribe(shop, "calm@example.org", client_ip="203.0.113.10").status_code == 200
+
+
+def test_an_oversized_form_is_refused(shop: Site):
+    answer = subscribe(shop, "big@example.org", name="x" * 20_000)
+    assert answer.status_code == 413

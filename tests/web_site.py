@@ -1,0 +1,219 @@
+"""`newsletter serve` under a real uvicorn on 127.0.0.1, over a `World` (send_world.py), for
+the web tests.
+
+    def test_x(site: Site):
+        site.world.add_subscribers(3)
+        site.send()                       # the issue goes out through the outbox
+        message = site.message_to("reader0@example.org")
+        site.post(unsubscribe_url(message), ...)
+
+The server's port is known only once it listens, but the links in the emails and the app's
+own URLs must point at it: so the app is built, served, and then its context is given the
+served base URL (the app reads its context on every request), and the editor's
+newsletter.toml is rewritten with the same base URL before anything is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import time
+import uuid
+from email.message import EmailMessage
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+
+from newsletter.send import send_test
+from newsletter.store.database import normalize_url
+from newsletter.store.schema import events, subscribers
+from newsletter.web.app import create_app
+from newsletter.web.context import WebContext
+
+pytest.register_assert_rewrite("tests.send_world")
+from http_server import run_asgi_in_thread  # noqa: E402
+from tests.send_world import World, parse_message  # noqa: E402
+
+POSTGRES_URL_VARIABLE = "NEWSLETTER_TEST_DATABASE_URL"
+# What a person's browser sends; httpx's own user agent counts as a machine (it is one).
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+TEST_ADDRESS = "editor@example.com"
+
+
+@dataclasses.dataclass
+class Site:
+    world: World
+    context: WebContext
+    app: Starlette
+    url: str
+    _parsed: dict = dataclasses.field(default_factory=dict)
+
+    # ---- HTTP ----
+
+    def client(self, **options) -> httpx.Client:
+        """A client for this server, as a browser of a person (cookies kept, no redirects
+        followed, so a test sees each answer)."""
+        options.setdefault("headers", {"User-Agent": BROWSER})
+        return http_client(base_url=self.url, **options)
+
+    def flush(self) -> None:
+        """Write the buffered opens and clicks now."""
+        self.app.state.recorder.flush()
+
+    # ---- sending ----
+
+    def send(self, **options) -> None:
+        summary = self.world.send(**options)
+        assert summary.failed_permanent == summary.failed_temporary == 0, summary
+
+    def send_test(self, address: str = TEST_ADDRESS) -> EmailMessage:
+        before = set(self.world.outbox_files())
+        results = send_test(self.world.plan(), [address])
+        assert results[0].error is None, results
+        (new,) = set(self.world.outbox_files()) - before
+        return parse_message(new.read_bytes())
+
+    def messages(self) -> list[EmailMessage]:
+        # Parsing a 90 KB message takes milliseconds; a module's tests ask again and again.
+        parsed = self._parsed
+        for path in self.world.outbox_files():
+            if path not in parsed:
+                parsed[path] = parse_message(path.read_bytes())
+        return list(parsed.values())
+
+    def message_to(self, address: str) -> EmailMessage:
+        found = [m for m in self.messages() if m["To"].addresses[0].addr_spec == address]
+        assert len(found) == 1, f"{len(found)} messages to {address}"
+        return found[0]
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        """The outbox once it holds `count` messages (mail sent from background tasks)."""
+        deadline = time.monotonic() + timeout
+        while self.world.outbox_count() < count:
+            assert time.monotonic() < deadline, f"{self.world.outbox_count()} messages in the outbox, expected {count}"
+            time.sleep(0.02)
+        return self.messages()
+
+    # ---- the database ----
+
+    def subscriber(self, email: str) -> dict:
+        with self.world.store.read() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == email)).mappings().one()
+        return dict(row)
+
+    def status(self, email: str) -> str:
+        return self.subscriber(email)["status"]
+
+    def events(self, kind: str | None = None, email: str | None = None) -> list[dict]:
+        query = sa.select(events).order_by(events.c.id)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
+        if email is not None:
+            query = query.where(events.c.subscriber_id == self.subscriber(email)["id"])
+        with self.world.store.read() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def wait_for_events(self, kind: str, count: int, email: str | None = None, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(found := self.events(kind, email)) < count:
+            assert time.monotonic() < deadline, f"{len(found)} {kind} events, expected {count}"
+            time.sleep(0.02)
+        return found
+
+
+@contextlib.contextmanager
+def served(world: World, *, before_start: Callable[[Starlette], None] | None = None) -> Iterator[Site]:
+    """`world`'s app under uvicorn until the block ends (see the module docstring)."""
+    context = WebContext.create(world.settings, world.store)
+    app = create_app(context)
+    if before_start is not None:
+        before_start(app)
+    with run_asgi_in_thread(app) as url:
+        world.configure("newsletter", base_url=url)
+        at_url = WebContext.create(world.settings, world.store)
+        for field in dataclasses.fields(WebContext):
+            setattr(context, field.name, getattr(at_url, field.name))
+        yield Site(world, context, app, url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def site_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """conftest.py's `database_url`, once per test module: starting a server and sending an
+    issue for every test would cost most of the suite's time, so a module's tests share one
+    database and server, and each test uses subscribers of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'newsletter.db'}"
+        return
+    base = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not base:
+        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set: PostgreSQL cases skipped")
+    # A schema of its own, as conftest.py does: a clean database in milliseconds.
+    schema = f"test_web_{uuid.uuid4().hex[:12]}"
+    server = normalize_url(base)
+    admin = sa.create_engine(server, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def site(site_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    world = World(tmp_path_factory.mktemp("world"), site_database_url)
+    try:
+        with served(world) as running:
+            yield running
+    finally:
+        world.close()
+
+
+def http_client(**options) -> httpx.Client:
+    # Plain http on loopback: verify=False only skips loading the CA bundle, which costs
+    # 0.15 s per client and would be most of these tests' time.
+    return httpx.Client(verify=False, follow_redirects=False, timeout=10, **options)
+
+
+# ---- reading messages ---------------------------------------------------------------------
+
+
+def unsubscribe_url(message: EmailMessage) -> str:
+    """The https (here http) URL of List-Unsubscribe, as a mail client picks it (RFC 8058
+    section 3.1: the POST goes to the HTTP(S) URI of the header)."""
+    header = str(message["List-Unsubscribe"])
+    urls = re.findall(r"<([^>]+)>", header)
+    return next(url for url in urls if url.startswith(("https://", "http://")))
+
+
+def html_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("html",)).get_content()
+
+
+def text_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def tracked_links(message: EmailMessage) -> list[str]:
+    """The click URLs of the HTML part, in order, each once."""
+    found = re.findall(r'href="([^"]*/c/[A-Za-z0-9_-]{44})"', html_part(message))
+    return list(dict.fromkeys(found))
+
+
+def pixel_url(message: EmailMessage) -> str:
+    (url,) = re.findall(r'<img src="([^"]*/o/[A-Za-z0-9_-]{44}\.gif)"', html_part(message))
+    return url
+
+
+def form_token(page: str) -> str:
+    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
