@@ -467,3 +467,32 @@ def events_pull(context: Context, queue_url: str, once: bool, max_messages: int 
             report=lambda line: click.echo(line),
         )
     click.echo(summary.describe(), err=True)
+
+@main.command()
+@click.argument("issue", metavar="ISSUE")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object.")
+@pass_context
+def stats(context: Context, issue: str, as_json: bool) -> None:
+    """Show what happened to ISSUE (a slug, or the issue's Markdown file).
+
+    Recipients, sent, failed, delivered, bounced (hard/soft), complained, unsubscribed,
+    unique opens and clicks (people/machines), clicks per link, and opens and clicks by hour.
+
+    \b
+    Examples:
+      newsletter stats 2026-11-30
+      newsletter stats issues/2026-11-30.md --json
+    """
+    from newsletter.stats import issue_stats, resolve_issue_slug
+
+    slug = resolve_issue_slug(issue, default_language=context.settings.newsletter.language)
+    with _open_store(context) as store:
+        result = issue_stats(store, slug)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+    else:
+        from newsletter.stats_console import print_stats
+
+        print_stats(result)

@@ -1,0 +1,258 @@
+"""What happened to an issue: the numbers behind `newsletter stats` and `/stats/SLUG`.
+
+    stats = issue_stats(store, "2026-11-30")     # IssueStats, frozen
+    stats.as_json()                              # plain JSON types
+
+Definitions (each a count of subscribers, not of events, unless it says otherwise):
+
+- recipients: ledger rows (the audience snapshotted when the send began);
+- sent / failed (temporary, permanent) / skipped / pending: ledger rows by status;
+- delivered, bounced, complained, rejected, delayed: rows with that SES event; a subscriber
+  with a permanent bounce is `hard`, one with only transient bounces `soft`;
+- unsubscribed: subscribers who unsubscribed from this issue's mail (our link, Gmail's
+  one-click button, or SES's list management);
+- opens and clicks: people and machines.  A subscriber is a person when at least one of
+  their opens (clicks) was not marked as a machine's (scanner, privacy proxy, a click within
+  seconds of delivery), otherwise a machine; so people + machines = all who opened;
+- links: every link of the email with its clicks (events, machines included), machine
+  clicks, and the people who clicked it;
+- timeline: opens and clicks (events) per hour, hour 0 being the hour the send started;
+  hours with nothing are left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from newsletter.errors import InputError
+from newsletter.store import Store, ledger
+from newsletter.store import stats as queries
+from newsletter.store.schema import BOUNCE, COMPLAINT, DELIVERY, DELIVERY_DELAY, REJECT, UNSUBSCRIBE
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """People, and machines standing in for them."""
+
+    people: int = 0
+    machines: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.people + self.machines
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    index: int
+    url: str
+    clicks: int
+    machine_clicks: int
+    people: int
+
+
+@dataclass(frozen=True)
+class TimelineHour:
+    hour: int  # hours since the hour the send started
+    start: datetime
+    opens: int  # by people
+    clicks: int
+    machine_opens: int
+    machine_clicks: int
+
+
+@dataclass(frozen=True)
+class IssueStats:
+    slug: str
+    title: str
+    subject: str
+    language: str
+    issue_date: date
+    send_started_at: datetime | None
+    completed_at: datetime | None
+    recipients: int
+    sent: int
+    pending: int
+    skipped: int
+    failed_temporary: int
+    failed_permanent: int
+    delivered: int
+    bounced_hard: int
+    bounced_soft: int
+    complained: int
+    rejected: int
+    delayed: int
+    unsubscribed: int
+    opens: Audience
+    clicks: Audience
+    links: tuple[LinkStats, ...]
+    timeline: tuple[TimelineHour, ...]
+
+    @property
+    def failed(self) -> int:
+        return self.failed_temporary + self.failed_permanent
+
+    @property
+    def bounced(self) -> int:
+        return self.bounced_hard + self.bounced_soft
+
+    def share_of_sent(self, number: int) -> float | None:
+        """`number` as a fraction of the messages sent (None before anything was sent)."""
+        return number / self.sent if self.sent else None
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON types; times in ISO 8601 UTC."""
+        data = _jsonable(dataclasses.asdict(self))
+        data["failed"] = self.failed
+        data["bounced"] = self.bounced
+        return data
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    """One line of the list of issues."""
+
+    slug: str
+    title: str
+    issue_date: date
+    send_started_at: datetime | None
+    completed_at: datetime | None
+    recipients: int
+    sent: int
+    opened: int  # people
+    clicked: int  # people
+
+
+def issue_stats(store: Store, slug: str) -> IssueStats:
+    """The numbers of the issue `slug`; InputError if there is no such issue."""
+    with store.read() as conn:
+        issue = queries.issue_row(conn, slug)
+        if issue is None:
+            raise InputError(_no_issue(slug, [row.slug for row in queries.issue_rows(conn)]))
+        tally = ledger.counts(conn, issue.id)
+        first_sent = queries.first_sent_at(conn, issue.id)
+        hard, soft = _bounces(queries.event_details(conn, issue.id, BOUNCE))
+        opens = Audience(*queries.people_and_machines(conn, issue.id, queries.OPEN_KINDS))
+        clicks = Audience(*queries.people_and_machines(conn, issue.id, queries.CLICK_KINDS))
+        link_rows = queries.link_rows(conn, issue.id)
+        hourly = queries.hourly_activity(conn, issue.id)
+        with_event = {
+            kind: queries.recipients_with(conn, issue.id, (kind,))
+            for kind in (DELIVERY, COMPLAINT, REJECT, DELIVERY_DELAY, UNSUBSCRIBE)
+        }
+    started = issue.snapshot_at or first_sent
+    return IssueStats(
+        slug=issue.slug,
+        title=issue.title,
+        subject=issue.subject,
+        language=issue.language,
+        issue_date=issue.issue_date,
+        send_started_at=started,
+        completed_at=issue.completed_at,
+        recipients=tally.total,
+        sent=tally.sent,
+        pending=tally.queued + tally.sending,
+        skipped=tally.skipped,
+        failed_temporary=tally.failed_temporary,
+        failed_permanent=tally.failed_permanent,
+        delivered=with_event[DELIVERY],
+        bounced_hard=hard,
+        bounced_soft=soft,
+        complained=with_event[COMPLAINT],
+        rejected=with_event[REJECT],
+        delayed=with_event[DELIVERY_DELAY],
+        unsubscribed=with_event[UNSUBSCRIBE],
+        opens=opens,
+        clicks=clicks,
+        links=tuple(LinkStats(r.idx, r.url, r.clicks, r.machine_clicks, r.people) for r in link_rows),
+        timeline=_timeline(hourly, started),
+    )
+
+
+def issue_summaries(store: Store) -> list[IssueSummary]:
+    """Every stored issue, newest first, with its headline numbers."""
+    summaries = []
+    with store.read() as conn:
+        for issue in queries.issue_rows(conn):
+            tally = ledger.counts(conn, issue.id)
+            opened, _ = queries.people_and_machines(conn, issue.id, queries.OPEN_KINDS)
+            clicked, _ = queries.people_and_machines(conn, issue.id, queries.CLICK_KINDS)
+            summaries.append(
+                IssueSummary(
+                    slug=issue.slug,
+                    title=issue.title,
+                    issue_date=issue.issue_date,
+                    send_started_at=issue.snapshot_at,
+                    completed_at=issue.completed_at,
+                    recipients=tally.total,
+                    sent=tally.sent,
+                    opened=opened,
+                    clicked=clicked,
+                )
+            )
+    return summaries
+
+
+def resolve_issue_slug(argument: str, *, default_language: str) -> str:
+    """ISSUE as the editor types it: a slug, or the issue's Markdown file."""
+    path = Path(argument)
+    if argument.endswith(".md") or path.is_file():
+        from newsletter.issue import load_issue
+
+        if not path.is_file():
+            raise InputError(f"{argument}: no such issue file")
+        return load_issue(path, default_language=default_language).slug
+    return argument
+
+
+def _no_issue(slug: str, known: list[str]) -> str:
+    if not known:
+        return f"no issue {slug!r}: nothing has been sent from this database yet"
+    shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+    return f"no issue {slug!r} in the database (issues: {shown})"
+
+
+def _bounces(rows: list[tuple[int | None, object]]) -> tuple[int, int]:
+    hard: set[int] = set()
+    bounced: set[int] = set()
+    for subscriber_id, detail in rows:
+        if subscriber_id is None:
+            continue
+        bounced.add(subscriber_id)
+        if isinstance(detail, Mapping) and detail.get("permanent"):
+            hard.add(subscriber_id)
+    return len(hard), len(bounced - hard)
+
+
+def _timeline(hourly: list[tuple[datetime, str, bool, int]], started: datetime | None) -> tuple[TimelineHour, ...]:
+    if not hourly:
+        return ()
+    hours = sorted({moment for moment, _, _, _ in hourly})
+    origin = started.replace(minute=0, second=0, microsecond=0) if started else hours[0]
+    # Events stamped before the send (clock skew between machines) still show, at hour 0.
+    origin = min(origin, hours[0])
+    cells: dict[datetime, dict[str, int]] = {}
+    for moment, kind, machine, number in hourly:
+        kind_name = "clicks" if kind in queries.CLICK_KINDS else "opens"
+        name = f"machine_{kind_name}" if machine else kind_name
+        cell = cells.setdefault(moment, {"opens": 0, "clicks": 0, "machine_opens": 0, "machine_clicks": 0})
+        cell[name] += number
+    return tuple(TimelineHour(hour=int((moment - origin) / HOUR), start=moment, **cells[moment]) for moment in hours)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value

@@ -1,0 +1,93 @@
+"""The terminal side of `newsletter stats`: an issue's numbers as tables (rich).
+
+Kept apart from `stats.py`, which only computes, so the web page and `--json` share the
+numbers and only this module knows about terminals.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from newsletter.stats import IssueStats
+
+# (label, value getter) for the summary, in the order an editor reads a send: how many it
+# went to, what happened on the way, what readers did.
+_SUMMARY = (
+    ("recipients", lambda s: s.recipients),
+    ("sent", lambda s: s.sent),
+    ("not sent yet", lambda s: s.pending),
+    ("skipped", lambda s: s.skipped),
+    ("failed (temporary)", lambda s: s.failed_temporary),
+    ("failed (permanent)", lambda s: s.failed_permanent),
+    ("delivered", lambda s: s.delivered),
+    ("bounced (hard)", lambda s: s.bounced_hard),
+    ("bounced (soft)", lambda s: s.bounced_soft),
+    ("complained", lambda s: s.complained),
+    ("rejected by SES", lambda s: s.rejected),
+    ("delivery delayed", lambda s: s.delayed),
+    ("unsubscribed", lambda s: s.unsubscribed),
+    ("opened (people)", lambda s: s.opens.people),
+    ("opened (machines)", lambda s: s.opens.machines),
+    ("clicked (people)", lambda s: s.clicks.people),
+    ("clicked (machines)", lambda s: s.clicks.machines),
+)
+# Only what happened to sent messages is a share of them.
+_NOT_A_SHARE = {label for label, _ in _SUMMARY[:6]}
+
+
+def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | None = None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False)
+    started = f"sending began {stats.send_started_at:%Y-%m-%d %H:%M} UTC" if stats.send_started_at else "not sent yet"
+    finished = f", finished {stats.completed_at:%Y-%m-%d %H:%M} UTC" if stats.completed_at else ""
+    console.print(f"[bold]{_escape(stats.title)}[/bold]  ({stats.slug}, {stats.issue_date:%Y-%m-%d}; {started}{finished})")
+
+    summary = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    summary.add_column("measure")
+    summary.add_column("subscribers", justify="right")
+    summary.add_column("of sent", justify="right")
+    for label, value in _SUMMARY:
+        number = value(stats)
+        share = stats.share_of_sent(number)
+        summary.add_row(label, str(number), "" if label in _NOT_A_SHARE or share is None else f"{share * 100:.1f}%")
+    console.print(summary)
+
+    if stats.links:
+        links = Table(title="clicks per link", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        links.add_column("#", justify="right")
+        links.add_column("link", overflow="fold")
+        links.add_column("clicks", justify="right")
+        links.add_column("machines", justify="right")
+        links.add_column("people", justify="right")
+        for link in stats.links:
+            links.add_row(str(link.index), _escape(link.url), str(link.clicks), str(link.machine_clicks), str(link.people))
+        console.print(links)
+
+    if stats.timeline:
+        timeline = Table(
+            title="opens and clicks by hour (hours with any)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False
+        )
+        for name in ("hour", "starts (UTC)", "opens", "machine opens", "clicks", "machine clicks"):
+            timeline.add_column(name, justify="left" if name == "starts (UTC)" else "right")
+        for point in stats.timeline:
+            timeline.add_row(
+                str(point.hour),
+                f"{point.start:%Y-%m-%d %H:00}",
+                str(point.opens),
+                str(point.machine_opens),
+                str(point.clicks),
+                str(point.machine_clicks),
+            )
+        console.print(timeline)
+    else:
+        console.print("no opens or clicks yet")
+
+
+def _escape(text: str) -> str:
+    # Titles and URLs are the editor's text: a "[b]" in them is text, not rich markup.
+    from rich.markup import escape
+
+    return escape(text)
