@@ -429,6 +429,7 @@ def db_upgrade(context: Context) -> None:
     else:
         click.echo(f"{where}: upgraded from {before or 'an empty database'} to revision {after}")
 
+
 # ---- SES events and stats ----
 
 
@@ -467,6 +468,7 @@ def events_pull(context: Context, queue_url: str, once: bool, max_messages: int 
             report=lambda line: click.echo(line),
         )
     click.echo(summary.describe(), err=True)
+
 
 @main.command()
 @click.argument("issue", metavar="ISSUE")
