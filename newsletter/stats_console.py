@@ -43,7 +43,9 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
     console = Console(file=file, width=width, highlight=False, soft_wrap=False)
     started = f"sending began {stats.send_started_at:%Y-%m-%d %H:%M} UTC" if stats.send_started_at else "not sent yet"
     finished = f", finished {stats.completed_at:%Y-%m-%d %H:%M} UTC" if stats.completed_at else ""
-    console.print(f"[bold]{_escape(stats.title)}[/bold]  ({stats.slug}, {stats.issue_date:%Y-%m-%d}; {started}{finished})")
+    named = stats.slug if stats.slug == stats.issue_date.isoformat() else f"{stats.slug}, {stats.issue_date:%Y-%m-%d}"
+    console.print(f"[bold]{_escape(stats.title)}[/bold]  ({_escape(named)}; {started}{finished})")
+    console.print()
 
     summary = Table(box=box.SIMPLE_HEAD, show_edge=False)
     summary.add_column("measure")
@@ -54,6 +56,7 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
         share = stats.share_of_sent(number)
         summary.add_row(label, str(number), "" if label in _NOT_A_SHARE or share is None else f"{share * 100:.1f}%")
     console.print(summary)
+    console.print()
 
     if stats.links:
         links = Table(title="clicks per link", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
@@ -65,6 +68,7 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
         for link in stats.links:
             links.add_row(str(link.index), _escape(link.url), str(link.clicks), str(link.machine_clicks), str(link.people))
         console.print(links)
+        console.print()
 
     if stats.timeline:
         timeline = Table(
