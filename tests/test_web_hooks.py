@@ -19,7 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from newsletter.config import replace
+from newsletter.config import Settings, replace
 from newsletter.events import SnsVerifier
 from newsletter.send import SendOptions, plan_send, run_send
 from newsletter.store import schema
@@ -309,3 +309,17 @@ def test_an_event_about_mail_outside_the_ledger_is_acknowledged_and_ignored(bare
     record = ses_record("Delivery", message_id="not-one-of-ours", recipient="stranger@example.net")
     assert hook.notify(record).status_code == 200
     assert hook.events() == []
+
+
+def test_a_database_failure_answers_503_so_that_sns_retries(tmp_path, serve_asgi, sns_certificate_server, sns_signing_identity, http_client):
+    from newsletter.store import Store
+    from newsletter.store.database import create_engine
+
+    # A database that cannot be opened: SQLite in a directory that does not exist.
+    broken = Store(create_engine(f"sqlite:///{tmp_path / 'missing' / 'newsletter.db'}"))
+    settings = replace(Settings(), newsletter={"secret": "hook-tests-" + "x" * 32}, events={"topic_arns": (TOPIC,)})
+    verifier = SnsVerifier([TOPIC], sns_origin_pattern=LOCAL_SNS_ORIGIN_PATTERN)
+    base_url = serve_asgi(create_app(WebContext.create(settings, broken, sns_verifier=verifier)))
+    hook = Hook(None, base_url, sns_certificate_server, sns_signing_identity, http_client)
+    answer = hook.notify(ses_record("Delivery", message_id="ses-1", recipient="reader@example.org"))
+    assert answer.status_code == 503
