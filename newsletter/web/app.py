@@ -4,7 +4,7 @@ event hook and the editor's stats pages, as one Starlette ASGI app.
     app = create_app(WebContext.create(settings, store))
 
 Routes (by module):
-    /o/TOKEN.gif, /c/TOKEN          tracking.py     open pixel, tracked links
+    /o/TOKEN.gif, /c/TOKEN          tracking.py     open pixel (a middleware, before routing), tracked links
     /u/TOKEN                        unsubscribe.py  one-click unsubscribe (RFC 8058) and its page
     /subscribe, /confirm/TOKEN      subscribe.py    double opt-in
     /, /issues/SLUG, /feed.xml      archive.py      the web archive and its Atom feed
@@ -39,7 +39,7 @@ from newsletter.web.pages import Pages
 from newsletter.web.recorder import HitRecorder
 from newsletter.web.security import FormGuard, RateLimiter, SecurityHeaders
 from newsletter.web.subscribe import subscribe_routes
-from newsletter.web.tracking import tracking_routes
+from newsletter.web.tracking import OpenPixel, tracking_routes
 from newsletter.web.unsubscribe import unsubscribe_routes
 
 log = logging.getLogger("newsletter.web")
@@ -73,7 +73,6 @@ def create_app(context: WebContext) -> Starlette:
         return pages.message(words["server_error_title"], words["server_error_body"], status=500, role="alert")
 
     routes = [
-        # The busiest route first: Starlette tries routes in order.
         *tracking_routes(context, pages, recorder),
         *unsubscribe_routes(context, pages, guard),
         *subscribe_routes(context, pages, guard, limiter),
@@ -83,7 +82,8 @@ def create_app(context: WebContext) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        # The open pixel first: it answers its own requests before anything else runs.
+        middleware=[Middleware(OpenPixel, tokens=context.tokens, recorder=recorder), Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
