@@ -336,7 +336,8 @@ class _IssueParser:
 
     def parse(self) -> Issue:
         front, body = self.split_front_matter()
-        if RESERVED_MARK in body:
+        # The front matter too: its subject and preheader reach the templates.
+        if RESERVED_MARK in self.source:
             line = self.source[: self.source.index(RESERVED_MARK)].count("\n") + 1
             raise self.error(f"{RESERVED_MARK!r} is reserved for the renderer; write it differently", line)
         encoded = body.encode("utf-8")
@@ -395,6 +396,12 @@ class _IssueParser:
             line = mark.line + 2 if mark is not None else 1
             problem = getattr(err, "problem", None) or "invalid YAML"
             raise self.error(f"front matter is not valid YAML ({problem}); write 'key: value' lines", line) from None
+        except ValueError as err:
+            # PyYAML reads `2026-13-01` as a timestamp and raises a bare ValueError, without a
+            # position: find the impossible date's line (date_in raises for it).
+            for number, text in enumerate(lines[1:index], start=2):
+                self.date_in(text, number)
+            raise self.error(f"front matter has an impossible value ({err})", 1) from None
         if not isinstance(data, dict):
             raise self.error("front matter must be 'key: value' lines", 2)
         for key, value in data.items():
@@ -565,7 +572,7 @@ class _IssueParser:
                     raise self.error(f"{LABEL_NAMES[SOURCES]} has nothing after it; list the sources as links", line)
                 assign(SOURCES, sources, line)
             elif key == INSIGHT:
-                insight, insight_line = list(value.spans), line
+                insight, insight_line = list(rest), line  # untrimmed: keeps a hard break at its end
             else:
                 if value:
                     raise self.error(
@@ -635,7 +642,7 @@ class _IssueParser:
         if isinstance(value, dt.date):
             return value
         if value is not None:
-            line = _line_of_key(self.source.split("\n"), "date") + 1
+            line = _line_of_key(self.source.split("\n"), "date")  # already 1-based in the whole file
             found = self.date_in(str(value), line)
             if found is None:
                 raise self.error(f"front matter date {value!r} is not a date like 2026-01-22", line)
@@ -707,7 +714,9 @@ class _IssueParser:
         for child in paragraph.children:
             if child.name in ("softbreak", "hardbreak"):
                 if run:
-                    yield self.line_of(run[0]), list(self.inline(run).spans)
+                    # A hard break (two trailing spaces or a backslash) stays a line break.
+                    end = [LineBreak()] if child.name == "hardbreak" else []
+                    yield self.line_of(run[0]), list(self.inline(run).spans) + end
                 run = []
             else:
                 run.append(child)
@@ -833,7 +842,7 @@ def _trim(spans: Sequence[Span]) -> tuple[Span, ...]:
 
 def _join_softly(spans: list[Span], more: Sequence[Span]) -> None:
     """Append one source line's spans to the previous line's, joined as a soft break is."""
-    if spans and more:
+    if spans and more and not isinstance(spans[-1], LineBreak):
         before = "".join(_plain(span) for span in spans[-1:])[-1:]
         after = _plain(more[0])[:1]
         if not (_is_cjk(before) or _is_cjk(after)):

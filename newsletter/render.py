@@ -192,10 +192,20 @@ class Renderer:
         # The web version is a plain page, not the email: browsers need no tables, no
         # inlined styles and no MSO fallbacks (and skipping MJML halves the render time).
         web_html = self._template(WEB_TEMPLATE, issue, plain)
+        slotted_html, slotted_text = SlottedText.parse(email_html), SlottedText.parse(text)
+        # A slot nobody fills (an editor's slot('unsubscribe')) would fail at fill time, per
+        # recipient, with a KeyError; say so now, once, naming the template.
+        known = {UNSUBSCRIBE_URL, VIEW_URL, OPEN_PIXEL} | {f"{LINK_PREFIX}{i}" for i in range(len(email_links.urls))}
+        for name, slotted in ((EMAIL_TEMPLATE, slotted_html), (TEXT_TEMPLATE, slotted_text)):
+            unknown = sorted(set(slotted.slots) - known)
+            if unknown:
+                raise RenderError(
+                    f"{name}: unknown slot {unknown[0]!r}; slot() takes {UNSUBSCRIBE_URL!r}, {VIEW_URL!r} or {OPEN_PIXEL!r}"
+                )
         return Rendered(
             issue=issue,
-            html=SlottedText.parse(email_html),
-            text=SlottedText.parse(text),
+            html=slotted_html,
+            text=slotted_text,
             web_html=web_html,
             links=tuple(email_links.urls),
         )
