@@ -401,10 +401,11 @@ def _blocks_text(blocks: Sequence[model.Block], indent: str = "") -> str:
         elif isinstance(block, model.Quote):
             lines.append(_blocks_text(block.blocks, indent + "> "))
         elif isinstance(block, model.ListBlock):
+            items = []
             for number, item in enumerate(block.items, start=block.start):
                 marker = f"{number}. " if block.ordered else "- "
-                body = _blocks_text(item, indent + " " * len(marker)).lstrip()
-                lines.append(indent + marker + body)
+                items.append(indent + marker + _blocks_text(item, indent + " " * len(marker)).lstrip())
+            lines.append("\n".join(items))
         elif isinstance(block, model.Rule):
             lines.append(indent + "----")
     return "\n\n".join(lines)
