@@ -498,3 +498,27 @@ def stats(context: Context, issue: str, as_json: bool) -> None:
         from newsletter.stats_console import print_stats
 
         print_stats(result)
+
+
+# ---- the web server ----
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@pass_context
+def serve(context: Context, host: str, port: int) -> None:
+    """Serve what the emails link to: unsubscribe, open/click tracking, the archive and
+    feed, subscribe with double opt-in, the SES event hook and the stats pages.
+
+    Links in the emails point at [newsletter] base_url; put a reverse proxy (https) there
+    that forwards to this server (docs/deploy.md).
+
+    \b
+    Example:
+      newsletter serve --host 127.0.0.1 --port 8000
+    """
+    from newsletter.web.serve import serve as run_server
+
+    click.echo(f"serving {context.settings.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(context.settings, host=host, port=port)

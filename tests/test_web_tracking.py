@@ -3,19 +3,27 @@ database records, and how people are told from machines."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import struct
+import time
 from datetime import timedelta
+
+import httpx
 
 import pytest
 import sqlalchemy as sa
 
 from newsletter.store.ledger import issue_links
-from newsletter.store.schema import CLICK, OPEN, deliveries, utcnow
+from newsletter.config import DEMO_SECRET, load_settings, replace
+from newsletter.errors import ConfigError
+from newsletter.store.schema import CLICK, OPEN, deliveries, events, utcnow
 from newsletter.tracking import Purpose
 from newsletter.web.machines import APPLE_PRIVACY_PROXY_AGENT, CLICK_SECONDS_AFTER_SENDING, judge
+from newsletter.web.serve import refuse_demo_secret_in_public
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.send_world import World  # noqa: E402
+from tests.send_world import World, parse_message  # noqa: E402
 from tests.web_site import BROWSER, Site, html_part, http_client, pixel_url, served, tracked_links  # noqa: E402
 
 pytest_plugins = ["tests.web_site"]
@@ -278,3 +286,53 @@ def test_judge_tells_people_from_machines():
     # Apple Mail itself (not its proxy) is a person.
     apple_mail = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
     assert not judge(kind=OPEN, user_agent=apple_mail).machine
+
+
+# ---- the command --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_newsletter_serve_writes_buffered_opens_when_stopped_with_ctrl_c(tmp_path):
+    world = World(tmp_path, f"sqlite:///{tmp_path / 'newsletter.db'}")
+    try:
+        port = free_port()
+        world.configure("newsletter", base_url=f"http://127.0.0.1:{port}")
+        world.add_subscribers(1)
+        world.send()
+        server = world.start_newsletter("serve", "--port", str(port))
+        try:
+            url = pixel_url(parse_message(world.outbox_files()[0].read_bytes()))
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with http_client(headers={"User-Agent": BROWSER}) as mail_client:
+                        for _ in range(5):
+                            assert mail_client.get(url).status_code == 200
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                    time.sleep(0.1)
+        finally:
+            server.send_signal(signal.SIGINT)
+            _, stderr = server.communicate(timeout=30)
+        assert server.returncode == 0, stderr
+        with world.store.read() as conn:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(events).where(events.c.kind == OPEN)).scalar_one()
+        assert stored == 5
+    finally:
+        world.close()
+
+
+def test_newsletter_serve_refuses_the_demo_secret_beyond_loopback():
+    demo = replace(load_settings(environ={"NEWSLETTER_SECRET": DEMO_SECRET}), newsletter={"base_url": "https://news.example.com"})
+    with pytest.raises(ConfigError, match="demo secret"):
+        refuse_demo_secret_in_public(demo, "0.0.0.0")
+    local = replace(demo, newsletter={"base_url": "http://127.0.0.1:8000"})
+    refuse_demo_secret_in_public(local, "127.0.0.1")  # the local outbox demo still works
+    with pytest.raises(ConfigError):
+        refuse_demo_secret_in_public(local, "0.0.0.0")
