@@ -42,6 +42,54 @@ class Hit:
 Judge = Callable[[Hit, "datetime | None"], "tuple[bool, dict | None]"]
 
 
+# The columns written per hit, in the order rows are built.
+_COLUMNS = (
+    "kind",
+    "issue_id",
+    "subscriber_id",
+    "delivery_id",
+    "link_idx",
+    "user_agent",
+    "machine",
+    "detail",
+    "occurred_at",
+    "recorded_at",
+)
+
+
+class _EventInsert:
+    """The events INSERT compiled once per dialect and run through the driver's
+    executemany.  SQLAlchemy's per-row parameter processing (type processors, JSON, the
+    UtcDateTime decorator) measured ~60 us a hit here, more than the database took; the
+    same conversions done once per value below cost a fraction of that."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        compiled = events.insert().compile(dialect=dialect, column_keys=list(_COLUMNS))
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        if self.positional:
+            self.order = [_COLUMNS.index(name) for name in compiled.positiontup]
+        self.time = _driver_form(events.c.occurred_at, dialect)
+        self.boolean = _driver_form(events.c.machine, dialect)
+        self.json = _driver_form(events.c.detail, dialect)
+
+    def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        if self.positional:
+            order = self.order
+            params = [tuple(row[i] for i in order) for row in rows]
+        else:
+            params = [dict(zip(_COLUMNS, row)) for row in rows]
+        conn.exec_driver_sql(self.sql, params)
+
+
+def _driver_form(column: sa.Column, dialect: sa.Dialect) -> Callable:
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor or (lambda value: value)
+
+
+_inserts: dict[str, _EventInsert] = {}
+
+
 def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
     """Store `hits` as events; returns how many were stored.
 
@@ -50,6 +98,9 @@ def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
     """
     if not hits:
         return 0
+    insert = _inserts.get(conn.dialect.name)
+    if insert is None:
+        insert = _inserts[conn.dialect.name] = _EventInsert(conn.dialect)
     issue_ids = sorted({hit.issue_id for hit in hits})
     subscriber_ids = sorted({hit.subscriber_id for hit in hits})
     known_issues = set(conn.execute(sa.select(issues.c.id).where(issues.c.id.in_(issue_ids))).scalars())
@@ -64,29 +115,29 @@ def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
             )
         )
     }
-    now = utcnow()
+    recorded_at = insert.time(utcnow())
+    to_time, to_boolean, to_json = insert.time, insert.boolean, insert.json
     rows = []
     for hit in hits:
         if hit.issue_id not in known_issues or hit.subscriber_id not in known_subscribers:
             continue
         delivery_id, sent_at = ledger.get((hit.issue_id, hit.subscriber_id), (None, None))
         machine, detail = judge(hit, sent_at)
-        occurred_at = hit.occurred_at
         rows.append(
-            {
-                "kind": hit.kind,
-                "issue_id": hit.issue_id,
-                "subscriber_id": hit.subscriber_id,
-                "delivery_id": delivery_id,
-                "link_idx": hit.link_idx,
-                "user_agent": hit.user_agent,
-                "machine": machine,
-                "detail": detail,
-                "occurred_at": occurred_at,
-                "recorded_at": now,
-                "dedupe_key": None,
-            }
+            (
+                hit.kind,
+                hit.issue_id,
+                hit.subscriber_id,
+                delivery_id,
+                hit.link_idx,
+                hit.user_agent,
+                to_boolean(machine),
+                # SQL NULL, not JSON null, when there is nothing to say.
+                to_json(detail) if detail is not None else None,
+                to_time(hit.occurred_at),
+                recorded_at,
+            )
         )
     if rows:
-        conn.execute(events.insert(), rows)
+        insert.execute(conn, rows)
     return len(rows)
