@@ -20,8 +20,11 @@ Deleting it here would destroy the evidence.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
@@ -101,30 +104,58 @@ def pull_events(
         verifier = SnsVerifier.from_settings(settings.events, max_age=None)
     policy = SuppressionPolicy.from_settings(settings.events)
     summary = PullSummary()
-    try:
-        if verifier is None:
-            report("note: events.topic_arns is empty, so SNS envelopes are not verified (the queue policy is trusted)")
-        client = client or sqs_client(settings)
-        while max_messages is None or summary.received < max_messages:
-            batch = min(MAX_BATCH, max_messages - summary.received) if max_messages is not None else MAX_BATCH
-            messages = _receive(client, queue_url, batch, wait_seconds)
-            if not messages:
-                if once:
-                    break
-                continue
-            done: list[dict[str, str]] = []
-            try:
-                for message in messages:
-                    summary.received += 1
-                    if _handle(message, store, policy, verifier, summary, report):
-                        done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
-            finally:
-                # Also when interrupted mid-batch: what committed is deleted, the rest returns
-                # to the queue when its visibility timeout ends.
-                _delete(client, queue_url, done, summary, report)
-    except KeyboardInterrupt:
-        summary.interrupted = True
+    stop = threading.Event()
+    with _ctrl_c_sets(stop):
+        try:
+            client = client or sqs_client(settings)
+            report(f"reading {queue_url}" + (" until it is empty" if once else " (Ctrl-C to stop)"))
+            if verifier is None:
+                report("note: events.topic_arns is empty, so SNS envelopes are not verified (the queue policy is trusted)")
+            while not stop.is_set() and (max_messages is None or summary.received < max_messages):
+                batch = min(MAX_BATCH, max_messages - summary.received) if max_messages is not None else MAX_BATCH
+                messages = _receive(client, queue_url, batch, wait_seconds)
+                if not messages:
+                    if once:
+                        break
+                    continue
+                done: list[dict[str, str]] = []
+                try:
+                    for message in messages:
+                        summary.received += 1
+                        if _handle(message, store, policy, verifier, summary, report):
+                            done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+                finally:
+                    # Also when interrupted mid-batch: what committed is deleted, the rest
+                    # returns to the queue when its visibility timeout ends.
+                    _delete(client, queue_url, done, summary, report)
+        except KeyboardInterrupt:
+            stop.set()
+    summary.interrupted = stop.is_set()
     return summary
+
+
+@contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """While pulling, Ctrl-C sets `stop` as well as raising KeyboardInterrupt.
+
+    The exception cuts a 20-second long poll short; the flag makes sure the loop ends even
+    if some library between here and the socket swallows the exception (a bare `except:`
+    around an import is enough).  Only the main thread can set signal handlers; elsewhere
+    Ctrl-C is the caller's business.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _handle(
@@ -194,7 +225,8 @@ def _delete(client, queue_url: str, entries: list[dict[str, str]], summary: Pull
         raise QueueError(f"cannot delete from {queue_url} (the events are stored; SQS will redeliver them): {text}") from err
     summary.deleted += len(answer.get("Successful", []))
     for failure in answer.get("Failed", []):
-        report(f"could not delete a message ({failure.get('Code')}: {failure.get('Message')}); it is stored and will be seen again")
+        reason = f"{failure.get('Code')}: {failure.get('Message')}"
+        report(f"could not delete a message ({reason}); it is stored and will be seen again")
 
 
 def _client_error_text(err) -> str:

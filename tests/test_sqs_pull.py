@@ -126,7 +126,7 @@ def test_raw_and_enveloped_events_are_applied_and_then_deleted(
     assert crafted.status_of(b) == schema.COMPLAINED
     assert queue.counts() == (0, 0)
     assert sorted(e["kind"] for e in crafted.events()) == [schema.BOUNCE, schema.COMPLAINT]
-    assert len(lines) == 2
+    assert len([line for line in lines if "recorded" in line]) == 2
 
 
 def test_a_redelivered_message_is_deleted_and_counted_once(sqlite_store, queue, settings, sqlite_ledger):
@@ -154,7 +154,9 @@ def test_a_poison_message_is_reported_and_left_in_the_queue(sqlite_store, queue,
     assert crafted.status_of(a) == schema.BOUNCED
 
 
-def test_an_envelope_that_does_not_verify_is_left_in_the_queue(sqlite_store, queue, settings, sqlite_ledger, sns_certificate_server):
+def test_an_envelope_that_does_not_verify_is_left_in_the_queue(
+    sqlite_store, queue, settings, sqlite_ledger, sns_certificate_server
+):
     from sns_signing import make_signing_identity
 
     crafted, a, _ = sqlite_ledger
@@ -219,7 +221,8 @@ def test_events_pull_command_applies_the_queue_and_prints_a_summary(tmp_path, qu
     config = write_config(tmp_path, database_url, local_ses)
 
     done = subprocess.run(
-        [sys.executable, "-m", "newsletter", "--config", config, "events", "pull", "--queue-url", queue.url, "--once", "--wait", "0"],
+        [sys.executable, "-m", "newsletter", "--config", config]
+        + ["events", "pull", "--queue-url", queue.url, "--once", "--wait", "0"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -244,8 +247,8 @@ def test_events_pull_stops_cleanly_on_ctrl_c(tmp_path, queue, local_ses):
         env=command_environment(local_ses),
     )
     try:
-        # The first line says it has started (and is about to wait on the queue).
-        assert "SNS envelopes are not verified" in process.stdout.readline()
+        # The first line says it has started and is about to wait on the queue.
+        assert process.stdout.readline().startswith(f"reading {queue.url} (Ctrl-C to stop)")
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
