@@ -287,7 +287,6 @@ def _detail(event: SesEvent) -> dict[str, Any]:
         "ses_kind": str(event.kind),
         "ses_message_id": event.ses_message_id,
         "sns_message_id": event.sns_message_id,
-        "recipients": list(event.recipients),
         "bounce_type": event.bounce_type,
         "bounce_subtype": event.bounce_subtype,
         "complaint_feedback_type": event.complaint_feedback_type,

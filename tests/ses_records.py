@@ -85,7 +85,15 @@ def ses_record(
     return record
 
 
-def sns_notification(record: dict[str, Any] | str, *, cert_url: str, key, version: str = "1", topic: str = TOPIC, timestamp: datetime | None = None) -> dict[str, Any]:
+def sns_notification(
+    record: dict[str, Any] | str,
+    *,
+    cert_url: str,
+    key,
+    version: str = "1",
+    topic: str = TOPIC,
+    timestamp: datetime | None = None,
+) -> dict[str, Any]:
     """An SNS HTTP(S) Notification carrying `record`, signed with `key`."""
     body = fixture("sns_notification.json")
     body.pop("Signature", None)

@@ -162,7 +162,8 @@ def test_an_event_that_overtakes_the_senders_bookkeeping_is_found_by_our_message
 def test_a_message_id_header_naming_a_row_with_another_message_id_is_not_trusted(store, crafted, sent):
     issue_id, subscriber_id, _ = sent
     forged = f"<{issue_id}.{subscriber_id}.ffffffffffffffff@example.com>"
-    result = apply(store, ses_record("Delivery", message_id="ses-other", recipient="reader@example.org", message_id_header=forged))
+    record = ses_record("Delivery", message_id="ses-other", recipient="reader@example.org", message_id_header=forged)
+    result = apply(store, record)
     assert result.applied is Applied.IGNORED
     assert crafted.events() == []
 

@@ -240,7 +240,9 @@ class StatsSite:
 
 
 def site_for(store, serve_asgi, *, password: str) -> StatsSite:
-    settings = replace(Settings(), web={"admin_password": password}, newsletter={"language": "en", "secret": "stats-tests-" + "x" * 32})
+    settings = replace(
+        Settings(), web={"admin_password": password}, newsletter={"language": "en", "secret": "stats-tests-" + "x" * 32}
+    )
     base_url = serve_asgi(create_app(WebContext.create(settings, store)))
     return StatsSite(base_url, httpx.Client(timeout=10))
 

@@ -67,7 +67,8 @@ class Hook:
 
     def status(self, subscriber_id: int) -> str:
         with self.world.store.read() as conn:
-            return conn.execute(sa.select(schema.subscribers.c.status).where(schema.subscribers.c.id == subscriber_id)).scalar_one()
+            query = sa.select(schema.subscribers.c.status).where(schema.subscribers.c.id == subscriber_id)
+            return conn.execute(query).scalar_one()
 
     def events(self) -> list[dict]:
         with self.world.store.read() as conn:
@@ -122,7 +123,8 @@ def shared_hooks(tmp_path_factory, sns_signing_identity, http_client):
         hooks = {}
         for name in ("sent", "bare"):
             root = tmp_path_factory.mktemp(name)
-            world = sent_world(root, f"sqlite:///{root / 'newsletter.db'}") if name == "sent" else World(root, f"sqlite:///{root / 'newsletter.db'}")
+            url = f"sqlite:///{root / 'newsletter.db'}"
+            world = sent_world(root, url) if name == "sent" else World(root, url)
             stack.callback(world.close)
             serve = lambda app: stack.enter_context(run_asgi_in_thread(app))  # noqa: E731
             hooks[name] = serve_hook(world, serve, cert_server, sns_signing_identity, http_client)
@@ -311,7 +313,9 @@ def test_an_event_about_mail_outside_the_ledger_is_acknowledged_and_ignored(bare
     assert hook.events() == []
 
 
-def test_a_database_failure_answers_503_so_that_sns_retries(tmp_path, serve_asgi, sns_certificate_server, sns_signing_identity, http_client):
+def test_a_database_failure_answers_503_so_that_sns_retries(
+    tmp_path, serve_asgi, sns_certificate_server, sns_signing_identity, http_client
+):
     from newsletter.store import Store
     from newsletter.store.database import create_engine
 

@@ -58,7 +58,9 @@ def subscriber_status(conn: sa.Connection, subscriber_id: int) -> str | None:
     return conn.execute(sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar_one_or_none()
 
 
-def bounce_details(conn: sa.Connection, subscriber_id: int, *, exclude_dedupe_key: str | None = None) -> list[tuple[datetime, Any]]:
+def bounce_details(
+    conn: sa.Connection, subscriber_id: int, *, exclude_dedupe_key: str | None = None
+) -> list[tuple[datetime, Any]]:
     """(occurred_at, detail) of every bounce recorded for a subscriber.
 
     Few per subscriber, so the caller filters soft ones from `detail` in Python rather than

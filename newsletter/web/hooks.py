@@ -91,7 +91,12 @@ class SesHook:
         try:
             event = event_from_sns(message)
         except WebhookError as err:
-            log.error("SNS message %s from %s is authentic but not an SES event we read: %s", message.message_id, message.topic_arn, err)
+            log.error(
+                "SNS message %s from %s is authentic but not an SES event we read: %s",
+                message.message_id,
+                message.topic_arn,
+                err,
+            )
             return _answer(400, "not an SES event")
         if event is None:
             # SES's own set-up notices: authentic, and about nothing.
