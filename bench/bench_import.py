@@ -5,8 +5,8 @@
     .venv/bin/python bench/bench_import.py --database-url postgresql://postgres@127.0.0.1/nl_bench
 
 The CSV is generated once into bench/out/ (deterministic, seeded).  Each measurement runs
-in a fresh child process, so its peak RSS is the import's alone: a first import into an
-empty database, then the same file again (which must change nothing).  For PostgreSQL the
+in a fresh child process, so its peak RSS is the import's alone: a dry run and a first
+import into an empty database, then the same file again (which must change nothing).  For PostgreSQL the
 given database is emptied first: point it at a scratch database.
 
 Addresses: 70% at ten large providers, 30% spread over 20,000 company domains (each
@@ -69,7 +69,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_import(csv_path: Path, url: str) -> dict:
+def run_import(csv_path: Path, url: str, dry_run: bool = False) -> dict:
     """One import, in this process; returns the figures."""
     sys.path.insert(0, str(HERE.parent))
     from newsletter.store import Store
@@ -84,7 +84,7 @@ def run_import(csv_path: Path, url: str) -> dict:
     with Store.open(url) as store:
         cpu_before = _cpu_seconds()
         started = time.perf_counter()
-        report = import_csv(store, csv_path, on_problem=count_problem)
+        report = import_csv(store, csv_path, on_problem=count_problem, dry_run=dry_run)
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_before
     return {
@@ -127,10 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database-url", default="", help="PostgreSQL URL of a scratch database (default: a SQLite file in bench/out/)")
-    parser.add_argument("--child", nargs=2, metavar=("CSV", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("CSV", "URL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_import(Path(args.child[0]), args.child[1])))
+        print(json.dumps(run_import(Path(args.child[0]), args.child[1], dry_run=args.child[2] == "dry-run")))
         return
 
     csv_path = OUT / f"subscribers-{args.rows}.csv"
@@ -140,13 +140,15 @@ def main() -> None:
     print(f"file: {csv_path} ({csv_path.stat().st_size / 1e6:.1f} MB, {args.rows:,} rows)")
     url = fresh_database(args.database_url, args.rows)
     print(f"database: {url.rsplit('@', 1)[-1]}")
-    for label in ("first import", "re-import (no changes)"):
+    # The dry run goes first, into the empty database: every address is new, so its
+    # duplicate detection has no subscriber ids and uses its temporary table throughout.
+    for label, mode in (("dry run (empty database)", "dry-run"), ("first import", "write"), ("re-import (no changes)", "write")):
         child = subprocess.run(
-            [sys.executable, __file__, "--child", str(csv_path), url], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--child", str(csv_path), url, mode], capture_output=True, text=True, check=True
         )
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         print(
-            f"{label:24} {figures['rows_per_second']:>8,} rows/s ({figures['rows_per_cpu_second']:,} per CPU-s)  "
+            f"{label:26} {figures['rows_per_second']:>8,} rows/s ({figures['rows_per_cpu_second']:,} per CPU-s)  "
             f"{figures['seconds']:>7.2f} s  load {figures['load_average']}  "
             f"peak RSS {figures['peak_rss_mb']:>6.1f} MB  "
             f"imported {figures['imported']:,} updated {figures['updated']:,} "
