@@ -891,27 +891,23 @@ def _driver_form(column: sa.Column, dialect: sa.Dialect) -> Callable:
 
 
 class _DriverInsert:
-    """An INSERT compiled once and run through the driver's executemany, bypassing
+    """SQLite: an INSERT compiled once and run through sqlite3's executemany, bypassing
     SQLAlchemy's per-row parameter processing; rows are tuples in `columns` order with
     values already in driver form."""
 
     def __init__(self, conn: sa.Connection, statement: sa.Insert, columns: tuple[str, ...]) -> None:
         compiled = statement.compile(dialect=conn.dialect, column_keys=list(columns))
+        if not compiled.positional:  # pragma: no cover - sqlite3 uses "?" placeholders
+            raise AssertionError(f"expected a positional paramstyle, got {conn.dialect.paramstyle}")
         self.sql = compiled.string
-        self.columns = columns
-        self.reorder = None
-        if compiled.positional:  # sqlite3: "?" placeholders, tuples in statement order
-            order = tuple(columns.index(name) for name in compiled.positiontup)
-            if order != tuple(range(len(columns))):
-                self.reorder = itemgetter(*order)
-        self.named = not compiled.positional  # psycopg: "%(name)s" placeholders, dicts
+        # The statement lists the table's columns in table order, which may differ from ours.
+        order = tuple(columns.index(name) for name in compiled.positiontup)
+        self.reorder = itemgetter(*order) if order != tuple(range(len(columns))) else None
 
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
         if not rows:
             return  # an empty parameter list would run the statement once, unbound
-        if self.named:
-            rows = [dict(zip(self.columns, row)) for row in rows]
-        elif self.reorder is not None:
+        if self.reorder is not None:
             rows = [self.reorder(row) for row in rows]
         conn.exec_driver_sql(self.sql, rows)
 
@@ -969,11 +965,12 @@ def _bulk_insert(
 class _BatchWriter:
     """Applies batches of rows, one transaction each, on one connection.
 
-    The bulk INSERTs go straight to the driver's executemany with values already in the
-    driver's form (each column type's own bind processor, applied once per batch where the
-    value is shared): SQLAlchemy's per-row parameter processing cost ~25 us a row here,
-    more than everything else together.  Look-ups pass a batch's keys as one parameter
-    (a JSON array on SQLite, an array on PostgreSQL) so their statements compile once.
+    New rows go to the database in bulk with values already in the driver's form (each
+    column type's own bind processor, applied once per batch where the value is shared):
+    SQLAlchemy's per-row parameter processing cost ~25 us a row here, more than everything
+    else together.  SQLite gets sqlite3's executemany (`_DriverInsert`), PostgreSQL a COPY
+    (`_CopyInsert`).  Look-ups pass a batch's keys as one parameter (a JSON array on
+    SQLite, an array on PostgreSQL) so their statements compile once.
     """
 
     def __init__(
