@@ -385,7 +385,7 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
 @main.command("lists")
 @pass_context
 def lists_command(context: Context) -> None:
-    """Show every list with its subscriber counts by status.
+    """Show every list: slug, name and its subscriber counts by status.
 
     \b
     Example:
@@ -397,10 +397,11 @@ def lists_command(context: Context) -> None:
         summaries = list_summaries(store)
     statuses = ("active", "unconfirmed", "unsubscribed", "bounced", "complained")
     width = max([len("list"), *(len(s.slug) for s in summaries)])
-    click.echo(f"{'list':<{width}}  " + "  ".join(f"{s:>12}" for s in (*statuses, "total")))
+    name_width = max([len("name"), *(len(s.name) for s in summaries)])
+    click.echo(f"{'list':<{width}}  {'name':<{name_width}}  " + "  ".join(f"{s:>12}" for s in (*statuses, "total")))
     for summary in summaries:
         counts = "  ".join(f"{summary.counts[s]:>12}" for s in statuses)
-        click.echo(f"{summary.slug:<{width}}  {counts}  {summary.total:>12}")
+        click.echo(f"{summary.slug:<{width}}  {summary.name:<{name_width}}  {counts}  {summary.total:>12}")
     if not summaries:
         click.echo("(no lists yet: newsletter subscribers import FILE creates them)", err=True)
 

@@ -253,6 +253,10 @@ def add_subscriber(
     """
     if status not in (ACTIVE, UNCONFIRMED):
         raise InputError(f"a new subscription is {ACTIVE} or {UNCONFIRMED}, not {status!r}")
+    # Import reads every attribute back as text; anything else would not survive an
+    # export and re-import unchanged.
+    if attributes and not all(isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()):
+        raise InputError("attributes must map names to text")
     address = normalize_address(email)
     check_list_slug(list_slug)
     name = _clean_name(name)

@@ -554,8 +554,8 @@ def test_cli_add_list_export_lists_unsubscribe_remove(cli, store, tmp_path):
     ]
 
     table = cli("lists").stdout.splitlines()
-    assert table[0].split() == ["list", "active", "unconfirmed", "unsubscribed", "bounced", "complained", "total"]
-    assert table[2].split() == ["weekly", "5", "0", "1", "0", "0", "6"]
+    assert table[0].split() == ["list", "name", "active", "unconfirmed", "unsubscribed", "bounced", "complained", "total"]
+    assert table[2].split() == ["weekly", "weekly", "5", "0", "1", "0", "0", "6"]
 
     refused = cli("subscribers", "remove", "new@example.com", input="n\n")
     assert refused.exit_code == 1 and get_subscriber(store, "new@example.com") is not None
