@@ -11,6 +11,7 @@ import io
 import json
 import multiprocessing
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -620,3 +621,30 @@ def test_concurrent_writer_processes_do_not_hit_database_is_locked(database_url,
     assert [process.exitcode for process in workers] == [0, 0, 0]
     with Store.open(database_url) as store:
         assert table_counts(store)[0] == 3 * 8 * 21
+
+
+@pytest.mark.parametrize(
+    "fixture, options",
+    [
+        ("bom_crlf.csv", ()),
+        ("gbk.csv", ("--encoding", "gbk")),
+        ("duplicates_case.csv", ()),
+        ("empty_rows.csv", ()),
+        ("two_at_signs.csv", ()),
+        ("quoted_comma.csv", ()),
+        ("idn_domain.csv", ()),
+        ("non_ascii_local_part.csv", ()),
+        ("too_many_cells.csv", ()),
+        ("statuses.csv", ()),
+    ],
+)
+def test_printed_counts_add_up_to_the_rows_read(cli, fixture, options):
+    result = cli("subscribers", "import", str(FIXTURES / fixture), *options)
+    assert result.exit_code == 0, result.output
+    counts = re.search(r": (\d+) rows: (\d+) imported, (\d+) updated, (\d+) unchanged, (\d+) skipped", result.stdout)
+    rows, imported, updated, unchanged, skipped = map(int, counts.groups())
+    assert imported + updated + unchanged + skipped == rows
+    assert sum(": skipped: " in line for line in result.stderr.splitlines()) == skipped
+    with open(FIXTURES / fixture, "rb") as handle:
+        # Every fixture has one record per line after the header.
+        assert rows == len(handle.read().splitlines()) - 1
