@@ -579,6 +579,8 @@ def _check_encoding(encoding: str) -> codecs.CodecInfo:
         codec = codecs.lookup(encoding)
     except LookupError:
         raise InputError(f"unknown encoding {encoding!r} (try utf-8, gbk, gb18030, big5, latin-1)") from None
+    if codec.name == "utf-8-sig":
+        codec = codecs.lookup("utf-8")  # the BOM is always accepted, so this is plain UTF-8
     # The scan cuts the file at newline bytes and csv splits on ASCII commas and quotes;
     # both need an encoding that writes ASCII as itself (UTF-16 and UTF-32 do not).
     sample = '\n\r,"email@'

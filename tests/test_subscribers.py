@@ -307,6 +307,7 @@ def test_unknown_encoding_and_utf16_are_refused(store, tmp_path):
         import_csv(store, EXAMPLE, encoding="nope")
     with pytest.raises(InputError, match="not supported"):
         import_csv(store, EXAMPLE, encoding="utf-16")
+    assert import_csv(store, FIXTURES / "bom_crlf.csv", encoding="UTF-8-SIG").imported == 2
     unicode_text = tmp_path / "unicode.csv"
     unicode_text.write_bytes("email\tname\r\na@example.com\tA\r\n".encode("utf-16"))
     with pytest.raises(InputError, match="UTF-16"):
