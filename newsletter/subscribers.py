@@ -452,7 +452,7 @@ class ImportReport:
 
     def summary(self) -> str:
         text = (
-            f"{self.path}: {self.rows} rows: {self.imported} imported, {self.updated} updated, "
+            f"{self.path}: {self.rows} row{'' if self.rows == 1 else 's'}: {self.imported} imported, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.skipped} skipped"
         )
         if self.flagged:
@@ -647,6 +647,8 @@ def _scan_body(path: Path, codec: codecs.CodecInfo, body: bytes, lines_before: i
         hint = ""
         if codec.name == "utf-8":
             hint = "; files saved by Excel on Chinese Windows are usually GBK: try --encoding gbk"
+        elif codec.name in ("gbk", "gb2312"):
+            hint = "; try --encoding gb18030, which also has the characters GBK lacks"
         raise InputError(
             f"{path}: {_row_of_line(path, codec, line)}: the bytes {bad!r} are not valid {codec.name}{hint}"
         ) from None

@@ -642,7 +642,7 @@ def test_concurrent_writer_processes_do_not_hit_database_is_locked(database_url,
 def test_printed_counts_add_up_to_the_rows_read(cli, fixture, options):
     result = cli("subscribers", "import", str(FIXTURES / fixture), *options)
     assert result.exit_code == 0, result.output
-    counts = re.search(r": (\d+) rows: (\d+) imported, (\d+) updated, (\d+) unchanged, (\d+) skipped", result.stdout)
+    counts = re.search(r": (\d+) rows?: (\d+) imported, (\d+) updated, (\d+) unchanged, (\d+) skipped", result.stdout)
     rows, imported, updated, unchanged, skipped = map(int, counts.groups())
     assert imported + updated + unchanged + skipped == rows
     assert sum(": skipped: " in line for line in result.stderr.splitlines()) == skipped
