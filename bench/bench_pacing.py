@@ -33,6 +33,22 @@ class _Endpoint:
         self.region = "us-east-1"
 
 
+class StampedTransport:
+    """The real SES transport, noting when each send call begins: the moment the pacer let
+    it go.  Comparing with the server's arrival times separates the pacer from the way."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.started: list[float] = []
+
+    def send(self, message, **kwargs):
+        self.started.append(time.monotonic())
+        return self.inner.send(message, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def windows(times: list[float], length: float = 1.0) -> list[int]:
     """For each request, how many requests fall in [its time, its time + length)."""
     times = sorted(times)
@@ -53,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from newsletter.send import PACE_MARGIN, run_send
+    from newsletter.transports import open_transport
     from tests.send_world import SENDER, World
 
     count = int(args.rate * args.seconds) + 1
@@ -66,9 +83,11 @@ def main() -> None:
         world.use_ses(_Endpoint(ses.endpoint_url))
         world.add_subscribers(count)
         plan = world.plan(rate=args.rate, workers=args.workers)
+        transport = StampedTransport(open_transport(plan.settings, workers=plan.workers))
         started = time.monotonic()
-        summary = run_send(plan)
+        summary = run_send(plan, transport=transport)
         elapsed = time.monotonic() - started
+        transport.close()
         assert summary.sent == count and summary.complete, summary
         times = sorted(ses.request_times(status=None))
 
@@ -87,6 +106,11 @@ def main() -> None:
     print(f"  windows holding N sends     : " + ", ".join(f"{n}: {histogram[n]}" for n in sorted(histogram) if n >= args.rate - 2))
     print(f"  gaps between arrivals       : min {min(gaps) * 1000:.1f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms, "
           f"max {max(gaps) * 1000:.1f} ms (nominal {1000 / args.rate:.1f} ms)")
+    released = sorted(transport.started)
+    delays = sorted(arrived - left for arrived, left in zip(times, released))
+    print(f"  most in any 1 s as released : {max(windows(released))} (send calls begun, in this process)")
+    print(f"  release -> arrival          : median {delays[len(delays) // 2] * 1000:.1f} ms, "
+          f"99th percentile {delays[int(len(delays) * 0.99)] * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=None, help="run_send workers (default: what the campaign picks)")
     parser.add_argument("--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)")
+    parser.add_argument("--latency", type=float, default=0.0, help="ms each send is held at the server, like an internet round trip")
     args = parser.parse_args()
 
     import boto3
@@ -52,7 +53,9 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"server: LocalSes in its own process, sends answered by {'the quota layer alone (--fast-server)' if args.fast_server else 'moto'}")
-    with SesProcess(fast=args.fast_server) as ses, tempfile.TemporaryDirectory(prefix="bench-ses-") as scratch:
+    if args.latency:
+        print(f"each SendEmail answered {args.latency:g} ms late (a stand-in for the round trip to SES)")
+    with SesProcess(fast=args.fast_server, latency=args.latency / 1000) as ses, tempfile.TemporaryDirectory(prefix="bench-ses-") as scratch:
         os.environ.update(ses.environ)
         ses.call("verify", SENDER)
         ses.call("set_quota", max_send_rate=100_000, max_24_hour_send=-1)

@@ -32,15 +32,18 @@ class SesProcess:
     usual but are then answered at once instead of by moto, whose parsing and storing of
     each ~70 KB message (tens of ms of Python) would otherwise set the ceiling."""
 
-    def __init__(self, *, fast: bool = False) -> None:
+    def __init__(self, *, fast: bool = False, latency: float = 0.0) -> None:
         self.fast = fast
+        # Seconds each SendEmail answer is held back, standing in for the round trip to SES
+        # over the internet (tens of ms), which loopback lacks.
+        self.latency = latency
         self.process: subprocess.Popen | None = None
         self.endpoint_url = ""
         self.environ: dict[str, str] = {}
 
     def __enter__(self) -> "SesProcess":
         self.process = subprocess.Popen(
-            [sys.executable, __file__, *(["--fast"] if self.fast else [])],
+            [sys.executable, __file__, *(["--fast"] if self.fast else []), f"--latency={self.latency}"],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -90,6 +93,17 @@ def _serve() -> None:
             return super()._app(environ, start_response)
 
     server = ControlledSes().start()
+    latency = float(next((arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--latency=")), 0))
+    if latency:
+        import time
+
+        send_email = server._send_email
+
+        def answer_late(environ, start_response):
+            time.sleep(latency)
+            return send_email(environ, start_response)
+
+        server._send_email = answer_late
     if "--fast" in sys.argv:
         import uuid
 
