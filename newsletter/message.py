@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import html
 import os
 import re
+import struct
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -32,9 +34,10 @@ from newsletter.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL
 from newsletter.tracking import Links
 
 CRLF = b"\r\n"
-# RFC 2047: an encoded word is at most 75 characters; 45 bytes of UTF-8 make 60 base64
-# characters, which with `=?utf-8?b?` and `?=` stays inside that and inside a 78-column line.
-_ENCODED_WORD_BYTES = 45
+# RFC 2047 section 2: a header line holding an encoded word is at most 76 characters.  39
+# bytes of UTF-8 make 52 base64 characters, 64 with `=?utf-8?b?` and `?=`, which leaves room
+# for the longest field name we write before it ("Reply-To: ").
+_ENCODED_WORD_BYTES = 39
 _ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
 _HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
 
@@ -58,6 +61,10 @@ def encode_words(text: str) -> str:
     """`text` as RFC 2047 encoded words when it is not plain ASCII, else unchanged."""
     if _HEADER_SAFE.match(text):
         return text
+    whole = text.encode("utf-8")
+    if len(whole) <= _ENCODED_WORD_BYTES:
+        # Most names fit one word: skip the character loop below (it runs per recipient).
+        return f"=?utf-8?b?{binascii.b2a_base64(whole, newline=False).decode('ascii')}?="
     words, chunk = [], b""
     for char in text:
         encoded = char.encode("utf-8")
@@ -81,7 +88,9 @@ def format_address(name: str, address: str) -> str:
             return f"{name} <{address}>"
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{address}>'
-    return f"{encode_words(name)} <{address}>"
+    # Folded before the address, which would otherwise share the 76-character line of the
+    # last encoded word (RFC 2047 section 2).
+    return f"{encode_words(name)}\r\n <{address}>"
 
 
 def ascii_address(address: str) -> str:
@@ -103,7 +112,10 @@ def _header(name: str, value: str) -> bytes:
 
 
 # Dynamic runs closer than this many lines are encoded as one (measured: bench_message.py).
-MERGE_MARGIN_LINES = 6
+# 0 since the lines of a run are cut in one C call (_line_splitter): an extra run then costs
+# less than re-encoding the static lines between two runs (seed issue: 38 us per HTML part
+# at 0, 46 us at 6).
+MERGE_MARGIN_LINES = 0
 # Base64 turns each 57 input bytes into one 76-character line (RFC 2045's limit is 76).
 _LINE_BYTES = 57
 _LINE_CHARACTERS = 76
@@ -114,7 +126,23 @@ def _base64_lines(data: bytes) -> bytes:
     encoded = binascii.b2a_base64(data, newline=False)
     if len(encoded) <= _LINE_CHARACTERS:
         return encoded + CRLF
-    return CRLF.join([encoded[i : i + _LINE_CHARACTERS] for i in range(0, len(encoded), _LINE_CHARACTERS)]) + CRLF
+    return CRLF.join(_line_splitter(len(encoded))(encoded)) + CRLF
+
+
+@functools.lru_cache(maxsize=1024)
+def _line_splitter(length: int):
+    """Cuts `length` characters into 76-character lines in one C call (struct's "76s76s...");
+    slicing line by line in Python cost twice as much (bench/bench_message.py).  The runs a
+    message re-encodes have the same lengths for every recipient, so the cache always hits."""
+    full, rest = divmod(length, _LINE_CHARACTERS)
+    return struct.Struct(f"{_LINE_CHARACTERS}s" * full + (f"{rest}s" if rest else "")).unpack
+
+
+def _canonical(slotted: SlottedText) -> SlottedText:
+    """The text with CRLF line breaks: RFC 2046 section 4.1.1 makes CRLF the canonical line
+    break of every text/* type, and RFC 2045 section 6.8 base64-encodes the canonical form."""
+    parts = tuple(part.replace("\r\n", "\n").replace("\n", "\r\n") for part in slotted.parts)
+    return SlottedText(parts, slotted.slots)
 
 
 class _Base64Layout:
@@ -155,12 +183,17 @@ class _Base64Layout:
             line = last + 1
 
     def encode(self, values: Mapping[str, bytes]) -> bytes:
+        return b"".join(self.encoded_pieces(values))
+
+    def encoded_pieces(self, values: Mapping[str, bytes]) -> list[bytes]:
+        """The encoded part in pieces, for the caller to join into the whole message at
+        once: joining here too would copy the ~100 KB part one more time per message."""
         filled = self.slotted.fill_bytes(values)
         if len(filled) != self.size:
             # A value of another length moved the lines after it.  Values are built the same
             # way for everyone, so a change in one shows in the total.
-            return _base64_lines(filled)
-        return b"".join(piece if type(piece) is bytes else _base64_lines(filled[piece[0] : piece[1]]) for piece in self.pieces)
+            return [_base64_lines(filled)]
+        return [piece if type(piece) is bytes else _base64_lines(filled[piece[0] : piece[1]]) for piece in self.pieces]
 
 
 class MessageFactory:
@@ -199,7 +232,10 @@ class MessageFactory:
         head.append(_header("Subject", encode_words(subject_prefix + rendered.issue.subject)))
         # RFC 2919: a list's identity, stable across issues.
         list_name = settings.newsletter.name
-        head.append(_header("List-Id", f"{encode_words(list_name)} <{list_slug}.{self.domain}>"))
+        list_phrase = encode_words(list_name)
+        # Folded before the id when encoded, as for addresses (format_address).
+        between = " " if list_phrase == list_name else "\r\n "
+        head.append(_header("List-Id", f"{list_phrase}{between}<{list_slug}.{self.domain}>"))
         # Gmail's Feedback Loop groups complaints by these fields (CampaignId:CustomerId:
         # MailType:SenderId); they must not contain ':'.
         campaign = re.sub(r"[^A-Za-z0-9_.-]", "-", rendered.issue.slug)
@@ -232,8 +268,8 @@ class MessageFactory:
         }
         self._view_html = html.escape(self._view).encode("utf-8")
         sample_html, sample_text = self._slot_values(0)
-        self._html = _Base64Layout(rendered.html, sample_html)
-        self._text = _Base64Layout(rendered.text, sample_text)
+        self._html = _Base64Layout(_canonical(rendered.html), sample_html)
+        self._text = _Base64Layout(_canonical(rendered.text), sample_text)
 
     def message_id(self, subscriber_id: int) -> str:
         """Stable per (issue, subscriber): a resumed or repeated send reuses it, so a
@@ -270,7 +306,7 @@ class MessageFactory:
         # The token is URL-safe already; the mailbox that gets this mail can act on it.
         mailto = f"{self._mailto_prefix}{unsubscribe.rsplit('/', 1)[1]}"
         data = b"".join(
-            (
+            [
                 self._head,
                 _header("To", format_address(recipient.name, to_address)),
                 _header("Date", _date_now()),
@@ -280,11 +316,11 @@ class MessageFactory:
                 _header("List-Unsubscribe", f"<{unsubscribe}>,\r\n <{mailto}>"),
                 _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
                 self._body_head,
-                self._text.encode(text_values),
+                *self._text.encoded_pieces(text_values),
                 self._between,
-                self._html.encode(html_values),
+                *self._html.encoded_pieces(html_values),
                 self._end,
-            )
+            ]
         )
         return OutgoingMessage(data, message_id, to_address)
 

@@ -20,10 +20,12 @@ Crash safety, by construction:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import queue
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -51,6 +53,12 @@ MAX_ATTEMPTS = 4
 BASE_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 HEARTBEAT_SECONDS = 5.0
+# Measured against LocalSes: requests reach the server ~5 ms after the pacer lets them go,
+# give or take ~10 ms on a quiet machine, which with exact 1/rate spacing puts rate + 1 of them
+# into some one-second window (and SES answers 429).  With 1.5 % wider spacing any rate + 1
+# consecutive releases are >= 1.015 s apart, at the cost of sending 1.5 % below the rate; the
+# rarer longer delays of a loaded machine still show (bench/RESULTS.md, "Pacing").
+PACE_MARGIN = 0.015
 TEST_SUBJECT_PREFIX = "[TEST] "
 
 
@@ -276,30 +284,49 @@ def _default_workers(settings: Settings, rate: float | None) -> int:
 
 
 class Pacer:
-    """Spaces sends at least 1/rate seconds apart across all workers.
+    """Spaces sends 1/rate seconds apart across all workers, and never lets more than
+    `rate` of them go in any one second (SES quotes MaxSendRate in whole messages per second;
+    a fractional rate allows its next whole number in some seconds, its average over time).
 
-    No bursts: with exact spacing no one-second window can hold more than `rate` sends,
-    which is how SES measures MaxSendRate.
+    The schedule alone does not ensure the second part: a worker that wakes late from its
+    wait (a loaded machine oversleeps by tens of milliseconds) goes out late while the next
+    goes out on time, and `rate` + 1 sends land inside one second.  So each worker checks,
+    when it wakes, the actual times of the last `burst` releases and waits on if sending now
+    would crowd them.  The spacing is PACE_MARGIN wider than 1/rate, because a send reaches
+    the provider some milliseconds after the pacer lets it go, by an amount that varies
+    (thread scheduling, request signing, the network).
     """
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
+        self.interval = (1.0 + PACE_MARGIN) / rate if rate else 0.0
         self.clock = clock
         self._next = 0.0
         self._lock = threading.Lock()
+        # Any burst + 1 consecutive releases span at least `span` (>= 1 s for rate >= 1).
+        self.burst = max(1, math.floor(rate)) if rate else 1
+        self.span = self.burst * self.interval
+        self._released: collections.deque[float] = collections.deque(maxlen=self.burst)
 
     def wait(self, stop: threading.Event) -> bool:
         """Block until this caller may send; False if `stop` was set meanwhile."""
         if not self.interval:
             return not stop.is_set()
         with self._lock:
-            now = self.clock()
-            slot = max(now, self._next)
+            slot = max(self.clock(), self._next)
             self._next = slot + self.interval
-        delay = slot - self.clock()
-        if delay > 0:
-            return not stop.wait(delay)
-        return not stop.is_set()
+        while True:
+            delay = slot - self.clock()
+            if delay > 0 and stop.wait(delay):
+                return False
+            if stop.is_set():
+                return False
+            with self._lock:
+                now = self.clock()
+                released = self._released
+                if len(released) < self.burst or now >= released[0] + self.span:
+                    released.append(now)
+                    return True
+                slot = released[0] + self.span
 
 
 def backoff(attempt: int) -> float:
@@ -411,6 +438,7 @@ class _Campaign:
         in_flight = 0
         exhausted = False
         last_heartbeat = time.monotonic()
+        restore_signals = self._stop_on_signals()
         try:
             while True:
                 try:
@@ -438,12 +466,37 @@ class _Campaign:
                     self.summary.stopped = self.summary.stopped or "interrupted"
                     self.stop.set()
         finally:
+            restore_signals()
             for _ in workers:
                 self.work.put(None)
             for worker in workers:
                 worker.join()
             # Rows still in the work queue when we stopped were never tried.
             self._collect(block=False)
+
+    def _stop_on_signals(self) -> Callable[[], None]:
+        """While the loop runs, Ctrl-C and SIGTERM set the stop flag instead of raising.
+
+        A KeyboardInterrupt can land anywhere: between a claim's commit and the hand-over to
+        the workers (rows left `sending` that never left), or between taking outcomes off the
+        queue and recording them (rows that went out, then reported uncertain).  A second
+        Ctrl-C raises as usual, for an editor who will not wait.  Returns the undo.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def interrupted(signum, frame) -> None:
+            self.summary.stopped = self.summary.stopped or "interrupted"
+            self.stop.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = {number: signal.signal(number, interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+        return restore
 
     def _collect(self, *, block: bool) -> int:
         """Record the outcomes that are in, waiting briefly for the first if `block`."""
@@ -599,11 +652,16 @@ def dry_run(plan: SendPlan, *, progress: Callable[[int], None] | None = None) ->
         links=Links(plan.settings.base_url, Tokens(plan.settings.newsletter.secret)),
     )
     if plan.snapshotted:
-        statuses = [QUEUED] + ([FAILED] if plan.options.retry_failed else [])
+        # The rows the send would take: as `_prepare_queue` and `_settle_uncertain` requeue.
+        wanted = deliveries.c.status == QUEUED
+        if plan.options.retry_failed:
+            wanted = wanted | ((deliveries.c.status == FAILED) & (deliveries.c.failure == TEMPORARY))
+        if plan.options.resend_uncertain:
+            wanted = wanted | (deliveries.c.status == SENDING)
         query = (
             sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
             .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
-            .where(deliveries.c.issue_id == plan.stored.id, deliveries.c.status.in_(statuses))
+            .where(deliveries.c.issue_id == plan.stored.id, wanted)
         )
     else:
         query = ledger.audience_query(plan.list_id)

@@ -86,12 +86,16 @@ def _real_send(plan: SendPlan, assume_yes: bool) -> int:
         )
     if not plan.audience and not (plan.settings.transport.kind == "outbox" and counts.sending):
         if plan.snapshotted:
-            click.echo(f"{plan.stored.slug}: already sent completely ({counts.sent} sent) — nothing to do")
+            if counts.sending:
+                # Not complete: the uncertain rows reported above are neither sent nor failed.
+                click.echo(f"{plan.stored.slug}: nothing left to send ({counts.sent} sent, {counts.sending} uncertain)")
+            else:
+                click.echo(f"{plan.stored.slug}: already sent completely ({counts.sent} sent) — nothing to do")
             if counts.failed_temporary:
                 click.echo(f"{counts.failed_temporary} failed temporarily: run again with --retry-failed to retry them")
         else:
             click.echo(f"list {plan.list_slug!r} has no active subscribers — nothing to send")
-        return 0
+        return 1 if counts.sending else 0
     transport = plan.settings.transport.kind
     rate = f"{plan.rate:g}/s" if plan.rate else "as fast as it goes"
     question = (

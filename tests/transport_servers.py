@@ -553,10 +553,12 @@ class LocalSes:
             error = None
             if status == 200:
                 self._message_ids.append(json.loads(chunks)["MessageId"])
-                self._quota.sent_last_24_hours += 1
-                self._accepted_times.append(now)
             else:
                 error = _moto_error_code(chunks)
+                # Give back what _fault_for counted in advance.
+                self._quota.sent_last_24_hours -= 1
+                if now in self._accepted_times:
+                    self._accepted_times.remove(now)
             self.requests.append(SesRequest(body, status, error, now))
         return [chunks]
 
@@ -577,6 +579,10 @@ class LocalSes:
                     window.popleft()
                 if len(window) >= quota.max_send_rate:
                     return _Fault(*self.RATE_ERROR)
+            # Counted now, not when moto has answered: requests arriving meanwhile on other
+            # threads must see this one, or a concurrent sender gets past the daily quota.
+            quota.sent_last_24_hours += 1
+            self._accepted_times.append(now)
         return None
 
 
