@@ -124,22 +124,23 @@ def test_an_issue_sent_completely_is_not_sent_again(world: World):
 
 
 def test_an_unsubscribe_that_lands_mid_send_is_honoured(world: World):
-    ids = world.add_subscribers(40)
-    late = ids[30]
+    count = send_module.OUTBOX_CLAIM_WINDOW * 3
+    ids = world.add_subscribers(count)
+    late = ids[-1]
     unsubscribed = []
 
     def progress(summary, total):
-        # The first rows are out; row 30 is still queued (the claim window is 2 rows).
+        # The first rows are out; the last one is still queued, beyond the claim window.
         if summary.sent and not unsubscribed:
             unsubscribe(world.store, subscriber_id=late)
             unsubscribed.append(late)
 
     summary = world.send(progress=progress)
 
-    assert unsubscribed and summary.sent == 39 and summary.skipped == 1
+    assert unsubscribed and summary.sent == count - 1 and summary.skipped == 1
     rows = world.deliveries()
     assert (rows[late].status, rows[late].failure) == ("skipped", "unsubscribed")
-    assert "reader30@example.org" not in recipients_of(world.outbox_headers())
+    assert f"reader{count - 1}@example.org" not in recipients_of(world.outbox_headers())
     assert summary.complete
 
 

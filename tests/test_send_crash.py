@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from newsletter.message import MessageFactory, Recipient
-from newsletter.send import run_send
+from newsletter.send import OUTBOX_CLAIM_WINDOW, run_send
 from newsletter.store import ledger
 from newsletter.tracking import Links, Tokens
 from newsletter.transports.outbox import OutboxTransport
@@ -69,7 +69,7 @@ def test_sigkill_at_two_points_then_resume_sends_everyone_exactly_once(world: Wo
     kill(first)
     observed.append((world.outbox_count(), world.statuses()))
 
-    # Kill 2: around the middle, with another window size (2 workers: 4 rows in flight).
+    # Kill 2: around the middle, with another number of workers.
     second = world.start_newsletter("send", issue, "--yes", "--workers", "2")
     wait_until(lambda: world.outbox_count() >= 1_000, process=second)
     kill(second)
@@ -77,9 +77,9 @@ def test_sigkill_at_two_points_then_resume_sends_everyone_exactly_once(world: Wo
 
     for files, statuses in observed:
         # Nothing is ever recorded sent that is not in the outbox; what is in the outbox
-        # and not recorded sent is in flight (`sending`), at most the claim window.
+        # and not recorded sent is in flight (`sending`), at most the outbox's claim window.
         assert statuses.get("sent", 0) <= files <= statuses.get("sent", 0) + statuses.get("sending", 0)
-        assert statuses.get("sending", 0) <= 8
+        assert statuses.get("sending", 0) <= OUTBOX_CLAIM_WINDOW
         assert sum(statuses.values()) == 2_000
     assert observed[0][0] < 1_000 <= observed[1][0] < 2_000
 

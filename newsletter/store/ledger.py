@@ -380,7 +380,8 @@ def uncertain_rows(conn: sa.Connection, issue_id: int) -> Iterator[tuple[int, st
         .where(deliveries.c.issue_id == issue_id, deliveries.c.status == SENDING)
         .order_by(deliveries.c.id)
     )
-    yield from conn.execute(query).tuples()
+    for row in conn.execute(query):
+        yield row.id, row.message_id, row.email
 
 
 def requeue(conn: sa.Connection, issue_id: int, *, status: str, failure: str | None = None, ids: Sequence[int] | None = None) -> int:
