@@ -104,6 +104,17 @@ class SendPlan:
     def complete(self) -> bool:
         return self.stored.completed_at is not None and not self.audience
 
+    def message_factory(self, *, subject_prefix: str = "") -> MessageFactory:
+        return MessageFactory(
+            self.settings,
+            self.rendered,
+            issue_id=self.stored.id,
+            issue_uid=self.stored.uid,
+            list_slug=self.list_slug,
+            links=Links(self.settings.base_url, Tokens(self.settings.newsletter.secret)),
+            subject_prefix=subject_prefix,
+        )
+
     @property
     def blocked(self) -> bool:
         return any(f.failed for f in self.findings) and not self.options.force
@@ -359,14 +370,7 @@ class _Campaign:
         self.me = ledger.this_sender()
         self.own_transport = transport is None
         self.transport = transport or open_transport(plan.settings, workers=plan.workers)
-        self.factory = MessageFactory(
-            plan.settings,
-            plan.rendered,
-            issue_id=plan.stored.id,
-            issue_uid=plan.stored.uid,
-            list_slug=plan.list_slug,
-            links=Links(plan.settings.base_url, Tokens(plan.settings.newsletter.secret)),
-        )
+        self.factory = plan.message_factory()
         self.tags = {"issue": plan.stored.slug, "list": plan.list_slug}
         self.sender = plan.settings.from_address
         self.pacer = Pacer(plan.rate)
@@ -613,15 +617,7 @@ def send_test(plan: SendPlan, addresses: list[str], *, transport: Transport | No
     """
     from newsletter.subscribers import normalize_address
 
-    factory = MessageFactory(
-        plan.settings,
-        plan.rendered,
-        issue_id=plan.stored.id,
-        issue_uid=plan.stored.uid,
-        list_slug=plan.list_slug,
-        links=Links(plan.settings.base_url, Tokens(plan.settings.newsletter.secret)),
-        subject_prefix=TEST_SUBJECT_PREFIX,
-    )
+    factory = plan.message_factory(subject_prefix=TEST_SUBJECT_PREFIX)
     results = []
     owned = transport is None
     transport = transport or open_transport(plan.settings)
@@ -659,14 +655,7 @@ def dry_run(plan: SendPlan, *, progress: Callable[[int], None] | None = None) ->
 
     from newsletter.store.schema import deliveries, subscribers
 
-    factory = MessageFactory(
-        plan.settings,
-        plan.rendered,
-        issue_id=plan.stored.id,
-        issue_uid=plan.stored.uid,
-        list_slug=plan.list_slug,
-        links=Links(plan.settings.base_url, Tokens(plan.settings.newsletter.secret)),
-    )
+    factory = plan.message_factory()
     if plan.snapshotted:
         # The rows the send would take: as `_prepare_queue` and `_settle_uncertain` requeue.
         wanted = deliveries.c.status == QUEUED
