@@ -62,13 +62,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
     \b
     Write an issue in issues/, then:
-      newsletter build issues/2026-01-22.md      render email.html, email.txt, web.html
-      newsletter check issues/2026-01-22.md      what mail clients would object to
-      newsletter preview issues/2026-01-22.md    live preview in the browser
+      newsletter build issues/2026-11-30.md      render email.html, email.txt, web.html
+      newsletter check issues/2026-11-30.md      what mail clients would object to
+      newsletter preview issues/2026-11-30.md    live preview in the browser
       newsletter subscribers import subscribers/example.csv
-      newsletter send issues/2026-01-22.md       one personal copy to each subscriber
+      newsletter send issues/2026-11-30.md       one personal copy to each subscriber
       newsletter serve                           unsubscribe, tracking, archive, SES events
-      newsletter stats 2026-01-22                what happened to an issue
+      newsletter stats 2026-11-30                what happened to an issue
     """
     ctx.obj = Context(config_path)
 
@@ -91,7 +91,7 @@ def build(context: Context, issue_file: Path, out_dir: Path | None, templates_di
 
     \b
     Example:
-      newsletter build issues/2026-01-22.md --out /tmp/issue
+      newsletter build issues/2026-11-30.md --out /tmp/issue
     """
     from newsletter.build import build_issue
 
@@ -117,7 +117,7 @@ def check(context: Context, issue_file: Path, templates_dir: Path | None) -> Non
 
     \b
     Example:
-      newsletter check issues/2026-01-22.md
+      newsletter check issues/2026-11-30.md
     """
     from newsletter.build import check_issue
 
@@ -143,7 +143,7 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 
     \b
     Example:
-      newsletter preview issues/2026-01-22.md --port 8001
+      newsletter preview issues/2026-11-30.md --port 8001
     """
     from newsletter.web.preview import serve_preview
 
@@ -186,9 +186,9 @@ def send(
 
     \b
     Examples:
-      newsletter send issues/2026-01-22.md --test me@example.com
-      newsletter send issues/2026-01-22.md --dry-run
-      newsletter send issues/2026-01-22.md --yes
+      newsletter send issues/2026-11-30.md --test me@example.com
+      newsletter send issues/2026-11-30.md --dry-run
+      newsletter send issues/2026-11-30.md --yes
     """
     from newsletter.send import SendOptions
     from newsletter.send_console import run_send_command
