@@ -34,8 +34,7 @@ class _Endpoint:
 
 
 class StampedTransport:
-    """The real SES transport, noting when each send call begins: the moment the pacer let
-    it go.  Comparing with the server's arrival times separates the pacer from the way."""
+    """The real SES transport, noting the moment the pacer let each send go.  Comparing with the server's arrival times separates the pacer from the way."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -44,6 +43,15 @@ class StampedTransport:
     def send(self, message, **kwargs):
         self.started.append(time.monotonic())
         return self.inner.send(message, **kwargs)
+
+    def send_paced(self, message, *, pace, **kwargs):
+        # The campaign paces SES at the wire (after signing): stamp when the pacer releases.
+        def stamped() -> bool:
+            released = pace()
+            self.started.append(time.monotonic())
+            return released
+
+        return self.inner.send_paced(message, pace=stamped, **kwargs)
 
     def close(self) -> None:
         self.inner.close()

@@ -46,7 +46,7 @@ from newsletter.store.lists import find_list_id
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome, StoredIssue
 from newsletter.store.schema import FAILED, PERMANENT, QUEUED, SENDING, SENT, SKIPPED, TEMPORARY
 from newsletter.tracking import Links, Tokens
-from newsletter.transports import RecordingTransport, SendQuota, Transport, open_transport
+from newsletter.transports import STOPPED, RecordingTransport, SendQuota, Transport, WirePacedTransport, open_transport
 
 # Temporary failures are retried this many times in all, waiting 1, 2, 4... seconds (with
 # full jitter, so throttled workers do not retry in lockstep) up to MAX_BACKOFF.
@@ -575,12 +575,12 @@ class _Campaign:
 
     def _send_with_retries(self, item: Claimed, message: OutgoingMessage) -> Outcome:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if not self.pacer.wait(self.stop):
-                return Outcome(item.delivery_id, QUEUED, attempts=attempt - 1)
             try:
-                provider_id = self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
+                provider_id = self._paced_send(message)
                 return Outcome(item.delivery_id, SENT, provider_message_id=provider_id, attempts=attempt - 1)
             except TransportError as err:
+                if err.code == STOPPED:
+                    return Outcome(item.delivery_id, QUEUED, attempts=attempt - 1)
                 if err.uncertain:
                     # It may have gone out: retrying could send a second copy.
                     return Outcome(item.delivery_id, SENDING, error=str(err))
@@ -595,6 +595,18 @@ class _Campaign:
                 if self.stop.wait(backoff(attempt)):
                     return Outcome(item.delivery_id, QUEUED, attempts=attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+    def _paced_send(self, message: OutgoingMessage) -> str:
+        """One try, released by the pacer: at the wire where the transport can do that."""
+        pace = lambda: self.pacer.wait(self.stop)  # noqa: E731
+        if isinstance(self.transport, WirePacedTransport):
+            return self.transport.send_paced(
+                message.data, sender=self.sender, recipient=message.recipient, tags=self.tags, pace=pace
+            )
+        if not pace():
+            raise TransportError("stopped before sending", permanent=False, code=STOPPED)
+        return self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
 
 
 # ---------------------------------------------------------------------------

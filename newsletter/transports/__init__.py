@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from newsletter.config import Settings
@@ -81,6 +81,26 @@ class Transport(Protocol):
     def __enter__(self) -> Transport: ...
 
     def __exit__(self, *exc_info: object) -> None: ...
+
+
+# TransportError.code when a paced send was called off before the message left.
+STOPPED = "stopped"
+
+
+@runtime_checkable
+class WirePacedTransport(Protocol):
+    """A transport that holds each request until the moment it goes on the wire.
+
+    `pace()` is called after the request is fully built (for SES: serialised and signed,
+    several milliseconds for a 100 KB message under a shared GIL) and the request leaves
+    right after it returns True; False calls the send off (TransportError code STOPPED).
+    Pacing there rather than before `send` keeps the provider's view of the rate as even as
+    the pacer's: a rate limit is judged by arrival times.
+    """
+
+    def send_paced(
+        self, message: bytes, *, sender: str, recipient: str, tags: Mapping[str, str], pace: Callable[[], bool]
+    ) -> str: ...
 
 
 @runtime_checkable

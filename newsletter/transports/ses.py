@@ -22,7 +22,8 @@ code, and by LimitExceededException, which SendEmail has no other reason to retu
 from __future__ import annotations
 
 import re
-from typing import Mapping
+import threading
+from typing import Callable, Mapping
 
 import boto3
 import botocore.loaders
@@ -40,7 +41,7 @@ from botocore.exceptions import (
 )
 
 from newsletter.errors import TransportError
-from newsletter.transports import SendQuota
+from newsletter.transports import STOPPED, SendQuota
 
 # Retryable: the request was refused for load, not for what it carried.
 THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled"})
@@ -120,11 +121,26 @@ class SesTransport:
             )
         except (NoRegionError, ValueError) as err:
             raise TransportError(f"cannot set up SES in region {region!r}: {err}", permanent=True, stops_send=True) from err
+        self._pace = threading.local()
+        self._client.meta.events.register("before-send.sesv2.SendEmail", self._before_send)
 
     # ---- the Transport protocol ----
 
     def send(self, message: bytes, *, sender: str, recipient: str, tags: Mapping[str, str] = {}) -> str:
         """Send `message` to `recipient` alone; the SES MessageId."""
+        return self.send_paced(message, sender=sender, recipient=recipient, tags=tags, pace=None)
+
+    def send_paced(
+        self,
+        message: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        tags: Mapping[str, str] = {},
+        pace: Callable[[], bool] | None = None,
+    ) -> str:
+        """`send`, calling `pace()` after the request is signed and just before it leaves
+        (see WirePacedTransport)."""
         request: dict = {
             "FromEmailAddress": _ascii_address(sender, recipient=recipient, is_sender=True),
             "Destination": {"ToAddresses": [_ascii_address(recipient, recipient=recipient, is_sender=False)]},
@@ -134,13 +150,25 @@ class SesTransport:
             request["ConfigurationSetName"] = self.configuration_set
         if tags:
             request["EmailTags"] = [{"Name": tag_text(name), "Value": tag_text(value)} for name, value in tags.items()]
+        self._pace.current = pace
         try:
             response = self._client.send_email(**request)
+        except _SendCalledOff:
+            raise TransportError("the send was stopped before the message left", permanent=False, recipient=recipient, code=STOPPED) from None
         except ClientError as err:
             raise _classify(err, sender=sender, recipient=recipient) from err
         except BotoCoreError as err:
             raise _wrap_botocore(err, recipient=recipient) from err
+        finally:
+            self._pace.current = None
         return response["MessageId"]
+
+    def _before_send(self, **_: object) -> None:
+        # botocore emits before-send once the request is serialised and signed; returning
+        # None lets it go on.  The pace function is per thread: workers share the client.
+        pace = getattr(self._pace, "current", None)
+        if pace is not None and not pace():
+            raise _SendCalledOff
 
     def quota(self) -> SendQuota | None:
         """The account's limits from `GetAccount`: MaxSendRate, Max24HourSend, SentLast24Hours.
@@ -235,6 +263,10 @@ def _classify(err: ClientError, *, sender: str, recipient: str | None) -> Transp
         return TransportError(message, permanent=True, recipient=recipient, code=code, stops_send=True)
     # MessageRejected, BadRequestException (an address SES cannot parse), any other 4xx.
     return TransportError(message, permanent=True, recipient=recipient, code=code)
+
+
+class _SendCalledOff(Exception):
+    """Raised from the before-send hook when the pace function says stop."""
 
 
 def _names(text: str, address: str) -> bool:
