@@ -17,7 +17,7 @@ import pytest
 
 from newsletter.config import Settings, replace
 from newsletter.errors import TransportError
-from newsletter.transports import RecordingTransport, SendQuota, open_transport, read_message_id
+from newsletter.transports import STOPPED, RecordingTransport, SendQuota, open_transport, read_message_id
 from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.smtp import SmtpTransport
 
@@ -406,6 +406,28 @@ def test_ses_sends_the_raw_bytes_with_tags_and_configuration_set(local_ses: Loca
     assert request["ConfigurationSetName"] == "newsletter-events"
     assert request["EmailTags"] == [{"Name": "issue", "Value": "2026-01-22"}, {"Name": "list", "Value": "_news-246jz16k"}]
     assert local_ses.requests[0].raw == messages[0]
+
+
+def test_ses_paced_send_is_released_after_signing_and_can_be_called_off(local_ses: LocalSes):
+    local_ses.verify(SENDER)
+    seen_at_release: list[int] = []
+
+    def release() -> bool:
+        # By now the request is built and signed: nothing has reached the server yet.
+        seen_at_release.append(len(local_ses.requests))
+        return True
+
+    with ses_transport(local_ses) as transport:
+        message_id = transport.send_paced(make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=release)
+        with pytest.raises(TransportError) as stopped:
+            transport.send_paced(make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=lambda: False)
+        # A plain send afterwards is not paced by a leftover pace function.
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+
+    assert seen_at_release == [0]
+    assert stopped.value.code == STOPPED and not stopped.value.permanent
+    assert [d.message_id for d in local_ses.received()][0] == message_id
+    assert len(local_ses.received()) == 2, "the called-off request never left"
 
 
 def test_ses_throttling_is_temporary_and_not_retried_underneath(local_ses: LocalSes):
