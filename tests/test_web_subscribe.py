@@ -61,10 +61,12 @@ def wait_for_confirmation(site: Site, email: str, count: int = 1, timeout: float
     return found[-1]
 
 
-def no_new_mail_after_a_moment(site: Site, before: int) -> None:
+def no_new_mail_after_a_moment(site: Site, email: str, before: int) -> None:
     # The email would leave from a background task right after the answer; give it time.
+    # Counted per address: the site is shared by the module, and an earlier test's
+    # confirmation may still be on its way to the outbox.
     time.sleep(0.3)
-    assert site.world.outbox_count() == before
+    assert len(confirmations_to(site, email)) == before
 
 
 def confirm_link(message: EmailMessage) -> str:
@@ -132,10 +134,10 @@ def test_the_answer_is_the_same_whoever_the_address_belongs_to(shop: Site):
 
 
 def test_an_active_member_gets_no_email(shop: Site):
-    before = shop.world.outbox_count()
+    before = len(confirmations_to(shop, "member@example.net"))
     row = shop.subscriber("member@example.net")
     assert subscribe(shop, "member@example.net", name="Someone Else").status_code == 200
-    no_new_mail_after_a_moment(shop, before)
+    no_new_mail_after_a_moment(shop, "member@example.net", before)
     after = shop.subscriber("member@example.net")
     assert after["status"] == ACTIVE and after["name"] == "Member"
     assert after["confirmation_sent_at"] == row["confirmation_sent_at"]
@@ -144,10 +146,9 @@ def test_an_active_member_gets_no_email(shop: Site):
 def test_at_most_one_confirmation_email_an_hour_per_address(shop: Site):
     subscribe(shop, "eager@example.org")
     wait_for_confirmation(shop, "eager@example.org")
-    before = shop.world.outbox_count()
     for _ in range(3):
         assert subscribe(shop, "EAGER@example.org").status_code == 200
-    no_new_mail_after_a_moment(shop, before)
+    no_new_mail_after_a_moment(shop, "eager@example.org", 1)
     assert len(confirmations_to(shop, "eager@example.org")) == 1
 
     # An hour later the next request mails again.
