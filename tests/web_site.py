@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import time
-import uuid
 from email.message import EmailMessage
 from typing import Callable, Iterator
 
@@ -30,16 +28,15 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from newsletter.send import send_test
-from newsletter.store.database import normalize_url
 from newsletter.store.schema import events, subscribers
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
 
 pytest.register_assert_rewrite("tests.send_world")
+from databases import empty_database  # noqa: E402
 from http_server import run_asgi_in_thread  # noqa: E402
 from tests.send_world import World, parse_message  # noqa: E402
 
-POSTGRES_URL_VARIABLE = "NEWSLETTER_TEST_DATABASE_URL"
 # What a person's browser sends; httpx's own user agent counts as a machine (it is one).
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -148,24 +145,8 @@ def site_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     """conftest.py's `database_url`, once per test module: starting a server and sending an
     issue for every test would cost most of the suite's time, so a module's tests share one
     database and server, and each test uses subscribers of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'newsletter.db'}"
-        return
-    base = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not base:
-        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set: PostgreSQL cases skipped")
-    # A schema of its own, as conftest.py does: a clean database in milliseconds.
-    schema = f"test_web_{uuid.uuid4().hex[:12]}"
-    server = normalize_url(base)
-    admin = sa.create_engine(server, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield server.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with empty_database(request.param, tmp_path_factory.mktemp("db"), prefix="test_web") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
