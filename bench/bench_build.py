@@ -41,10 +41,10 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from newsletter.checks import sized_html
+    from newsletter.compose.checks import sized_html
     from newsletter.config import load_settings
-    from newsletter.issue import load_issue
-    from newsletter.render import EMAIL_TEMPLATE, TEXT_TEMPLATE, WEB_TEMPLATE, Renderer, _LinkRegistry
+    from newsletter.compose.issue.parse import load_issue
+    from newsletter.compose.render import EMAIL_TEMPLATE, TEXT_TEMPLATE, WEB_TEMPLATE, Renderer, _LinkRegistry
 
     imported = time.perf_counter()
     settings = load_settings(args.config, environ={})

@@ -26,7 +26,7 @@ OUT = HERE / "out"
 def run_export(url: str, path: Path) -> dict:
     sys.path.insert(0, str(HERE.parent))
     from newsletter.store import Store
-    from newsletter.subscribers import export_csv_file
+    from newsletter.audience.subscribers import export_csv_file
 
     with Store.open(url) as store:
         cpu_before = _cpu_seconds()

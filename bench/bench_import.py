@@ -73,7 +73,7 @@ def run_import(csv_path: Path, url: str, dry_run: bool = False) -> dict:
     """One import, in this process; returns the figures."""
     sys.path.insert(0, str(HERE.parent))
     from newsletter.store import Store
-    from newsletter.subscribers import import_csv
+    from newsletter.audience.subscribers import import_csv
 
     problems = 0
 

@@ -32,12 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter import message as message_module  # noqa: E402
+from newsletter.mail import message as message_module  # noqa: E402
 from newsletter.config import Settings, replace  # noqa: E402
-from newsletter.issue import load_issue  # noqa: E402
-from newsletter.message import MessageFactory, Recipient  # noqa: E402
-from newsletter.render import Renderer  # noqa: E402
-from newsletter.tracking import Links, Purpose, Tokens  # noqa: E402
+from newsletter.compose.issue.parse import load_issue  # noqa: E402
+from newsletter.mail.message import MessageFactory, Recipient  # noqa: E402
+from newsletter.compose.render import Renderer  # noqa: E402
+from newsletter.tokens import Links, Purpose, Tokens  # noqa: E402
 
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
 ISSUE_ID, ISSUE_UID = 3, "0123456789abcdef"

@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.send import SendOptions, plan_send, run_send  # noqa: E402
+from newsletter.sending.campaign import SendOptions, plan_send, run_send  # noqa: E402
 from newsletter.store import Store, get_or_create_list  # noqa: E402
 from newsletter.store.schema import ACTIVE, OPEN, events, memberships, subscribers, utcnow  # noqa: E402
-from newsletter.tracking import Links, Tokens  # noqa: E402
+from newsletter.tokens import Links, Tokens  # noqa: E402
 
 SECRET = "bench-pixel-5b1e0c7a9d3f4e2a8c6b0d1f3e5a7c9b"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -70,7 +70,7 @@ from newsletter.errors import TokenError
 from newsletter.store import Store
 from newsletter.store.events import record_event
 from newsletter.store.schema import OPEN
-from newsletter.tracking import Purpose, Tokens
+from newsletter.tokens import Purpose, Tokens
 from newsletter.web.tracking import NO_CACHE, PIXEL_GIF
 
 settings = load_settings(sys.argv[1])

@@ -46,9 +46,9 @@ def main() -> None:
 
     import boto3
 
-    from newsletter.message import MessageFactory, Recipient
-    from newsletter.send import run_send
-    from newsletter.tracking import Links, Tokens
+    from newsletter.mail.message import MessageFactory, Recipient
+    from newsletter.sending.campaign import run_send
+    from newsletter.tokens import Links, Tokens
     from tests.send_world import SENDER, World
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

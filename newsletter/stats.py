@@ -203,7 +203,7 @@ def resolve_issue_slug(argument: str, *, default_language: str) -> str:
     """ISSUE as the editor types it: a slug, or the issue's Markdown file."""
     path = Path(argument)
     if argument.endswith(".md") or path.is_file():
-        from newsletter.issue import load_issue
+        from newsletter.compose.issue.parse import load_issue
 
         if not path.is_file():
             raise InputError(f"{argument}: no such issue file")

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.config import Settings, load_settings
-from newsletter.send import SendOptions, SendPlan, SendSummary, plan_send, run_send
+from newsletter.sending.campaign import SendOptions, SendPlan, SendSummary, plan_send, run_send
 from newsletter.store import Store
 from newsletter.store.lists import get_or_create_list
 from newsletter.store.schema import ACTIVE, deliveries, issues, memberships, subscribers, utcnow
@@ -253,7 +253,7 @@ class World:
         the many CLI tests where a new interpreter per run would only add seconds."""
         from click.testing import CliRunner
 
-        from newsletter.cli import main
+        from newsletter.cli.main import main
 
         unset: dict[str, str | None] = {name: None for name in os.environ if name.startswith("NEWSLETTER_")}
         result = CliRunner(env={**unset, **(env or {})}).invoke(

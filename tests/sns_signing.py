@@ -2,7 +2,7 @@
 
 For any test that needs authentic-looking SNS traffic (tests/test_events.py now, the
 /hooks/ses web tests later).  The string to sign is built here independently of
-`newsletter.events`, from the SNS Developer Guide ("Verifying the signatures of Amazon SNS
+`newsletter.transports.ses.sns`, from the SNS Developer Guide ("Verifying the signatures of Amazon SNS
 messages"), so a mistake in the production code cannot be mirrored by the test helper.
 
 Use the fixtures by importing them into a test module:

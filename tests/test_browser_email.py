@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_issue
+from newsletter.compose.build import build_issue
 from newsletter.config import load_settings
-from newsletter.issue import load_issue
+from newsletter.compose.issue.parse import load_issue
 from sample_issues import EXAMPLE, EXAMPLE_CONFIG, SEED
 
 pytest_plugins = ["browser"]

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from newsletter.config import DEMO_SECRET
-from newsletter.tracking import Purpose, Tokens
+from newsletter.tokens import Purpose, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
 from tests.send_world import SECRET, SENDER, World, parse_message, recipients_of  # noqa: E402
@@ -187,7 +187,7 @@ def test_send_through_ses_reaches_every_subscriber_once(world: World, local_ses:
 
 
 def test_dry_run_builds_what_a_retry_would_send_and_no_more(world: World, local_smtp, monkeypatch: pytest.MonkeyPatch):
-    from newsletter import send as send_module
+    from newsletter.sending import campaign as send_module
 
     monkeypatch.setattr(send_module, "BASE_BACKOFF", 0.005)
     monkeypatch.setattr(send_module, "MAX_BACKOFF", 0.02)

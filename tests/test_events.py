@@ -1,4 +1,4 @@
-"""SNS signature verification, SES event parsing and the suppression policy (newsletter.events).
+"""SNS signature verification, SES event parsing and the suppression policy (newsletter.transports.ses.sns).
 
 Notifications are signed here exactly as SNS signs them (tests/sns_signing.py), and the
 certificate is fetched over real HTTP from a server on 127.0.0.1 by the production fetcher;
@@ -16,7 +16,7 @@ import pytest
 
 from newsletter.config import EventsSettings
 from newsletter.errors import WebhookError
-from newsletter.events import (
+from newsletter.transports.ses.sns import (
     SNS_HTTP_MAX_AGE,
     EventKind,
     HttpFetcher,

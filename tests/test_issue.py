@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import IssueError
-from newsletter.issue import (
+from newsletter.compose.issue.parse import (
     Anchor,
     Code,
     CodeBlock,

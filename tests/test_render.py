@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.checks import GMAIL_CLIP_BYTES, sized_html
+from newsletter.compose.checks import GMAIL_CLIP_BYTES, sized_html
 from newsletter.config import load_settings
 from newsletter.errors import IssueError, RenderError
-from newsletter.issue import load_issue
-from newsletter.render import SLOT_PATTERN, Renderer, SlottedText
+from newsletter.compose.issue.parse import load_issue
+from newsletter.compose.render import SLOT_PATTERN, Renderer, SlottedText
 from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, REPO, SEED
 
 SAMPLES = {"seed": SEED, "example": EXAMPLE}
@@ -195,8 +195,8 @@ def test_two_renders_are_byte_identical_across_renderer_instances(sample, settin
 DIGEST_SCRIPT = """
 import hashlib, sys
 from newsletter.config import load_settings
-from newsletter.issue import load_issue
-from newsletter.render import Renderer
+from newsletter.compose.issue.parse import load_issue
+from newsletter.compose.render import Renderer
 rendered = Renderer(load_settings(sys.argv[2], environ={})).render(load_issue(sys.argv[1]))
 document = "\\x00".join(rendered.html.parts + rendered.html.slots + rendered.text.parts + (rendered.web_html,))
 print(hashlib.sha256(document.encode()).hexdigest())

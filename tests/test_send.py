@@ -13,11 +13,11 @@ from collections import Counter
 
 import pytest
 
-from newsletter import send as send_module
-from newsletter.message import MessageFactory, Recipient
-from newsletter.send import MAX_ATTEMPTS
-from newsletter.subscribers import add_subscriber, unsubscribe
-from newsletter.tracking import Links, Tokens
+from newsletter.sending import campaign as send_module
+from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.sending.campaign import MAX_ATTEMPTS
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.tokens import Links, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
 from tests.send_world import SENDER, World, parse_message, recipients_of  # noqa: E402

@@ -15,10 +15,10 @@ from collections import Counter
 
 import pytest
 
-from newsletter.message import MessageFactory, Recipient
-from newsletter.send import OUTBOX_CLAIM_WINDOW, run_send
+from newsletter.mail.message import MessageFactory, Recipient
+from newsletter.sending.campaign import OUTBOX_CLAIM_WINDOW, run_send
 from newsletter.store import ledger
-from newsletter.tracking import Links, Tokens
+from newsletter.tokens import Links, Tokens
 from newsletter.transports.outbox import OutboxTransport
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")

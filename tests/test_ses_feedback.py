@@ -1,4 +1,4 @@
-"""Applying SES events to the store (newsletter.ses_feedback), on SQLite and PostgreSQL.
+"""Applying SES events to the store (newsletter.feedback.apply), on SQLite and PostgreSQL.
 
 Records are the AWS documentation's examples (tests/fixtures/ses) pointed at rows of a
 crafted ledger; what is asserted is what the database holds afterwards.
@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from crafted_ledger import SEND_START, CraftedLedger
-from newsletter.events import SuppressionPolicy, parse_ses_event
-from newsletter.ses_feedback import Applied, apply_ses_event
+from newsletter.transports.ses.sns import SuppressionPolicy, parse_ses_event
+from newsletter.feedback.apply import Applied, apply_ses_event
 from newsletter.store import schema
 from ses_records import ses_record
 

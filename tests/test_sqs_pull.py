@@ -18,8 +18,8 @@ import pytest
 
 from crafted_ledger import CraftedLedger
 from newsletter.config import SesSettings, Settings, replace
-from newsletter.events import SnsVerifier
-from newsletter.sqs_pull import QueueError, pull_events
+from newsletter.transports.ses.sns import SnsVerifier
+from newsletter.transports.ses.sqs import QueueError, pull_events
 from newsletter.store import schema
 from ses_records import CERT_PATH, TOPIC, ses_record, sns_notification
 from sns_signing import (  # noqa: F401 - fixtures are used by name

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from crafted_ledger import SEND_START, CraftedLedger
-from newsletter.cli import main
+from newsletter.cli.main import main
 from newsletter.config import Settings, replace
 from newsletter.stats import issue_stats
 from newsletter.store import schema

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 from newsletter.errors import StoreError
 from newsletter.store import Store, get_or_create_list, head_revision
 from newsletter.store.database import alembic_config, known_revisions

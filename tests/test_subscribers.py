@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 from newsletter.errors import InputError
 from newsletter.store import Store
 from newsletter.store.schema import lists, memberships, subscribers
-from newsletter.subscribers import (
+from newsletter.audience.subscribers import (
     ImportReport,
     add_subscriber,
     export_csv,

@@ -8,7 +8,7 @@ import string
 import pytest
 
 from newsletter.errors import ConfigError, TokenError
-from newsletter.tracking import TOKEN_LENGTH, Claim, Links, Purpose, Tokens
+from newsletter.tokens import TOKEN_LENGTH, Claim, Links, Purpose, Tokens
 
 SECRET = "tracking-tests-0123456789abcdef0123456789abcdef"
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -17,7 +17,7 @@ import pytest
 
 from newsletter.config import Settings, replace
 from newsletter.errors import TransportError
-from newsletter.transports import STOPPED, RecordingTransport, SendQuota, open_transport, read_message_id
+from newsletter.transports.base import STOPPED, RecordingTransport, SendQuota, open_transport, read_message_id
 from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.smtp import SmtpTransport
 
@@ -381,7 +381,7 @@ def test_smtp_keeps_one_connection_per_thread_and_closes_them_all(local_smtp: Lo
 
 
 def ses_transport(server: LocalSes, **options):
-    from newsletter.transports.ses import SesTransport
+    from newsletter.transports.ses.send import SesTransport
 
     return SesTransport(region=server.region, endpoint_url=server.endpoint_url, **options)
 
@@ -532,7 +532,7 @@ def test_ses_refuses_a_non_ascii_local_part_before_calling_ses(local_ses: LocalS
 
 
 def test_ses_unreachable_endpoint_is_temporary(local_ses: LocalSes):
-    from newsletter.transports.ses import SesTransport
+    from newsletter.transports.ses.send import SesTransport
 
     transport = SesTransport(region="us-east-1", endpoint_url=f"http://127.0.0.1:{closed_port()}", connect_timeout=2)
     with pytest.raises(TransportError) as caught:
@@ -609,7 +609,7 @@ def test_open_transport_builds_each_kind(tmp_path: Path, local_smtp: LocalSmtp, 
 
 def test_boto3_is_imported_only_for_ses():
     code = (
-        "import sys, newsletter.transports, newsletter.transports.outbox, newsletter.transports.smtp\n"
+        "import sys, newsletter.transports.base, newsletter.transports.outbox, newsletter.transports.smtp\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.send import SendOptions, plan_send, run_send
+from newsletter.sending.campaign import SendOptions, plan_send, run_send
 from newsletter.store import ledger
 
 pytest.register_assert_rewrite("tests.web_site")

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.config import Settings, replace
-from newsletter.events import SnsVerifier
-from newsletter.send import SendOptions, plan_send, run_send
+from newsletter.transports.ses.sns import SnsVerifier
+from newsletter.sending.campaign import SendOptions, plan_send, run_send
 from newsletter.store import schema
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext

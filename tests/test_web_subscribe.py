@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.store.schema import ACTIVE, BOUNCED, CONFIRM, UNCONFIRMED, UNSUBSCRIBED, lists, memberships, subscribers
-from newsletter.subscribers import add_subscriber, unsubscribe
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.web_site import BROWSER, Site, form_token  # noqa: E402

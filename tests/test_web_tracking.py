@@ -18,8 +18,8 @@ from newsletter.store.ledger import issue_links
 from newsletter.config import DEMO_SECRET, load_settings, replace
 from newsletter.errors import ConfigError
 from newsletter.store.schema import CLICK, OPEN, deliveries, events, utcnow
-from newsletter.tracking import Purpose
-from newsletter.web.machines import APPLE_PRIVACY_PROXY_AGENT, CLICK_SECONDS_AFTER_SENDING, judge
+from newsletter.tokens import Purpose
+from newsletter.feedback.machines import APPLE_PRIVACY_PROXY_AGENT, CLICK_SECONDS_AFTER_SENDING, judge
 from newsletter.web.serve import refuse_demo_secret_in_public
 
 pytest.register_assert_rewrite("tests.web_site")

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.store.schema import ACTIVE, BOUNCED, RESUBSCRIBE, UNSUBSCRIBE, UNSUBSCRIBED, subscribers
-from newsletter.subscribers import remove_subscriber
+from newsletter.audience.subscribers import remove_subscriber
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.web_site import Site, form_token, http_client, unsubscribe_url  # noqa: E402

@@ -1,6 +1,6 @@
 """The SQL behind applying SES feedback (bounces, complaints, deliveries...) to the store.
 
-Only queries live here; `newsletter.ses_feedback` decides what an event means.
+Only queries live here; `newsletter.feedback.apply` decides what an event means.
 """
 
 from __future__ import annotations

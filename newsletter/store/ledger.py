@@ -5,7 +5,7 @@ committed transaction *before* its message leaves, and `sent` after the provider
 so whatever the sender's process suffers, a row is never lost and never silently sent
 twice: after a crash the rows still in `sending` are exactly the uncertain ones.
 
-Only SQL lives here; `newsletter.send` decides when to call what.
+Only SQL lives here; `newsletter.sending.campaign` decides when to call what.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ CLICK = "click"
 UNSUBSCRIBE = "unsubscribe"
 RESUBSCRIBE = "resubscribe"
 CONFIRM = "confirm"
-# From SES, through SNS or SQS (see newsletter.events.EventKind), prefixed where the name
+# From SES, through SNS or SQS (see newsletter.transports.ses.sns.EventKind), prefixed where the name
 # would clash with our own.
 SES_SEND = "ses_send"
 DELIVERY = "delivery"

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from newsletter.errors import TransportError
-from newsletter.transports import SendQuota, read_message_id
+from newsletter.transports.base import SendQuota, read_message_id
 
 
 class OutboxTransport:

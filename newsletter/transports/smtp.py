@@ -10,7 +10,7 @@ may decide to risk a second copy.
 
 Reply codes (RFC 5321 section 4.2): 4xx are temporary, 5xx permanent.  A refusal at MAIL
 FROM concerns the sender, so every message would meet it: a 5xx there, a failed login or an
-untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports`).
+untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports.base`).
 Amazon SES's SMTP interface reports its daily quota as "454 Throttling failure: Daily message
 quota exceeded" (SES developer guide, "Errors related to the sending quotas"), which stops
 the send too.
@@ -26,7 +26,7 @@ import uuid
 from typing import Mapping
 
 from newsletter.errors import TransportError
-from newsletter.transports import SendQuota, read_message_id
+from newsletter.transports.base import SendQuota, read_message_id
 
 # How the common servers name the queue entry in their final 250 reply to DATA, most
 # specific first: Postfix "250 2.0.0 Ok: queued as 4ZxQ2k1Jq0z9", Exim "250 OK

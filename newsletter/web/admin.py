@@ -23,7 +23,7 @@ from starlette.routing import Route
 from newsletter.errors import InputError
 from newsletter.stats import IssueStats, issue_stats, issue_summaries
 from newsletter.web.chart import timeline_svg
-from newsletter.wording import format_date, wording_for
+from newsletter.i18n import format_date, wording_for
 
 REALM = "newsletter stats"
 TEMPLATE = "web/stats.html.j2"

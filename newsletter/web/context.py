@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from newsletter.config import Settings
-from newsletter.render import Renderer
+from newsletter.compose.render import Renderer
 from newsletter.store import Store
-from newsletter.tracking import Links, Tokens
-from newsletter.transports import Transport, open_transport
+from newsletter.tokens import Links, Tokens
+from newsletter.transports.base import Transport, open_transport
 
 
 @dataclass
@@ -21,7 +21,7 @@ class WebContext:
     links: Links
     # How the app sends mail (double opt-in confirmations): the configured transport.
     open_transport: Callable[[], Transport]
-    # SNS message verification for /hooks/ses (newsletter.events.SnsVerifier); tests pass
+    # SNS message verification for /hooks/ses (newsletter.transports.ses.sns.SnsVerifier); tests pass
     # one that trusts a local certificate URL.  None builds the default from the settings.
     sns_verifier: object | None = None
     extras: dict = field(default_factory=dict)

@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.errors import StoreError, WebhookError
-from newsletter.events import (
+from newsletter.transports.ses.sns import (
     SnsMessage,
     SnsMessageType,
     SnsVerifier,
@@ -34,7 +34,7 @@ from newsletter.events import (
     confirm_subscription,
     event_from_sns,
 )
-from newsletter.ses_feedback import FeedbackResult, apply_ses_event
+from newsletter.feedback.apply import FeedbackResult, apply_ses_event
 
 log = logging.getLogger(__name__)
 

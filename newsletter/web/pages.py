@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import HTMLResponse
 
 from newsletter.web.context import WebContext
-from newsletter.wording import wording_for
+from newsletter.i18n import wording_for
 
 # Pages about one person (unsubscribe, confirm, forms) must never be stored by a cache
 # on the way: they show an address and carry form tokens.

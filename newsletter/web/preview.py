@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter.build import render_issue
+from newsletter.compose.build import render_issue
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
-from newsletter.render import Renderer
+from newsletter.compose.render import Renderer
 
 POLL_MILLISECONDS = 700
 

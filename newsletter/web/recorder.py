@@ -25,7 +25,7 @@ from datetime import datetime
 
 from newsletter.store import Store
 from newsletter.store.hits import Hit, record_hits
-from newsletter.web.machines import judge
+from newsletter.feedback.machines import judge
 
 log = logging.getLogger("newsletter.web")
 

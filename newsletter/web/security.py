@@ -13,7 +13,7 @@ secret are needed.
 The RFC 8058 one-click POST is the exception by design: Gmail and Yahoo send it from their
 servers with no cookie and no page, so it cannot carry a form token.  What protects it is
 that the unsubscribe URL is itself the capability: a 44-character HMAC-signed token that
-only the mailbox it was sent to has seen (newsletter.tracking), so nobody else can forge the
+only the mailbox it was sent to has seen (newsletter.tokens), so nobody else can forge the
 request, and the worst a holder of the token can do is what the recipient asked for.  The
 one-click path does nothing but unsubscribe; resubscribing needs the page's form.
 """

@@ -3,7 +3,7 @@
 The form's answer is the same page, status and work whoever the address belongs to; the
 confirmation email, when one is due, goes out from a background task after the answer has
 been sent, so the time to answer does not depend on it either.  The rules on who gets an
-email and who may come back are in newsletter.subscriptions.
+email and who may come back are in newsletter.audience.self_service.
 
 `GET /confirm/TOKEN` confirms, as the link in the email promises, except when the request
 looks like a link scanner's (corporate mail gateways open every link of a message on
@@ -21,7 +21,7 @@ from starlette.routing import Route
 from newsletter.errors import InputError, TokenError
 from newsletter.store.lists import check_list_slug
 from newsletter.store.schema import CLICK
-from newsletter.subscriptions import (
+from newsletter.audience.self_service import (
     ALREADY_CONFIRMED,
     CONFIRMED,
     PendingConfirmation,
@@ -30,9 +30,9 @@ from newsletter.subscriptions import (
     request_subscription,
     send_confirmation,
 )
-from newsletter.tracking import Purpose
+from newsletter.tokens import Purpose
 from newsletter.web.context import WebContext
-from newsletter.web.machines import judge
+from newsletter.feedback.machines import judge
 from newsletter.web.pages import Pages
 from newsletter.web.security import FormGuard, FormTooLarge, RateLimiter, client_address, read_form
 

@@ -10,7 +10,7 @@ A click redirects only to the URL stored for that link of that issue when it was
 into an open redirect.  An invalid token, or an index the issue does not have, gets the 404
 page and no redirect.
 
-Subscriber 0 is a test send (newsletter.send.send_test): its clicks redirect, so the editor
+Subscriber 0 is a test send (newsletter.sending.campaign.send_test): its clicks redirect, so the editor
 can try the links, but nothing is recorded.
 """
 
@@ -26,11 +26,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.errors import TokenError
-from newsletter.render import TRACKABLE_SCHEMES
+from newsletter.compose.render import TRACKABLE_SCHEMES
 from newsletter.store.hits import Hit
 from newsletter.store.ledger import link_url
 from newsletter.store.schema import CLICK, OPEN
-from newsletter.tracking import Purpose, Tokens
+from newsletter.tokens import Purpose, Tokens
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
 from newsletter.web.recorder import HitRecorder

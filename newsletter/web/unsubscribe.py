@@ -22,8 +22,8 @@ from starlette.routing import Route
 from newsletter.errors import TokenError
 from newsletter.store.archive import issue_language
 from newsletter.store.schema import ACTIVE, SUPPRESSED, UNSUBSCRIBED
-from newsletter.subscriptions import Reader, find_reader, undo_unsubscribe, unsubscribe_reader
-from newsletter.tracking import Claim, Purpose
+from newsletter.audience.self_service import Reader, find_reader, undo_unsubscribe, unsubscribe_reader
+from newsletter.tokens import Claim, Purpose
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
 from newsletter.web.security import FormGuard, FormTooLarge, read_form
@@ -148,7 +148,7 @@ class UnsubscribePage:
             page_title=words["unsubscribed_title"],
             message=words["unsubscribed_body"].format(email=reader.email, name=self.pages.name),
             # Only an unsubscribe is undone here; a bounce or complaint needs the double
-            # opt-in (newsletter.subscriptions).
+            # opt-in (newsletter.audience.self_service).
             can_resubscribe=reader.status == UNSUBSCRIBED,
             action_url=f"/u/{token}",
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.checks import Finding, check_rendered
+from newsletter.compose.checks import Finding, check_rendered
 from newsletter.config import Settings
-from newsletter.issue import Issue, load_issue
-from newsletter.render import Rendered, Renderer
+from newsletter.compose.issue.parse import Issue, load_issue
+from newsletter.compose.render import Rendered, Renderer
 
 
 @dataclass(frozen=True)

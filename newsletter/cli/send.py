@@ -14,7 +14,7 @@ import click
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.send import SendOptions, SendPlan, SendSummary, dry_run, plan_send, run_send, send_test
+from newsletter.sending.campaign import SendOptions, SendPlan, SendSummary, dry_run, plan_send, run_send, send_test
 from newsletter.store import Store
 
 

@@ -4,7 +4,7 @@
         result = apply_ses_event(conn, event, SuppressionPolicy.from_settings(settings.events))
 
 Both ways SES feedback arrives, the `/hooks/ses` endpoint (SNS over HTTPS) and
-`newsletter events pull` (SQS), parse an `SesEvent` with `newsletter.events` and hand it here,
+`newsletter events pull` (SQS), parse an `SesEvent` with `newsletter.transports.ses.sns` and hand it here,
 inside a transaction they commit.  What an event does:
 
 - it is recorded once as an event on its ledger row (issue, subscriber, delivery), keyed by
@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from newsletter.events import EventKind, SesEvent, Suppression, SuppressionPolicy
+from newsletter.transports.ses.sns import EventKind, SesEvent, Suppression, SuppressionPolicy
 from newsletter.store import schema
 from newsletter.store.events import DeliveryRef, delivery_by_provider_id, record_event
 from newsletter.store.feedback import (
@@ -52,7 +52,7 @@ from newsletter.store.feedback import (
     subscriber_id_for_address,
     suppress_subscriber,
 )
-from newsletter.web.machines import judge
+from newsletter.feedback.machines import judge
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def find_delivery(conn: sa.Connection, event: SesEvent) -> DeliveryRef | None:
 
 @dataclass(frozen=True)
 class OwnMessageId:
-    """A Message-ID header of the form `newsletter.message` gives ledger mail:
+    """A Message-ID header of the form `newsletter.mail.message` gives ledger mail:
     <ISSUE.SUBSCRIBER.UID@domain>."""
 
     issue_id: int

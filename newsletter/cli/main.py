@@ -93,7 +93,7 @@ def build(context: Context, issue_file: Path, out_dir: Path | None, templates_di
     Example:
       newsletter build issues/2026-11-30.md --out /tmp/issue
     """
-    from newsletter.build import build_issue
+    from newsletter.compose.build import build_issue
 
     result = build_issue(context.settings, issue_file, out_dir=out_dir, templates_dir=templates_dir)
     for warning in result.issue.warnings:
@@ -119,7 +119,7 @@ def check(context: Context, issue_file: Path, templates_dir: Path | None) -> Non
     Example:
       newsletter check issues/2026-11-30.md
     """
-    from newsletter.build import check_issue
+    from newsletter.compose.build import check_issue
 
     issue, findings = check_issue(context.settings, issue_file, templates_dir=templates_dir)
     for warning in issue.warnings:
@@ -190,8 +190,8 @@ def send(
       newsletter send issues/2026-11-30.md --dry-run
       newsletter send issues/2026-11-30.md --yes
     """
-    from newsletter.send import SendOptions
-    from newsletter.send_console import run_send_command
+    from newsletter.sending.campaign import SendOptions
+    from newsletter.cli.send import run_send_command
 
     options = SendOptions(
         list_slug=list_slug,
@@ -252,7 +252,7 @@ def subscribers_import(context: Context, csv_file: Path, list_slug: str | None, 
       newsletter subscribers import subscribers/example.csv
       newsletter subscribers import readers.csv --encoding gbk --list weekly --dry-run
     """
-    from newsletter.subscribers import import_csv
+    from newsletter.audience.subscribers import import_csv
 
     with _open_store(context) as store:
         report = import_csv(
@@ -281,7 +281,7 @@ def subscribers_add(context: Context, email: str, name: str, list_slug: str | No
     Example:
       newsletter subscribers add wang.fang@example.com --name 王芳 --list weekly
     """
-    from newsletter.subscribers import add_subscriber
+    from newsletter.audience.subscribers import add_subscriber
 
     with _open_store(context) as store:
         subscriber, created = add_subscriber(
@@ -301,7 +301,7 @@ def subscribers_unsubscribe(context: Context, email: str) -> None:
     Example:
       newsletter subscribers unsubscribe alice@example.com
     """
-    from newsletter.subscribers import unsubscribe
+    from newsletter.audience.subscribers import unsubscribe
 
     with _open_store(context) as store:
         subscriber, changed = unsubscribe(store, email)
@@ -321,7 +321,7 @@ def subscribers_remove(context: Context, email: str, yes: bool) -> None:
     Example:
       newsletter subscribers remove alice@example.com --yes
     """
-    from newsletter.subscribers import remove_subscriber
+    from newsletter.audience.subscribers import remove_subscriber
 
     if not yes:
         click.confirm(f"Erase {email} and all their data?", abort=True)
@@ -344,7 +344,7 @@ def subscribers_list(context: Context, list_slug: str | None, status: str | None
     """
     import json
 
-    from newsletter.subscribers import iter_subscribers
+    from newsletter.audience.subscribers import iter_subscribers
 
     with _open_store(context) as store:
         first = True
@@ -372,7 +372,7 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
     Example:
       newsletter subscribers export --list default -o readers.csv
     """
-    from newsletter.subscribers import export_csv, export_csv_file
+    from newsletter.audience.subscribers import export_csv, export_csv_file
 
     with _open_store(context) as store:
         if output is None:
@@ -391,7 +391,7 @@ def lists_command(context: Context) -> None:
     Example:
       newsletter lists
     """
-    from newsletter.subscribers import list_summaries
+    from newsletter.audience.subscribers import list_summaries
 
     with _open_store(context) as store:
         summaries = list_summaries(store)
@@ -456,7 +456,7 @@ def events_pull(context: Context, queue_url: str, once: bool, max_messages: int 
     Example:
       newsletter events pull --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/ses-events
     """
-    from newsletter.sqs_pull import pull_events
+    from newsletter.transports.ses.sqs import pull_events
 
     with _open_store(context) as store:
         summary = pull_events(
@@ -496,7 +496,7 @@ def stats(context: Context, issue: str, as_json: bool) -> None:
 
         click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
     else:
-        from newsletter.stats_console import print_stats
+        from newsletter.cli.stats import print_stats
 
         print_stats(result)
 

@@ -17,10 +17,10 @@ from typing import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-from newsletter import issue as model
+from newsletter.compose.issue import parse as model
 from newsletter.config import Settings
 from newsletter.errors import RenderError
-from newsletter.wording import format_date, wording_for
+from newsletter.i18n import format_date, wording_for
 
 EMAIL_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -46,8 +46,9 @@ TRACKABLE_SCHEMES = ("http://", "https://")
 def packaged_templates_dir() -> Path:
     """The default templates: inside the installed package, or at the top of a checkout
     (an editable install runs from the source tree, where they live in ./templates)."""
-    installed = Path(__file__).parent / "templates"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+    package = Path(__file__).resolve().parents[1]  # newsletter/
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 from typing import Iterator
 
 from newsletter.config import Settings
-from newsletter.render import Rendered
-from newsletter.tracking import sample_links
+from newsletter.compose.render import Rendered
+from newsletter.tokens import sample_links
 
 # Gmail clips a message whose HTML exceeds 102 KB and hides the rest behind "[Message
 # clipped]", taking the open pixel and the unsubscribe link (both at the end) with it.

@@ -41,7 +41,7 @@ from botocore.exceptions import (
 )
 
 from newsletter.errors import TransportError
-from newsletter.transports import STOPPED, SendQuota
+from newsletter.transports.base import STOPPED, SendQuota
 
 # Retryable: the request was refused for load, not for what it carried.
 THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled"})

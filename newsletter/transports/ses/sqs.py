@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterator
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
-from newsletter.events import SnsVerifier, SuppressionPolicy, event_from_sqs_body
-from newsletter.ses_feedback import Applied, apply_ses_event
+from newsletter.transports.ses.sns import SnsVerifier, SuppressionPolicy, event_from_sqs_body
+from newsletter.feedback.apply import Applied, apply_ses_event
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

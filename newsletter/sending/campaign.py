@@ -35,18 +35,18 @@ from pathlib import Path
 from typing import Callable
 
 from newsletter import config as config_module
-from newsletter.checks import Finding, check_rendered
+from newsletter.compose.checks import Finding, check_rendered
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, InputError, NewsletterError, TransportError
-from newsletter.issue import Issue, load_issue
-from newsletter.message import MessageFactory, OutgoingMessage, Recipient, random_message_id
-from newsletter.render import Rendered, Renderer, SlottedText
+from newsletter.compose.issue.parse import Issue, load_issue
+from newsletter.mail.message import MessageFactory, OutgoingMessage, Recipient, random_message_id
+from newsletter.compose.render import Rendered, Renderer, SlottedText
 from newsletter.store import Store, ledger
 from newsletter.store.lists import find_list_id
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome, StoredIssue
 from newsletter.store.schema import FAILED, PERMANENT, QUEUED, SENDING, SENT, SKIPPED, TEMPORARY
-from newsletter.tracking import Links, Tokens
-from newsletter.transports import STOPPED, RecordingTransport, SendQuota, Transport, WirePacedTransport, open_transport
+from newsletter.tokens import Links, Tokens
+from newsletter.transports.base import STOPPED, RecordingTransport, SendQuota, Transport, WirePacedTransport, open_transport
 
 # Temporary failures are retried this many times in all, waiting 1, 2, 4... seconds (with
 # full jitter, so throttled workers do not retry in lockstep) up to MAX_BACKOFF.
@@ -627,7 +627,7 @@ def send_test(plan: SendPlan, addresses: list[str], *, transport: Transport | No
     Its links and unsubscribe link work (they name subscriber 0, whom the web side treats as
     a test reader), so the editor can click through what subscribers will get.
     """
-    from newsletter.subscribers import normalize_address
+    from newsletter.audience.subscribers import normalize_address
 
     factory = plan.message_factory(subject_prefix=TEST_SUBJECT_PREFIX)
     results = []

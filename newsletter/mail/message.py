@@ -30,8 +30,8 @@ from urllib.parse import quote
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL, Rendered, SlottedText, open_pixel_tag
-from newsletter.tracking import Links
+from newsletter.compose.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL, Rendered, SlottedText, open_pixel_tag
+from newsletter.tokens import Links
 
 CRLF = b"\r\n"
 # RFC 2047 section 2: a header line holding an encoded word is at most 76 characters.  39

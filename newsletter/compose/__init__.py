@@ -1,0 +1,1 @@
+"""Composing an issue: Markdown file -> `Issue` -> `Rendered` (email HTML and text with slots, web page), checked."""

@@ -1,0 +1,1 @@
+"""The issue file and its model: `parse.py` reads Markdown into the frozen `Issue` of `model.py`."""

@@ -1,0 +1,1 @@
+"""Amazon SES: the send call, SNS-delivered events and their signatures, and the SQS event queue."""
