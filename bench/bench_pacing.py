@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)")
     args = parser.parse_args()
 
-    from newsletter.sending.campaign import PACE_MARGIN, run_send
+    from newsletter.sending.campaign import run_send
+    from newsletter.sending.pacing import PACE_MARGIN
     from newsletter.transports.base import open_transport
     from tests.send_world import SENDER, World
 

@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.sending.campaign import SendOptions, plan_send, run_send  # noqa: E402
+from newsletter.sending.campaign import run_send
+from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import Store, get_or_create_list  # noqa: E402
 from newsletter.store.schema import ACTIVE, OPEN, events, memberships, subscribers, utcnow  # noqa: E402
 from newsletter.tokens import Links, Tokens  # noqa: E402

@@ -26,7 +26,8 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.config import Settings, load_settings
-from newsletter.sending.campaign import SendOptions, SendPlan, SendSummary, plan_send, run_send
+from newsletter.sending.campaign import SendSummary, run_send
+from newsletter.sending.plan import SendOptions, SendPlan, plan_send
 from newsletter.store import Store
 from newsletter.store.lists import get_or_create_list
 from newsletter.store.schema import ACTIVE, deliveries, issues, memberships, subscribers, utcnow

@@ -187,10 +187,10 @@ def test_send_through_ses_reaches_every_subscriber_once(world: World, local_ses:
 
 
 def test_dry_run_builds_what_a_retry_would_send_and_no_more(world: World, local_smtp, monkeypatch: pytest.MonkeyPatch):
-    from newsletter.sending import campaign as send_module
+    from newsletter.sending import pacing
 
-    monkeypatch.setattr(send_module, "BASE_BACKOFF", 0.005)
-    monkeypatch.setattr(send_module, "MAX_BACKOFF", 0.02)
+    monkeypatch.setattr(pacing, "BASE_BACKOFF", 0.005)
+    monkeypatch.setattr(pacing, "MAX_BACKOFF", 0.02)
     world.use_smtp(local_smtp)
     world.add_subscribers(6)
     local_smtp.rcpt_replies["reader1@example.org"] = "452 4.2.2 Mailbox full"

@@ -16,21 +16,10 @@ import pytest
 
 from newsletter.config import EventsSettings
 from newsletter.errors import WebhookError
-from newsletter.transports.ses.sns import (
-    SNS_HTTP_MAX_AGE,
-    EventKind,
-    HttpFetcher,
-    SesEvent,
-    SnsMessageType,
-    SnsVerifier,
-    Suppression,
-    SuppressionPolicy,
-    confirm_subscription,
-    event_from_sns,
-    event_from_sqs_body,
-    parse_ses_event,
-    string_to_sign,
-)
+from newsletter.feedback.event import EventKind, FeedbackEvent
+from newsletter.feedback.suppression import Suppression, SuppressionPolicy
+from newsletter.transports.ses.events import event_from_sns, event_from_sqs_body, parse_ses_event
+from newsletter.transports.ses.sns import SNS_HTTP_MAX_AGE, HttpFetcher, SnsMessageType, SnsVerifier, confirm_subscription, string_to_sign
 from sns_signing import (  # noqa: F401 - fixtures are used by name
     LOCAL_SNS_ORIGIN_PATTERN,
     LocalHttpServer,
@@ -553,7 +542,7 @@ def at(text: str) -> datetime:
             "event_subscription.json",
             dict(
                 kind=EventKind.SUBSCRIPTION,
-                ses_message_id="EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
+                provider_message_id="EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
                 recipients=("recipient@example.com",),
                 timestamp=at("2022-01-12T01:00:17.910Z"),
                 unsubscribe_all=True,
@@ -564,7 +553,7 @@ def at(text: str) -> datetime:
             "notification_bounce.json",
             dict(
                 kind=EventKind.BOUNCE,
-                ses_message_id="00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
+                provider_message_id="00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
                 recipients=("jane@example.com",),
                 timestamp=at("2016-01-27T14:59:38.237Z"),
                 bounce_type="Permanent",
@@ -577,7 +566,7 @@ def at(text: str) -> datetime:
             "notification_complaint.json",
             dict(
                 kind=EventKind.COMPLAINT,
-                ses_message_id="000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
+                provider_message_id="000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
                 recipients=("richard@example.com",),
                 complaint_feedback_type="abuse",
                 user_agent="AnyCompany Feedback Loop (V0.01)",
@@ -587,7 +576,7 @@ def at(text: str) -> datetime:
             "notification_delivery.json",
             dict(
                 kind=EventKind.DELIVERY,
-                ses_message_id="0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000",
+                provider_message_id="0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000",
                 recipients=("jane@example.com",),
                 timestamp=at("2016-01-27T14:59:38.237Z"),
             ),
@@ -597,7 +586,7 @@ def at(text: str) -> datetime:
 def test_each_documented_ses_record_is_parsed(name, expected):
     event = parse_ses_event(fixture(name))
 
-    expected.setdefault("ses_message_id", DOC_MESSAGE_ID)
+    expected.setdefault("provider_message_id", DOC_MESSAGE_ID)
     actual = {key: getattr(event, key) for key in expected}
     assert actual == expected
     assert event.timestamp.tzinfo is not None
@@ -706,7 +695,7 @@ def test_the_same_notification_twice_yields_the_same_dedupe_key(sns_certificate_
 
     assert first.dedupe_key == retried.dedupe_key
     assert first == retried
-    assert first.sns_message_id == "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324"
+    assert first.envelope_id == "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324"
 
 
 def test_an_event_read_raw_or_enveloped_from_sqs_has_the_webhooks_dedupe_key(
@@ -721,8 +710,8 @@ def test_an_event_read_raw_or_enveloped_from_sqs_has_the_webhooks_dedupe_key(
     verified = event_from_sqs_body(json.dumps(envelope), verifier=verifier_for(sns_certificate_server, max_age=None))
 
     assert raw.dedupe_key == enveloped.dedupe_key == verified.dedupe_key == from_webhook.dedupe_key
-    assert raw.sns_message_id is None
-    assert enveloped.sns_message_id == verified.sns_message_id == envelope["MessageId"]
+    assert raw.envelope_id is None
+    assert enveloped.envelope_id == verified.envelope_id == envelope["MessageId"]
 
 
 def test_distinct_events_have_distinct_dedupe_keys():
@@ -773,14 +762,14 @@ def test_every_event_type_arrives_through_a_signed_notification(name, sns_certif
 
     event = event_from_sns(verifier_for(sns_certificate_server).verify(body))
 
-    assert isinstance(event, SesEvent)
+    assert isinstance(event, FeedbackEvent)
     assert event == parse_ses_event(fixture(name), sns_message_id=body["MessageId"])
 
 
 # ---- suppression ----------------------------------------------------------------------------
 
 
-def bounce(bounce_type: str, moment: datetime, subtype: str = "General") -> SesEvent:
+def bounce(bounce_type: str, moment: datetime, subtype: str = "General") -> FeedbackEvent:
     record = fixture("event_bounce.json")
     record["bounce"].update(bounceType=bounce_type, bounceSubType=subtype, timestamp=iso(moment))
     return parse_ses_event(record)

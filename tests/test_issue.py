@@ -13,22 +13,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import IssueError
-from newsletter.compose.issue.parse import (
-    Anchor,
-    Code,
-    CodeBlock,
-    Emphasis,
-    Heading,
-    Image,
-    Inline,
-    ListBlock,
-    Paragraph,
-    Quote,
-    Strong,
-    Text,
-    load_issue,
-    parse_issue,
-)
+from newsletter.compose.issue.model import Anchor, Code, CodeBlock, Emphasis, Heading, Image, Inline, ListBlock, Paragraph, Quote, Strong, Text
+from newsletter.compose.issue.parse import load_issue, parse_issue
 from sample_issues import EXAMPLE, FIXTURES, read_plainly, seed_or_skip
 
 ENTRY = """## 条目

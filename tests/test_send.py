@@ -14,8 +14,10 @@ from collections import Counter
 import pytest
 
 from newsletter.sending import campaign as send_module
+from newsletter.sending import pacing
 from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.sending.campaign import MAX_ATTEMPTS
+from newsletter.sending.pacing import Pacer
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.tokens import Links, Tokens
 
@@ -29,8 +31,8 @@ pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 @pytest.fixture
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries after milliseconds instead of seconds: the schedule is configuration."""
-    monkeypatch.setattr(send_module, "BASE_BACKOFF", 0.005)
-    monkeypatch.setattr(send_module, "MAX_BACKOFF", 0.02)
+    monkeypatch.setattr(pacing, "BASE_BACKOFF", 0.005)
+    monkeypatch.setattr(pacing, "MAX_BACKOFF", 0.02)
 
 
 def factory_for(world: World) -> MessageFactory:
@@ -371,7 +373,7 @@ def test_pacer_never_lets_more_than_rate_go_in_any_second_even_when_workers_wake
         local.last = time.monotonic()
         return local.last
 
-    pacer = send_module.Pacer(rate, clock=clock)
+    pacer = Pacer(rate, clock=clock)
     oversleep = iter([0.06 if n % 5 == 2 else 0.0 for n in range(10_000)])
     lock = threading.Lock()
 

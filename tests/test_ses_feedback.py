@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 
 from crafted_ledger import SEND_START, CraftedLedger
-from newsletter.transports.ses.sns import SuppressionPolicy, parse_ses_event
+from newsletter.feedback.suppression import SuppressionPolicy
+from newsletter.transports.ses.events import parse_ses_event
 from newsletter.feedback.apply import Applied, apply_ses_event
 from newsletter.store import schema
 from ses_records import ses_record

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.sending.campaign import SendOptions, plan_send, run_send
+from newsletter.sending.campaign import run_send
+from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import ledger
 
 pytest.register_assert_rewrite("tests.web_site")

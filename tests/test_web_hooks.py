@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from newsletter.config import Settings, replace
 from newsletter.transports.ses.sns import SnsVerifier
-from newsletter.sending.campaign import SendOptions, plan_send, run_send
+from newsletter.sending.campaign import run_send
+from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import schema
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext

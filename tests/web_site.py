@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from newsletter.sending.campaign import send_test
+from newsletter.sending.probe import send_test
 from newsletter.store.schema import events, subscribers
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.mail.message import CRLF, ascii_address, encode_words, format_address
+from newsletter.mail.headers import CRLF, ascii_address, encode_words, format_address
 from newsletter.store import Store
 from newsletter.store.events import delivery_for, record_event
 from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list, insert_ignoring_conflicts

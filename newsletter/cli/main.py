@@ -190,7 +190,7 @@ def send(
       newsletter send issues/2026-11-30.md --dry-run
       newsletter send issues/2026-11-30.md --yes
     """
-    from newsletter.sending.campaign import SendOptions
+    from newsletter.sending.plan import SendOptions
     from newsletter.cli.send import run_send_command
 
     options = SendOptions(

@@ -14,7 +14,9 @@ import click
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.sending.campaign import SendOptions, SendPlan, SendSummary, dry_run, plan_send, run_send, send_test
+from newsletter.sending.campaign import SendSummary, run_send
+from newsletter.sending.plan import SendOptions, SendPlan, plan_send
+from newsletter.sending.probe import dry_run, send_test
 from newsletter.store import Store
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from newsletter.compose.checks import Finding, check_rendered
 from newsletter.config import Settings
-from newsletter.compose.issue.parse import Issue, load_issue
+from newsletter.compose.issue.model import Issue
+from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer
 
 

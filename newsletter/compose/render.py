@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-from newsletter.compose.issue import parse as model
+from newsletter.compose.issue import model
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.i18n import format_date, wording_for

@@ -4,7 +4,7 @@
         result = apply_ses_event(conn, event, SuppressionPolicy.from_settings(settings.events))
 
 Both ways SES feedback arrives, the `/hooks/ses` endpoint (SNS over HTTPS) and
-`newsletter events pull` (SQS), parse an `SesEvent` with `newsletter.transports.ses.sns` and hand it here,
+`newsletter events pull` (SQS), parse an `FeedbackEvent` with `newsletter.transports.ses.sns` and hand it here,
 inside a transaction they commit.  What an event does:
 
 - it is recorded once as an event on its ledger row (issue, subscriber, delivery), keyed by
@@ -42,7 +42,9 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from newsletter.transports.ses.sns import EventKind, SesEvent, Suppression, SuppressionPolicy
+from newsletter.feedback.event import EventKind, FeedbackEvent
+from newsletter.feedback.suppression import Suppression, SuppressionPolicy
+from newsletter.mail.message_id import parse_ledger_message_id
 from newsletter.store import schema
 from newsletter.store.events import DeliveryRef, delivery_by_provider_id, record_event
 from newsletter.store.feedback import (
@@ -90,7 +92,7 @@ class Applied(StrEnum):
 class FeedbackResult:
     """What applying one SES event did."""
 
-    event: SesEvent
+    event: FeedbackEvent
     applied: Applied
     delivery: DeliveryRef | None = None
     subscriber_ids: tuple[int, ...] = ()
@@ -105,7 +107,7 @@ class FeedbackResult:
             if self.delivery
             else ", ".join(f"subscriber {sid}" for sid in self.subscriber_ids) or "no subscriber"
         )
-        line = f"{self.event.kind} {self.event.ses_message_id}: {self.applied} ({where})"
+        line = f"{self.event.kind} {self.event.provider_message_id}: {self.applied} ({where})"
         if self.suppressed:
             line += "; " + ", ".join(f"subscriber {sid} now {status}" for sid, status in self.suppressed)
         if self.reason:
@@ -115,7 +117,7 @@ class FeedbackResult:
 
 def apply_ses_event(
     conn: sa.Connection,
-    event: SesEvent,
+    event: FeedbackEvent,
     policy: SuppressionPolicy,
 ) -> FeedbackResult:
     """Record `event` and apply what it means, inside the caller's transaction."""
@@ -124,70 +126,30 @@ def apply_ses_event(
         return _apply(conn, event, policy, delivery, [delivery.subscriber_id])
     if event.kind not in _ABOUT_THE_ADDRESS:
         reason = "no ledger row has this message (a test send, a confirmation email or another sender): ignored"
-        log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
+        log.info("SES %s event for %s: %s", event.kind, event.provider_message_id, reason)
         return FeedbackResult(event, Applied.IGNORED, reason=reason)
     found = {sid for address in event.recipients if (sid := subscriber_id_for_address(conn, address)) is not None}
     if not found:
         reason = "message in no ledger row and no subscriber has its address: ignored"
-        log.info("SES %s event for %s: %s", event.kind, event.ses_message_id, reason)
+        log.info("SES %s event for %s: %s", event.kind, event.provider_message_id, reason)
         return FeedbackResult(event, Applied.IGNORED, reason=reason)
     return _apply(conn, event, policy, None, sorted(found))
 
 
-def find_delivery(conn: sa.Connection, event: SesEvent) -> DeliveryRef | None:
-    """The ledger row of the event's message: by SES MessageId, else by our Message-ID."""
-    delivery = delivery_by_provider_id(conn, event.ses_message_id)
+def find_delivery(conn: sa.Connection, event: FeedbackEvent) -> DeliveryRef | None:
+    """The ledger row of the event's message: by the provider's id, else by our Message-ID."""
+    delivery = delivery_by_provider_id(conn, event.provider_message_id) if event.provider_message_id else None
     if delivery is not None:
         return delivery
-    own = own_message_id(event.payload)
+    own = parse_ledger_message_id(event.message_id) if event.message_id else None
     if own is None:
         return None
     return delivery_by_message_id(conn, issue_id=own.issue_id, subscriber_id=own.subscriber_id, message_id=own.header)
 
 
-@dataclass(frozen=True)
-class OwnMessageId:
-    """A Message-ID header of the form `newsletter.mail.message` gives ledger mail:
-    <ISSUE.SUBSCRIBER.UID@domain>."""
-
-    issue_id: int
-    subscriber_id: int
-    header: str
-
-
-def own_message_id(payload: Mapping[str, Any]) -> OwnMessageId | None:
-    """Our Message-ID among the headers SES reports with an event, if it is there."""
-    mail = payload.get("mail")
-    if not isinstance(mail, Mapping):
-        return None
-    candidates: list[str] = []
-    headers = mail.get("headers")
-    if isinstance(headers, list):
-        candidates += [
-            header["value"]
-            for header in headers
-            if isinstance(header, Mapping)
-            and isinstance(header.get("name"), str)
-            and header["name"].lower() == "message-id"
-            and isinstance(header.get("value"), str)
-        ]
-    common = mail.get("commonHeaders")
-    if isinstance(common, Mapping) and isinstance(common.get("messageId"), str):
-        candidates.append(common["messageId"])
-    for candidate in candidates:
-        text = candidate.strip()
-        if not text.startswith("<"):
-            text = f"<{text}>"
-        local = text[1:].partition("@")[0]
-        parts = local.split(".")
-        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
-            return OwnMessageId(int(parts[0]), int(parts[1]), text)
-    return None
-
-
 def _apply(
     conn: sa.Connection,
-    event: SesEvent,
+    event: FeedbackEvent,
     policy: SuppressionPolicy,
     delivery: DeliveryRef | None,
     subscriber_ids: list[int],
@@ -236,13 +198,13 @@ def _apply(
         status = _new_status(conn, event, policy, subscriber_id)
         if status is not None and suppress_subscriber(conn, subscriber_id, status, since=event.timestamp):
             suppressed.append((subscriber_id, status))
-            log.info("subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.ses_message_id)
+            log.info("subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.provider_message_id)
     return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed))
 
 
-def _new_status(conn: sa.Connection, event: SesEvent, policy: SuppressionPolicy, subscriber_id: int) -> str | None:
+def _new_status(conn: sa.Connection, event: FeedbackEvent, policy: SuppressionPolicy, subscriber_id: int) -> str | None:
     if event.kind is EventKind.SUBSCRIPTION:
-        return schema.UNSUBSCRIBED if opted_out(event) else None
+        return schema.UNSUBSCRIBED if event.opted_out else None
     if event.kind not in (EventKind.BOUNCE, EventKind.COMPLAINT):
         return None
     soft_times: list[datetime] = []
@@ -263,30 +225,13 @@ def _new_status(conn: sa.Connection, event: SesEvent, policy: SuppressionPolicy,
     return SUBSCRIBER_STATUS[suppression] if suppression is not None else None
 
 
-def opted_out(event: SesEvent) -> bool:
-    """Whether an SES Subscription event says the contact opted out.
-
-    We keep one audience per list and no SES topics, so an opt-out from any topic is taken
-    as leaving: honouring an unsubscribe is the law (CAN-SPAM, RFC 8058's one click), while
-    a reader who meant less can subscribe again.  Opting *in* through SES is ignored:
-    subscribing happens through our own double opt-in.
-    """
-    if event.unsubscribe_all:
-        return True
-    record = event.payload.get("subscription")
-    preferences = record.get("newTopicPreferences") if isinstance(record, Mapping) else None
-    statuses = preferences.get("topicSubscriptionStatus") if isinstance(preferences, Mapping) else None
-    if not isinstance(statuses, list):
-        return False
-    return any(isinstance(item, Mapping) and item.get("subscriptionStatus") == "OptOut" for item in statuses)
-
-
-def _detail(event: SesEvent) -> dict[str, Any]:
+def _detail(event: FeedbackEvent) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "source": "ses",
+        "source": event.source,
+        # The names these had when SES was the only source; kept so stored events read alike.
         "ses_kind": str(event.kind),
-        "ses_message_id": event.ses_message_id,
-        "sns_message_id": event.sns_message_id,
+        "ses_message_id": event.provider_message_id or None,
+        "sns_message_id": event.envelope_id,
         "bounce_type": event.bounce_type,
         "bounce_subtype": event.bounce_subtype,
         "complaint_feedback_type": event.complaint_feedback_type,

@@ -14,32 +14,23 @@ quoted-printable.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
 import html
-import os
 import re
 import struct
-import time
 from dataclasses import dataclass
 from typing import Mapping
-from email.utils import formatdate, parseaddr
+from email.utils import parseaddr
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.errors import InputError
 from newsletter.compose.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL, Rendered, SlottedText, open_pixel_tag
+from newsletter.mail.headers import CRLF, ascii_address, date_now, encode_words, format_address, header_line
+from newsletter.mail.message_id import ledger_message_id
 from newsletter.tokens import Links
 
-CRLF = b"\r\n"
-# RFC 2047 section 2: a header line holding an encoded word is at most 76 characters.  39
-# bytes of UTF-8 make 52 base64 characters, 64 with `=?utf-8?b?` and `?=`, which leaves room
-# for the longest field name we write before it ("Reply-To: ").
-_ENCODED_WORD_BYTES = 39
-_ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
-_HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
 
 
 @dataclass(frozen=True)
@@ -55,60 +46,6 @@ class OutgoingMessage:
     message_id: str
     # The envelope recipient: the address with an ASCII (punycode) domain.
     recipient: str
-
-
-def encode_words(text: str) -> str:
-    """`text` as RFC 2047 encoded words when it is not plain ASCII, else unchanged."""
-    if _HEADER_SAFE.match(text):
-        return text
-    whole = text.encode("utf-8")
-    if len(whole) <= _ENCODED_WORD_BYTES:
-        # Most names fit one word: skip the character loop below (it runs per recipient).
-        return f"=?utf-8?b?{binascii.b2a_base64(whole, newline=False).decode('ascii')}?="
-    words, chunk = [], b""
-    for char in text:
-        encoded = char.encode("utf-8")
-        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
-            words.append(chunk)
-            chunk = b""
-        chunk += encoded
-    if chunk:
-        words.append(chunk)
-    # Adjacent encoded words separated by folding whitespace are joined without a space
-    # when decoded (RFC 2047 section 6.2), so long text may be split anywhere.
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words)
-
-
-def format_address(name: str, address: str) -> str:
-    """`Name <address>` with the name quoted or RFC 2047-encoded as it needs."""
-    if not name:
-        return address
-    if _HEADER_SAFE.match(name):
-        if _ATOM_SAFE.match(name):
-            return f"{name} <{address}>"
-        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}" <{address}>'
-    # Folded before the address, which would otherwise share the 76-character line of the
-    # last encoded word (RFC 2047 section 2).
-    return f"{encode_words(name)}\r\n <{address}>"
-
-
-def ascii_address(address: str) -> str:
-    """The address with its domain in punycode: SES has no SMTPUTF8, so headers and the
-    envelope must be ASCII.  A non-ASCII local part cannot be sent at all."""
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise InputError(f"{address}: the part before @ is not ASCII; mail to it needs SMTPUTF8, which SES lacks")
-    if domain.isascii():
-        return address
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError as err:
-        raise InputError(f"{address}: the domain cannot be written in punycode ({err})") from err
-
-
-def _header(name: str, value: str) -> bytes:
-    return f"{name}: {value}".encode("ascii") + CRLF
 
 
 # Dynamic runs closer than this many lines are encoded as one (measured: bench_message.py).
@@ -224,40 +161,40 @@ class MessageFactory:
         self.boundary = f"nl.alt.{hashlib.sha1(f'{issue_uid}'.encode()).hexdigest()[:24]}"
         from_name, from_address = parseaddr(settings.newsletter.from_)
         head = [
-            _header("From", format_address(from_name, ascii_address(from_address))),
+            header_line("From", format_address(from_name, ascii_address(from_address))),
         ]
         if settings.newsletter.reply_to:
             reply_name, reply_address = parseaddr(settings.newsletter.reply_to)
-            head.append(_header("Reply-To", format_address(reply_name, ascii_address(reply_address))))
-        head.append(_header("Subject", encode_words(subject_prefix + rendered.issue.subject)))
+            head.append(header_line("Reply-To", format_address(reply_name, ascii_address(reply_address))))
+        head.append(header_line("Subject", encode_words(subject_prefix + rendered.issue.subject)))
         # RFC 2919: a list's identity, stable across issues.
         list_name = settings.newsletter.name
         list_phrase = encode_words(list_name)
         # Folded before the id when encoded, as for addresses (format_address).
         between = " " if list_phrase == list_name else "\r\n "
-        head.append(_header("List-Id", f"{list_phrase}{between}<{list_slug}.{self.domain}>"))
+        head.append(header_line("List-Id", f"{list_phrase}{between}<{list_slug}.{self.domain}>"))
         # Gmail's Feedback Loop groups complaints by these fields (CampaignId:CustomerId:
         # MailType:SenderId); they must not contain ':'.
         campaign = re.sub(r"[^A-Za-z0-9_.-]", "-", rendered.issue.slug)
-        head.append(_header("Feedback-ID", f"{campaign}:{re.sub(r'[^A-Za-z0-9_.-]', '-', list_slug)}:newsletter:{self.domain}"))
-        head.append(_header("MIME-Version", "1.0"))
+        head.append(header_line("Feedback-ID", f"{campaign}:{re.sub(r'[^A-Za-z0-9_.-]', '-', list_slug)}:newsletter:{self.domain}"))
+        head.append(header_line("MIME-Version", "1.0"))
         self._head = b"".join(head)
         mailbox = settings.newsletter.unsubscribe_mailto or self.sender
         self._mailto_prefix = f"mailto:{quote(ascii_address(mailbox), safe='@')}?subject=unsubscribe%20"
         self._body_head = (
-            _header("Content-Type", f'multipart/alternative; boundary="{self.boundary}"')
+            header_line("Content-Type", f'multipart/alternative; boundary="{self.boundary}"')
             + CRLF
             + f"--{self.boundary}".encode("ascii")
             + CRLF
-            + _header("Content-Type", 'text/plain; charset="utf-8"')
-            + _header("Content-Transfer-Encoding", "base64")
+            + header_line("Content-Type", 'text/plain; charset="utf-8"')
+            + header_line("Content-Transfer-Encoding", "base64")
             + CRLF
         )
         self._between = (
             f"--{self.boundary}".encode("ascii")
             + CRLF
-            + _header("Content-Type", 'text/html; charset="utf-8"')
-            + _header("Content-Transfer-Encoding", "base64")
+            + header_line("Content-Type", 'text/html; charset="utf-8"')
+            + header_line("Content-Transfer-Encoding", "base64")
             + CRLF
         )
         self._end = f"--{self.boundary}--".encode("ascii") + CRLF
@@ -274,7 +211,7 @@ class MessageFactory:
     def message_id(self, subscriber_id: int) -> str:
         """Stable per (issue, subscriber): a resumed or repeated send reuses it, so a
         receiver that sees the same message twice can tell it is the same message."""
-        return f"<{self.issue_id}.{subscriber_id}.{self.issue_uid}@{self.domain}>"
+        return ledger_message_id(self.issue_id, subscriber_id, self.issue_uid, self.domain)
 
     def _slot_values(self, subscriber_id: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
         """The recipient's slot values for the HTML part (escaped) and the text part.  Our
@@ -308,13 +245,13 @@ class MessageFactory:
         data = b"".join(
             [
                 self._head,
-                _header("To", format_address(recipient.name, to_address)),
-                _header("Date", _date_now()),
-                _header("Message-ID", message_id),
+                header_line("To", format_address(recipient.name, to_address)),
+                header_line("Date", date_now()),
+                header_line("Message-ID", message_id),
                 # RFC 8058 one-click unsubscribe: receivers POST `List-Unsubscribe=One-Click`
                 # to the https URL.  Folded after the comma to keep lines short.
-                _header("List-Unsubscribe", f"<{unsubscribe}>,\r\n <{mailto}>"),
-                _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                header_line("List-Unsubscribe", f"<{unsubscribe}>,\r\n <{mailto}>"),
+                header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
                 self._body_head,
                 *self._text.encoded_pieces(text_values),
                 self._between,
@@ -323,20 +260,3 @@ class MessageFactory:
             ]
         )
         return OutgoingMessage(data, message_id, to_address)
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _date_now() -> str:
-    """RFC 5322 Date of this second, formatted once per second rather than per message."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
-    return _date_cache[1]
-
-
-def random_message_id(domain: str) -> str:
-    """For test sends, which are not in the ledger: unique, unrelated to any subscriber."""
-    return f"<test.{binascii.hexlify(os.urandom(12)).decode()}@{domain}>"

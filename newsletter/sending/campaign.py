@@ -21,103 +21,35 @@ Crash safety, by construction:
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import math
 import queue
-import random
 import signal
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from newsletter import config as config_module
-from newsletter.compose.checks import Finding, check_rendered
-from newsletter.config import Settings
-from newsletter.errors import ConfigError, InputError, NewsletterError, TransportError
-from newsletter.compose.issue.parse import Issue, load_issue
-from newsletter.mail.message import MessageFactory, OutgoingMessage, Recipient, random_message_id
-from newsletter.compose.render import Rendered, Renderer, SlottedText
-from newsletter.store import Store, ledger
-from newsletter.store.lists import find_list_id
-from newsletter.store.ledger import Claimed, LedgerCounts, Outcome, StoredIssue
-from newsletter.store.schema import FAILED, PERMANENT, QUEUED, SENDING, SENT, SKIPPED, TEMPORARY
-from newsletter.tokens import Links, Tokens
-from newsletter.transports.base import STOPPED, RecordingTransport, SendQuota, Transport, WirePacedTransport, open_transport
+from newsletter.errors import InputError, NewsletterError, TransportError
+from newsletter.mail.message import OutgoingMessage, Recipient
+from newsletter.sending.pacing import Pacer, backoff
+from newsletter.sending.plan import SendPlan
+from newsletter.store import ledger
+from newsletter.store.ledger import Claimed, LedgerCounts, Outcome
+from newsletter.store.schema import (
+    FAILED,
+    PERMANENT,
+    QUEUED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    TEMPORARY,
+)
+from newsletter.transports.base import STOPPED, RecordingTransport, Transport, WirePacedTransport, open_transport
 
-# Temporary failures are retried this many times in all, waiting 1, 2, 4... seconds (with
-# full jitter, so throttled workers do not retry in lockstep) up to MAX_BACKOFF.
+# Temporary failures are retried this many times in all, waiting as `pacing.backoff` says.
 MAX_ATTEMPTS = 4
-BASE_BACKOFF = 1.0
-MAX_BACKOFF = 30.0
 HEARTBEAT_SECONDS = 5.0
-# Measured against LocalSes: requests reach the server ~5 ms after the pacer lets them go,
-# give or take ~10 ms on a quiet machine, which with exact 1/rate spacing puts rate + 1 of them
-# into some one-second window (and SES answers 429).  With 1.5 % wider spacing any rate + 1
-# consecutive releases are >= 1.015 s apart, at the cost of sending 1.5 % below the rate; the
-# rarer longer delays of a loaded machine still show (bench/RESULTS.md, "Pacing").
-PACE_MARGIN = 0.015
-TEST_SUBJECT_PREFIX = "[TEST] "
 OUTBOX_CLAIM_WINDOW = 200
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    list_slug: str | None = None
-    rate: float | None = None
-    workers: int | None = None
-    retry_failed: bool = False
-    resend_uncertain: bool = False
-    force: bool = False
-    templates_dir: Path | None = None
-
-
-@dataclass
-class SendPlan:
-    """What `run_send` will do; everything the CLI shows before asking for confirmation."""
-
-    settings: Settings
-    store: Store
-    options: SendOptions
-    issue: Issue
-    rendered: Rendered
-    stored: StoredIssue
-    list_slug: str
-    list_id: int
-    counts: LedgerCounts
-    # Rows that will be attempted: the queued ones, or the whole audience before the snapshot.
-    audience: int
-    findings: list[Finding]
-    rate: float | None
-    workers: int
-    quota: SendQuota | None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def snapshotted(self) -> bool:
-        return self.stored.snapshot_at is not None
-
-    @property
-    def complete(self) -> bool:
-        return self.stored.completed_at is not None and not self.audience
-
-    def message_factory(self, *, subject_prefix: str = "") -> MessageFactory:
-        return MessageFactory(
-            self.settings,
-            self.rendered,
-            issue_id=self.stored.id,
-            issue_uid=self.stored.uid,
-            list_slug=self.list_slug,
-            links=Links(self.settings.base_url, Tokens(self.settings.newsletter.secret)),
-            subject_prefix=subject_prefix,
-        )
-
-    @property
-    def blocked(self) -> bool:
-        return any(f.failed for f in self.findings) and not self.options.force
 
 
 @dataclass
@@ -141,215 +73,6 @@ class SendSummary:
 
 ProgressCallback = Callable[[SendSummary, int], None]
 
-
-# ---------------------------------------------------------------------------
-# Planning
-# ---------------------------------------------------------------------------
-
-
-def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendOptions) -> SendPlan:
-    """Render and check the issue, store it, and work out audience, rate and workers.
-
-    Writes only the issue's own row (content, links); no ledger row changes here.
-    """
-    require_sending_secret(settings)
-    issue = load_issue(issue_file, default_language=settings.newsletter.language)
-    fresh = Renderer(settings, options.templates_dir).render(issue)
-    findings = check_rendered(fresh, settings)
-    email_html, email_text = fresh.html.marked(), fresh.text.marked()
-    source_sha = ledger.source_digest(email_html + email_text + fresh.web_html)
-    notes: list[str] = []
-    with store.begin() as conn:
-        stored = ledger.get_issue(conn, issue.slug)
-        list_slug = _list_slug(settings, options, issue, stored, conn)
-        list_id = find_list_id(conn, list_slug)
-        if list_id is None:
-            raise InputError(
-                f"there is no list {list_slug!r}; import subscribers into it first "
-                f"(newsletter subscribers import FILE --list {list_slug})"
-            )
-        stored = ledger.save_issue(
-            conn,
-            slug=issue.slug,
-            title=issue.title,
-            subject=issue.subject,
-            preheader=issue.preheader,
-            issue_date=issue.date,
-            language=issue.language,
-            list_id=list_id,
-            email_html=email_html,
-            email_text=email_text,
-            web_html=fresh.web_html,
-            source_sha256=source_sha,
-            link_urls=fresh.links,
-        )
-        if stored.snapshot_at is not None:
-            rendered = _frozen(stored, issue, ledger.issue_links(conn, stored.id))
-            if stored.source_sha256 != source_sha:
-                notes.append(
-                    f"{issue_file} changed since this issue's send began; the rest of its audience gets "
-                    "the version already being sent, so everyone receives the same issue"
-                )
-            counts = ledger.counts(conn, stored.id)
-            audience = counts.queued
-            if options.retry_failed:
-                audience += counts.failed_temporary
-            if options.resend_uncertain:
-                audience += counts.sending
-        else:
-            rendered = fresh
-            counts = LedgerCounts()
-            audience = ledger.count_audience(conn, list_id)
-    quota = _quota(settings)
-    rate = _effective_rate(settings, options, quota, notes)
-    workers = options.workers or _default_workers(settings, rate)
-    if quota is not None and quota.remaining_24_hours is not None and audience > quota.remaining_24_hours:
-        notes.append(
-            f"SES allows {int(quota.remaining_24_hours)} more messages in the current 24 hours; the send will stop "
-            "there and resume when you run it again"
-        )
-    return SendPlan(
-        settings=settings,
-        store=store,
-        options=options,
-        issue=issue,
-        rendered=rendered,
-        stored=stored,
-        list_slug=list_slug,
-        list_id=list_id,
-        counts=counts,
-        audience=audience,
-        findings=findings,
-        rate=rate,
-        workers=workers,
-        quota=quota,
-        notes=notes,
-    )
-
-
-def require_sending_secret(settings: Settings) -> None:
-    Tokens(settings.newsletter.secret)  # raises ConfigError naming the key when it is empty
-    if settings.newsletter.secret == config_module.DEMO_SECRET and settings.transport.kind != "outbox":
-        raise ConfigError(
-            "is the example configuration's demo secret; set a long random one (NEWSLETTER_SECRET) "
-            "before sending real mail",
-            key="newsletter.secret",
-            source=settings.source,
-        )
-
-
-def _list_slug(settings: Settings, options: SendOptions, issue: Issue, stored: StoredIssue | None, conn) -> str:
-    wanted = options.list_slug or issue.list or settings.newsletter.list
-    if stored is not None and stored.snapshot_at is not None and stored.list_id is not None:
-        sent_to = ledger.list_slug(conn, stored.list_id)
-        if options.list_slug and options.list_slug != sent_to:
-            raise InputError(
-                f"issue {issue.slug!r} is being sent to list {sent_to!r}; it cannot go to {options.list_slug!r} as well"
-            )
-        return sent_to
-    return wanted
-
-
-def _frozen(stored: StoredIssue, issue: Issue, link_urls: list[str]) -> Rendered:
-    """The issue as stored when its send began."""
-    return Rendered(
-        issue=dataclasses.replace(issue, subject=stored.subject),
-        html=SlottedText.parse(stored.email_html),
-        text=SlottedText.parse(stored.email_text),
-        web_html=stored.web_html,
-        links=tuple(link_urls),
-    )
-
-
-def _quota(settings: Settings) -> SendQuota | None:
-    if settings.transport.kind != "ses":
-        return None
-    with open_transport(settings) as transport:
-        return transport.quota()
-
-
-def _effective_rate(settings: Settings, options: SendOptions, quota: SendQuota | None, notes: list[str]) -> float | None:
-    """--rate, else the configured rate, else SES's MaxSendRate; never above MaxSendRate."""
-    configured = {"smtp": settings.transport.smtp.rate, "ses": settings.transport.ses.rate}.get(settings.transport.kind, 0)
-    rate = options.rate or configured or None
-    if quota is not None and quota.max_send_rate > 0:
-        if rate is None:
-            rate = quota.max_send_rate
-        elif rate > quota.max_send_rate:
-            notes.append(f"SES allows {quota.max_send_rate:g} messages/s; sending at that rate instead of {rate:g}")
-            rate = quota.max_send_rate
-    return rate
-
-
-def _default_workers(settings: Settings, rate: float | None) -> int:
-    """Enough threads to reach the rate: an SES call takes ~50-150 ms, an SMTP transaction
-    longer; the outbox writes local files, where more threads only fight over the GIL."""
-    if settings.transport.kind == "outbox":
-        return 1
-    latency = 0.15 if settings.transport.kind == "ses" else 0.3
-    wanted = math.ceil((rate or 20) * latency) + 1
-    return max(1, min(wanted, 32 if settings.transport.kind == "ses" else 8))
-
-
-# ---------------------------------------------------------------------------
-# Pacing
-# ---------------------------------------------------------------------------
-
-
-class Pacer:
-    """Spaces sends 1/rate seconds apart across all workers, and never lets more than
-    `rate` of them go in any one second (SES quotes MaxSendRate in whole messages per second;
-    a fractional rate allows its next whole number in some seconds, its average over time).
-
-    The schedule alone does not ensure the second part: a worker that wakes late from its
-    wait (a loaded machine oversleeps by tens of milliseconds) goes out late while the next
-    goes out on time, and `rate` + 1 sends land inside one second.  So each worker checks,
-    when it wakes, the actual times of the last `burst` releases and waits on if sending now
-    would crowd them.  The spacing is PACE_MARGIN wider than 1/rate, because a send reaches
-    the provider some milliseconds after the pacer lets it go, by an amount that varies
-    (thread scheduling, request signing, the network).
-    """
-
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = (1.0 + PACE_MARGIN) / rate if rate else 0.0
-        self.clock = clock
-        self._next = 0.0
-        self._lock = threading.Lock()
-        # Any burst + 1 consecutive releases span at least `span` (>= 1 s for rate >= 1).
-        self.burst = max(1, math.floor(rate)) if rate else 1
-        self.span = self.burst * self.interval
-        self._released: collections.deque[float] = collections.deque(maxlen=self.burst)
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller may send; False if `stop` was set meanwhile."""
-        if not self.interval:
-            return not stop.is_set()
-        with self._lock:
-            slot = max(self.clock(), self._next)
-            self._next = slot + self.interval
-        while True:
-            delay = slot - self.clock()
-            if delay > 0 and stop.wait(delay):
-                return False
-            if stop.is_set():
-                return False
-            with self._lock:
-                now = self.clock()
-                released = self._released
-                if len(released) < self.burst or now >= released[0] + self.span:
-                    released.append(now)
-                    return True
-                slot = released[0] + self.span
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry `attempt` (1-based): exponential with full jitter."""
-    return random.uniform(0, min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (attempt - 1)))
-
-
-# ---------------------------------------------------------------------------
-# Running
-# ---------------------------------------------------------------------------
 
 
 def run_send(plan: SendPlan, *, progress: ProgressCallback | None = None, transport: Transport | None = None) -> SendSummary:
@@ -609,92 +332,3 @@ class _Campaign:
         return self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
 
 
-# ---------------------------------------------------------------------------
-# Test sends and dry runs
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TestResult:
-    address: str
-    provider_message_id: str | None
-    error: str | None
-
-
-def send_test(plan: SendPlan, addresses: list[str], *, transport: Transport | None = None) -> list[TestResult]:
-    """Send the issue to `addresses` only, subject prefixed [TEST], no ledger rows.
-
-    Its links and unsubscribe link work (they name subscriber 0, whom the web side treats as
-    a test reader), so the editor can click through what subscribers will get.
-    """
-    from newsletter.audience.subscribers import normalize_address
-
-    factory = plan.message_factory(subject_prefix=TEST_SUBJECT_PREFIX)
-    results = []
-    owned = transport is None
-    transport = transport or open_transport(plan.settings)
-    try:
-        for raw in addresses:
-            address = normalize_address(raw).email
-            message = factory.build(Recipient(0, address), message_id=random_message_id(plan.settings.sender_domain))
-            try:
-                provider_id = transport.send(
-                    message.data, sender=plan.settings.from_address, recipient=message.recipient, tags={"issue": plan.stored.slug, "test": "yes"}
-                )
-                results.append(TestResult(address, provider_id, None))
-            except TransportError as err:
-                results.append(TestResult(address, None, str(err)))
-    finally:
-        if owned:
-            transport.close()
-    return results
-
-
-@dataclass
-class DryRunSummary:
-    built: int = 0
-    bytes: int = 0
-    unsendable: list[str] = field(default_factory=list)
-    elapsed: float = 0.0
-
-
-def dry_run(plan: SendPlan, *, progress: Callable[[int], None] | None = None) -> DryRunSummary:
-    """Build every message the send would send, and send none; the ledger is not touched.
-
-    Recipients are streamed from the database, so memory stays flat in the audience size.
-    """
-    import sqlalchemy as sa
-
-    from newsletter.store.schema import deliveries, subscribers
-
-    factory = plan.message_factory()
-    if plan.snapshotted:
-        # The rows the send would take: as `_prepare_queue` and `_settle_uncertain` requeue.
-        wanted = deliveries.c.status == QUEUED
-        if plan.options.retry_failed:
-            wanted = wanted | ((deliveries.c.status == FAILED) & (deliveries.c.failure == TEMPORARY))
-        if plan.options.resend_uncertain:
-            wanted = wanted | (deliveries.c.status == SENDING)
-        query = (
-            sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
-            .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
-            .where(deliveries.c.issue_id == plan.stored.id, wanted)
-        )
-    else:
-        query = ledger.audience_query(plan.list_id)
-    summary = DryRunSummary()
-    started = time.monotonic()
-    with plan.store.read() as conn:
-        rows = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
-        for subscriber_id, email, name in rows:
-            try:
-                message = factory.build(Recipient(subscriber_id, email, name))
-            except InputError as err:
-                summary.unsendable.append(str(err))
-                continue
-            summary.built += 1
-            summary.bytes += len(message.data)
-            if progress is not None and summary.built % 1000 == 0:
-                progress(summary.built)
-    summary.elapsed = time.monotonic() - started
-    return summary

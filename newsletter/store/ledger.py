@@ -29,7 +29,6 @@ from newsletter.store.schema import (
     SENDING,
     SENT,
     SKIPPED,
-    TEMPORARY,
     deliveries,
     issues,
     links,

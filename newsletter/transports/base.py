@@ -42,7 +42,6 @@ one atomic link into new/, so presence is exact).  SMTP and SES cannot answer it
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol, runtime_checkable
 
@@ -145,15 +144,3 @@ def open_transport(settings: Settings, *, workers: int = 1) -> Transport:
         )
     # config.py validates the kind; reaching this is a programming error, not a user's.
     raise AssertionError(f"unknown transport kind {kind!r}")
-
-
-# A Message-ID header, possibly folded onto the next line (RFC 5322 section 3.6.4).
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(?:\r?\n[ \t]+)?(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-def read_message_id(message: bytes) -> str | None:
-    """The Message-ID header of `message` (with its angle brackets), or None."""
-    end = _HEADER_END.search(message)
-    found = _MESSAGE_ID.search(message, 0, end.start() if end else len(message))
-    return found.group(1).decode("ascii", "replace") if found else None

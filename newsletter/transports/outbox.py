@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Mapping
 
 from newsletter.errors import TransportError
-from newsletter.transports.base import SendQuota, read_message_id
+from newsletter.mail.message_id import read_message_id
+from newsletter.transports.base import SendQuota
 
 
 class OutboxTransport:

@@ -26,7 +26,8 @@ import uuid
 from typing import Mapping
 
 from newsletter.errors import TransportError
-from newsletter.transports.base import SendQuota, read_message_id
+from newsletter.mail.message_id import read_message_id
+from newsletter.transports.base import SendQuota
 
 # How the common servers name the queue entry in their final 250 reply to DATA, most
 # specific first: Postfix "250 2.0.0 Ok: queued as 4ZxQ2k1Jq0z9", Exim "250 OK

@@ -26,14 +26,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.errors import StoreError, WebhookError
-from newsletter.transports.ses.sns import (
-    SnsMessage,
-    SnsMessageType,
-    SnsVerifier,
-    SuppressionPolicy,
-    confirm_subscription,
-    event_from_sns,
-)
+from newsletter.feedback.suppression import SuppressionPolicy
+from newsletter.transports.ses.events import event_from_sns
+from newsletter.transports.ses.sns import SnsMessage, SnsMessageType, SnsVerifier, confirm_subscription
 from newsletter.feedback.apply import FeedbackResult, apply_ses_event
 
 log = logging.getLogger(__name__)
@@ -104,7 +99,7 @@ class SesHook:
         try:
             result = await run_in_threadpool(self._apply, event)
         except StoreError as err:
-            log.error("SES event %s not stored, SNS will retry: %s", event.ses_message_id, err)
+            log.error("SES event %s not stored, SNS will retry: %s", event.provider_message_id, err)
             return _answer(503, "try again later")
         log.info("%s", result.describe())
         return _answer(200, "ok")

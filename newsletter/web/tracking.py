@@ -10,7 +10,7 @@ A click redirects only to the URL stored for that link of that issue when it was
 into an open redirect.  An invalid token, or an index the issue does not have, gets the 404
 page and no redirect.
 
-Subscriber 0 is a test send (newsletter.sending.campaign.send_test): its clicks redirect, so the editor
+Subscriber 0 is a test send (newsletter.sending.probe.send_test): its clicks redirect, so the editor
 can try the links, but nothing is recorded.
 """
 

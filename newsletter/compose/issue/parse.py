@@ -25,203 +25,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence
 
 import bisect
 
 import markdown_it_pyrs
 
+from newsletter.compose.issue.model import (
+    Anchor, Block, Code, CodeBlock, Emphasis, Entry, Heading, Image, Inline, Issue, IssueWarning, LineBreak, Link,
+    ListBlock, Paragraph, Quote, Rule, Span, Strong, SummaryItem, Text, span_text,
+)
 from newsletter.errors import IssueError
-
-# ---------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-
-
-@dataclass(frozen=True)
-class Strong:
-    children: tuple[Span, ...]
-
-
-@dataclass(frozen=True)
-class Emphasis:
-    children: tuple[Span, ...]
-
-
-@dataclass(frozen=True)
-class Code:
-    text: str
-
-
-@dataclass(frozen=True)
-class Anchor:
-    url: str
-    children: tuple[Span, ...]
-
-
-@dataclass(frozen=True)
-class Image:
-    src: str
-    alt: str
-    title: str = ""
-
-
-@dataclass(frozen=True)
-class LineBreak:
-    pass
-
-
-Span = Union[Text, Strong, Emphasis, Code, Anchor, Image, LineBreak]
-
-
-@dataclass(frozen=True)
-class Inline:
-    """A run of inline Markdown: text with emphasis, code, links and images."""
-
-    spans: tuple[Span, ...] = ()
-
-    @property
-    def plain(self) -> str:
-        """The words without markup, e.g. for a subject line or an alt attribute."""
-        return "".join(_plain(span) for span in self.spans).strip()
-
-    def __bool__(self) -> bool:
-        return bool(self.plain) or any(isinstance(s, Image) for s in _walk(self.spans))
-
-    def links(self) -> Iterator[Anchor]:
-        return (span for span in _walk(self.spans) if isinstance(span, Anchor))
-
-    def images(self) -> Iterator[Image]:
-        return (span for span in _walk(self.spans) if isinstance(span, Image))
-
-
-def _walk(spans: Sequence[Span]) -> Iterator[Span]:
-    for span in spans:
-        yield span
-        if isinstance(span, (Strong, Emphasis, Anchor)):
-            yield from _walk(span.children)
-
-
-def _plain(span: Span) -> str:
-    if isinstance(span, (Text, Code)):
-        return span.text
-    if isinstance(span, Image):
-        return span.alt
-    if isinstance(span, LineBreak):
-        return "\n"
-    return "".join(_plain(child) for child in span.children)
-
-
-@dataclass(frozen=True)
-class Link:
-    """A source or related-news item.  `url` is None for a source named without a link."""
-
-    text: str
-    url: str | None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    inline: Inline
-
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    inline: Inline
-
-
-@dataclass(frozen=True)
-class CodeBlock:
-    code: str
-    language: str = ""
-
-
-@dataclass(frozen=True)
-class Quote:
-    blocks: tuple[Block, ...]
-
-
-@dataclass(frozen=True)
-class ListBlock:
-    ordered: bool
-    items: tuple[tuple[Block, ...], ...]
-    start: int = 1
-
-
-@dataclass(frozen=True)
-class Rule:
-    pass
-
-
-Block = Union[Paragraph, Heading, CodeBlock, Quote, ListBlock, Rule]
-
-
-@dataclass(frozen=True)
-class SummaryItem:
-    """One `label：text` bullet of an entry's summary; `label` is empty when there is none."""
-
-    label: str
-    text: Inline
-    children: tuple[SummaryItem, ...] = ()
-
-
-@dataclass(frozen=True)
-class Entry:
-    title: str
-    line: int
-    category: str = ""
-    sources: tuple[Link, ...] = ()
-    insight: Inline = field(default_factory=Inline)
-    summary: tuple[SummaryItem, ...] = ()
-    # Unrecognised Markdown, in source order: `lead_blocks` stood before the insight and the
-    # summary (a lead image, say), `blocks` after them.
-    lead_blocks: tuple[Block, ...] = ()
-    blocks: tuple[Block, ...] = ()
-
-
-@dataclass(frozen=True)
-class IssueWarning:
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: warning: {self.message}"
-
-
-@dataclass(frozen=True)
-class Issue:
-    path: str
-    slug: str
-    title: str
-    date: dt.date
-    subject: str
-    preheader: str
-    language: str
-    list: str | None
-    entries: tuple[Entry, ...]
-    related: tuple[Link, ...] = ()
-    related_title: str = ""
-    warnings: tuple[IssueWarning, ...] = ()
-
-    @property
-    def categories(self) -> tuple[tuple[str, int], ...]:
-        """Each category with its number of entries, in order of first appearance."""
-        counts: dict[str, int] = {}
-        for entry in self.entries:
-            if entry.category:
-                counts[entry.category] = counts.get(entry.category, 0) + 1
-        return tuple(counts.items())
-
 
 # ---------------------------------------------------------------------------
 # Labels
@@ -736,7 +552,7 @@ class _IssueParser:
                 if content:
                     spans.append(Text(content))
             elif name == "softbreak":
-                before = _plain(spans[-1])[-1:] if spans else ""
+                before = span_text(spans[-1])[-1:] if spans else ""
                 after = _node_text(nodes[index + 1])[:1] if index + 1 < len(nodes) else ""
                 # Between Latin words a soft line break is a space; between CJK characters a
                 # space would show as a stray gap.
@@ -822,7 +638,7 @@ def _sources(value: Inline) -> tuple[Link, ...]:
             flush_text()
             sources.append(Link(Inline(span.children).plain or span.url, span.url))
         else:
-            pending += _plain(span)
+            pending += span_text(span)
     flush_text()
     return tuple(sources)
 
@@ -840,9 +656,9 @@ def _trim(spans: Sequence[Span]) -> tuple[Span, ...]:
         # The common case, already trimmed: called a few hundred times per issue.
         return tuple(spans)
     result = [span for span in spans if type(span) is not Text or span.text]
-    while result and type(result[0]) in (Text, LineBreak) and not _plain(result[0]).strip():
+    while result and type(result[0]) in (Text, LineBreak) and not span_text(result[0]).strip():
         del result[0]
-    while result and type(result[-1]) in (Text, LineBreak) and not _plain(result[-1]).strip():
+    while result and type(result[-1]) in (Text, LineBreak) and not span_text(result[-1]).strip():
         result.pop()
     if result and type(result[0]) is Text and result[0].text[:1].isspace():
         result[0] = Text(result[0].text.lstrip())
@@ -854,8 +670,8 @@ def _trim(spans: Sequence[Span]) -> tuple[Span, ...]:
 def _join_softly(spans: list[Span], more: Sequence[Span]) -> None:
     """Append one source line's spans to the previous line's, joined as a soft break is."""
     if spans and more and not isinstance(spans[-1], LineBreak):
-        before = "".join(_plain(span) for span in spans[-1:])[-1:]
-        after = _plain(more[0])[:1]
+        before = "".join(span_text(span) for span in spans[-1:])[-1:]
+        after = span_text(more[0])[:1]
         if not (_is_cjk(before) or _is_cjk(after)):
             spans.append(Text(" "))
     spans.extend(more)

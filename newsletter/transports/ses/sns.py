@@ -1,33 +1,24 @@
-"""Amazon SNS signature verification and Amazon SES event parsing; pure.
+"""Amazon SNS messages over HTTP(S): signature verification, and confirming a subscription; pure.
 
-Three things live here, all without a database or a web framework:
-
-* `SnsVerifier` checks that an SNS HTTP(S) message really comes from Amazon SNS, from a topic we
-  subscribed to, and returns it as an `SnsMessage`.  The only network access is fetching the
-  signing certificate, through an injected callable (`HttpFetcher` by default), and cached.
-* `parse_ses_event`, `event_from_sns` and `event_from_sqs_body` turn SES event-publishing records
-  (`eventType`) and the older identity notifications (`notificationType`) into a frozen `SesEvent`.
-* `SuppressionPolicy` decides whether an event stops all later mail to the recipient.
-
-The web endpoint (`/hooks/ses`) and `newsletter events pull` (SQS) call these; every refusal is a
-`WebhookError` whose message says why, which the web layer answers with 403.
+`SnsVerifier` checks that an SNS message really comes from Amazon SNS, from a topic we
+subscribed to, and returns it as an `SnsMessage`.  The only network access is fetching the
+signing certificate, through an injected callable (`HttpFetcher` by default), and cached.
+Every refusal is a `WebhookError` whose message says why, which the web layer answers with 403.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 import threading
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -189,7 +180,7 @@ class SnsVerifier:
 
     def verify(self, body: Mapping[str, Any] | str | bytes) -> SnsMessage:
         """The checked message, or `WebhookError` saying which check failed."""
-        fields = _as_json_object(body, what="SNS message")
+        fields = json_object(body, what="SNS message")
         raw_type = fields.get("Type")
         try:
             message_type = SnsMessageType(raw_type)
@@ -217,7 +208,7 @@ class SnsVerifier:
         if message_type is not SnsMessageType.NOTIFICATION:
             self._check_origin(signed["SubscribeURL"], what="SubscribeURL")
 
-        timestamp = _parse_timestamp(signed["Timestamp"], what="SNS Timestamp")
+        timestamp = parse_timestamp(signed["Timestamp"], what="SNS Timestamp")
         if self.max_age is not None:
             age = self.clock() - timestamp
             if age > self.max_age:
@@ -319,306 +310,11 @@ def confirm_subscription(message: SnsMessage, fetch: CertificateFetcher | None =
     return (fetch or HttpFetcher())(message.subscribe_url)
 
 
-# ---------------------------------------------------------------------------------------------
-# SES events
-# ---------------------------------------------------------------------------------------------
-
-
-class EventKind(StrEnum):
-    SEND = "send"
-    DELIVERY = "delivery"
-    BOUNCE = "bounce"
-    COMPLAINT = "complaint"
-    REJECT = "reject"
-    DELIVERY_DELAY = "delivery_delay"
-    OPEN = "open"
-    CLICK = "click"
-    RENDERING_FAILURE = "rendering_failure"
-    SUBSCRIPTION = "subscription"
-
-
-# eventType (event publishing) and notificationType (identity notifications: Bounce, Complaint,
-# Delivery only) -> our kind and the key of the per-type object.  The SES guide spells the
-# rendering failure "Rendering Failure" in records and "RenderingFailure" in prose; take both.
-_EVENT_TYPES: dict[str, tuple[EventKind, str]] = {
-    "Send": (EventKind.SEND, "send"),
-    "Delivery": (EventKind.DELIVERY, "delivery"),
-    "Bounce": (EventKind.BOUNCE, "bounce"),
-    "Complaint": (EventKind.COMPLAINT, "complaint"),
-    "Reject": (EventKind.REJECT, "reject"),
-    "DeliveryDelay": (EventKind.DELIVERY_DELAY, "deliveryDelay"),
-    "Open": (EventKind.OPEN, "open"),
-    "Click": (EventKind.CLICK, "click"),
-    "Rendering Failure": (EventKind.RENDERING_FAILURE, "failure"),
-    "RenderingFailure": (EventKind.RENDERING_FAILURE, "failure"),
-    "Subscription": (EventKind.SUBSCRIPTION, "subscription"),
-}
-
-# SES publishes one notice when a topic is attached to an identity (notificationType
-# "AmazonSnsSubscriptionSucceeded") and a plain-text line when an event destination is created.
-# They are authentic and carry no event: acknowledged and ignored, never an error (an error
-# would make SNS retry them for an hour).
-_SETUP_NOTIFICATION_TYPES = frozenset({"AmazonSnsSubscriptionSucceeded"})
-_SETUP_MESSAGE_PREFIX = "Successfully validated SNS topic"
-
-# "Transient" bounces with these subtypes are about the message, not the mailbox: "You may be
-# able to successfully send to this recipient if you change the content / reduce the size /
-# remove the attachment" (SES Developer Guide, "Bounce types").  They do not count toward
-# suppressing the address.
-CONTENT_BOUNCE_SUBTYPES = frozenset({"MessageTooLarge", "ContentRejected", "AttachmentRejected"})
-
-
-@dataclass(frozen=True)
-class SesEvent:
-    """One SES event about one sent message, in either SES format."""
-
-    kind: EventKind
-    # The id SES returned from SendEmail: how the ledger row is found.
-    ses_message_id: str
-    # Addresses the event is about: bounced, complained, delivered, delayed recipients; for
-    # send, reject, open, click, rendering failure and subscription, the message's destination.
-    recipients: tuple[str, ...]
-    # When it happened (the per-type timestamp; the send time for send/reject/rendering failure).
-    timestamp: datetime
-    # Same event, same key, whichever way it arrived (SNS retry, SQS redelivery, raw or
-    # enveloped, event publishing or identity notification): see `_dedupe_key`.
-    dedupe_key: str
-    # The SNS MessageId when the event came in an SNS envelope; None for raw SQS delivery.
-    sns_message_id: str | None = None
-    # Bounce: "Permanent" | "Transient" | "Undetermined", and SES's subtype ("General",
-    # "NoEmail", "MailboxFull", "OnAccountSuppressionList", ...).
-    bounce_type: str | None = None
-    bounce_subtype: str | None = None
-    # True only for a Permanent (hard) bounce; Transient and Undetermined are soft.
-    permanent: bool = False
-    # Complaint: the ARF Feedback-Type ("abuse", "not-spam", ...) when the ISP sent a report,
-    # and SES's subtype (None or "OnAccountSuppressionList").
-    complaint_feedback_type: str | None = None
-    complaint_subtype: str | None = None
-    # Open and click (and a complaint's feedback-report agent).
-    user_agent: str | None = None
-    ip_address: str | None = None
-    link: str | None = None
-    # A human-readable reason: bounce/delay diagnostic code, reject reason, rendering error.
-    detail: str | None = None
-    # Subscription (SES list management): whether the contact left every topic.
-    unsubscribe_all: bool | None = None
-    # The message's tags (event publishing only): name -> values.
-    tags: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    # The SES record as received, for storing alongside the event.
-    payload: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
-
-    @property
-    def soft_bounce(self) -> bool:
-        """A Transient or Undetermined bounce that says something about the mailbox."""
-        return (
-            self.kind is EventKind.BOUNCE
-            and not self.permanent
-            and self.bounce_subtype not in CONTENT_BOUNCE_SUBTYPES
-        )
-
-
-def parse_ses_event(record: Mapping[str, Any] | str | bytes, *, sns_message_id: str | None = None) -> SesEvent | None:
-    """An SES event record (the `Message` of an SNS notification, or a raw SQS body) as an
-    `SesEvent`; None for SES's setup notices; `WebhookError` for anything not understood."""
-    if isinstance(record, (str, bytes)) and _is_setup_text(record):
-        return None
-    fields = _as_json_object(record, what="SES event")
-    type_name = fields.get("eventType", fields.get("notificationType"))
-    if isinstance(type_name, str) and type_name in _SETUP_NOTIFICATION_TYPES:
-        return None
-    if not isinstance(type_name, str) or type_name not in _EVENT_TYPES:
-        raise WebhookError(f"SES event: unknown eventType/notificationType {type_name!r}")
-    kind, detail_key = _EVENT_TYPES[type_name]
-
-    mail = _object(fields, "mail", where="SES event")
-    ses_message_id = _text(mail, "messageId", where="SES event mail")
-    destination = _addresses(mail.get("destination"))
-    # SES sends "send": {} and may leave an empty object out entirely; other kinds need theirs.
-    detail = fields.get(detail_key)
-    if detail is None and kind in (EventKind.SEND, EventKind.REJECT, EventKind.RENDERING_FAILURE):
-        detail = {}
-    if not isinstance(detail, Mapping):
-        raise WebhookError(f"SES {type_name} event {ses_message_id}: {detail_key} missing")
-
-    values: dict[str, Any] = {}
-    recipients = destination
-    if kind is EventKind.BOUNCE:
-        listed = _recipient_objects(detail.get("bouncedRecipients"))
-        recipients = tuple(address for address, _ in listed)
-        values["bounce_type"] = _optional_text(detail, "bounceType")
-        values["bounce_subtype"] = _optional_text(detail, "bounceSubType")
-        values["permanent"] = values["bounce_type"] == "Permanent"
-        values["detail"] = _first(diagnostic for _, diagnostic in listed)
-    elif kind is EventKind.COMPLAINT:
-        recipients = tuple(address for address, _ in _recipient_objects(detail.get("complainedRecipients")))
-        values["complaint_feedback_type"] = _optional_text(detail, "complaintFeedbackType")
-        values["complaint_subtype"] = _optional_text(detail, "complaintSubType")
-        values["user_agent"] = _optional_text(detail, "userAgent")
-    elif kind is EventKind.DELIVERY:
-        recipients = _addresses(detail.get("recipients")) or destination
-        values["detail"] = _optional_text(detail, "smtpResponse")
-    elif kind is EventKind.DELIVERY_DELAY:
-        listed = _recipient_objects(detail.get("delayedRecipients"))
-        recipients = tuple(address for address, _ in listed) or destination
-        values["detail"] = _first(diagnostic for _, diagnostic in listed) or _optional_text(detail, "delayType")
-    elif kind in (EventKind.OPEN, EventKind.CLICK):
-        values["user_agent"] = _optional_text(detail, "userAgent")
-        values["ip_address"] = _optional_text(detail, "ipAddress")
-        if kind is EventKind.CLICK:
-            values["link"] = _text(detail, "link", where=f"SES Click event {ses_message_id}")
-    elif kind is EventKind.REJECT:
-        values["detail"] = _optional_text(detail, "reason")
-    elif kind is EventKind.RENDERING_FAILURE:
-        values["detail"] = _optional_text(detail, "errorMessage")
-    elif kind is EventKind.SUBSCRIPTION:
-        preferences = detail.get("newTopicPreferences")
-        if isinstance(preferences, Mapping) and isinstance(preferences.get("unsubscribeAll"), bool):
-            values["unsubscribe_all"] = preferences["unsubscribeAll"]
-        values["detail"] = _optional_text(detail, "source")
-    if not recipients:
-        raise WebhookError(f"SES {type_name} event {ses_message_id}: no recipients")
-
-    # Send, Reject and Rendering Failure carry no time of their own: they happen at send time.
-    raw_time = detail.get("timestamp") or mail.get("timestamp")
-    if not isinstance(raw_time, str):
-        raise WebhookError(f"SES {type_name} event {ses_message_id}: timestamp missing")
-    timestamp = _parse_timestamp(raw_time, what=f"SES {type_name} event timestamp")
-
-    return SesEvent(
-        kind=kind,
-        ses_message_id=ses_message_id,
-        recipients=recipients,
-        timestamp=timestamp,
-        dedupe_key=_dedupe_key(kind, ses_message_id, timestamp, recipients, detail),
-        sns_message_id=sns_message_id,
-        tags=_tags(mail.get("tags")),
-        payload=MappingProxyType(dict(fields)),
-        **values,
-    )
-
-
-def event_from_sns(message: SnsMessage) -> SesEvent | None:
-    """The SES event carried by a verified SNS Notification (None for SES's setup notices)."""
-    if message.type is not SnsMessageType.NOTIFICATION:
-        raise WebhookError(f"SNS message {message.message_id} is a {message.type}, which carries no SES event")
-    return parse_ses_event(message.message, sns_message_id=message.message_id)
-
-
-def event_from_sqs_body(body: str | bytes, *, verifier: SnsVerifier | None = None) -> SesEvent | None:
-    """The SES event in an SQS message body, whether SNS wrapped it in its JSON envelope or
-    delivered it raw ("raw message delivery"); None for SES setup notices and for SNS
-    confirmations that landed in the queue.
-
-    A raw body has no signature: it is trusted because only our AWS account can write to the
-    queue.  An envelope is verified when a `verifier` is given (build it with max_age=None:
-    SQS keeps messages for days); without one, only its form is checked.
-    """
-    if _is_setup_text(body):
-        return None
-    fields = _as_json_object(body, what="SQS message body")
-    if "eventType" in fields or "notificationType" in fields:
-        return parse_ses_event(fields)
-    if "Type" not in fields:
-        raise WebhookError("SQS message body is neither an SNS envelope nor an SES event")
-    if verifier is not None:
-        message = verifier.verify(fields)
-        message_type, message_id, text = message.type, message.message_id, message.message
-    else:
-        message_type, message_id, text = fields.get("Type"), fields.get("MessageId"), fields.get("Message")
-    if message_type != SnsMessageType.NOTIFICATION:
-        return None
-    if not isinstance(message_id, str) or not isinstance(text, str):
-        raise WebhookError("SNS envelope in SQS message: MessageId or Message missing")
-    return parse_ses_event(text, sns_message_id=message_id)
-
-
-def _dedupe_key(
-    kind: EventKind, ses_message_id: str, timestamp: datetime, recipients: tuple[str, ...], detail: Mapping[str, Any]
-) -> str:
-    # Built from what the event *is*, not from the envelope it came in: an SNS retry, an SQS
-    # redelivery, the same record read raw or enveloped, and a bounce reported both by event
-    # publishing and by identity notifications all describe one event and must count once.
-    # The SNS MessageId alone would miss all but the first.  feedbackId (bounce, complaint)
-    # and link (click) separate events that share the rest.
-    parts = [
-        kind.value,
-        ses_message_id,
-        timestamp.isoformat(timespec="milliseconds"),
-        ",".join(sorted(address.lower() for address in recipients)),
-        str(detail.get("feedbackId") or ""),
-        str(detail.get("link") or ""),
-    ]
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Suppression
-# ---------------------------------------------------------------------------------------------
-
-
-class Suppression(StrEnum):
-    """Why an address gets no more mail."""
-
-    BOUNCED = "bounced"  # a permanent bounce
-    COMPLAINED = "complained"
-    SOFT_BOUNCED = "soft_bounced"  # too many soft bounces in the window
-
-
-@dataclass(frozen=True)
-class SuppressionPolicy:
-    """When an SES event stops all later mail to the address.
-
-    A permanent bounce or a complaint suppresses at once.  Soft bounces suppress when
-    `transient_bounce_limit` of them (this one included) fall within `transient_bounce_window`
-    ending at this bounce's time.  The window is measured on event timestamps, not the wall
-    clock, so replaying a backlog from SQS decides the same as receiving it live.
-    """
-
-    transient_bounce_limit: int = 3
-    transient_bounce_window: timedelta = timedelta(days=30)
-
-    @classmethod
-    def from_settings(cls, events_settings: EventsSettings) -> SuppressionPolicy:
-        return cls(
-            transient_bounce_limit=events_settings.transient_bounce_limit,
-            transient_bounce_window=timedelta(days=events_settings.transient_bounce_days),
-        )
-
-    def soft_bounces_suppress(self, soft_bounce_times: Iterable[datetime], *, now: datetime) -> bool:
-        """Whether these soft bounces (including the latest, at `now`) reach the limit."""
-        start = now - self.transient_bounce_window
-        recent = sum(1 for moment in soft_bounce_times if start < moment <= now)
-        return recent >= self.transient_bounce_limit
-
-    def suppression_for(self, event: SesEvent, earlier_soft_bounces: Iterable[datetime] = ()) -> Suppression | None:
-        """What `event` does to its recipients, given the times of their earlier soft bounces
-        (those for which `SesEvent.soft_bounce` was true)."""
-        if event.kind is EventKind.BOUNCE and event.permanent:
-            return Suppression.BOUNCED
-        if event.kind is EventKind.COMPLAINT:
-            # An ARF "not-spam" report says the message was *not* abuse (RFC 5965 / IANA MARF
-            # feedback types); it is the one complaint that must not suppress.
-            if event.complaint_feedback_type == "not-spam":
-                return None
-            return Suppression.COMPLAINED
-        if event.soft_bounce:
-            times = [*earlier_soft_bounces, event.timestamp]
-            if self.soft_bounces_suppress(times, now=event.timestamp):
-                return Suppression.SOFT_BOUNCED
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Small readers shared by the above
-# ---------------------------------------------------------------------------------------------
-
-
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _as_json_object(body: Mapping[str, Any] | str | bytes, *, what: str) -> Mapping[str, Any]:
+def json_object(body: Mapping[str, Any] | str | bytes, *, what: str) -> Mapping[str, Any]:
     if isinstance(body, Mapping):
         return body
     try:
@@ -630,11 +326,6 @@ def _as_json_object(body: Mapping[str, Any] | str | bytes, *, what: str) -> Mapp
     return value
 
 
-def _is_setup_text(body: str | bytes) -> bool:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    return text.lstrip().startswith(_SETUP_MESSAGE_PREFIX)
-
-
 def _decode_signature(value: Any) -> bytes:
     if not isinstance(value, str) or not value:
         raise WebhookError("SNS message: Signature missing")
@@ -644,7 +335,7 @@ def _decode_signature(value: Any) -> bytes:
         raise WebhookError("SNS message: Signature is not base64") from err
 
 
-def _parse_timestamp(value: str, *, what: str) -> datetime:
+def parse_timestamp(value: str, *, what: str) -> datetime:
     # AWS writes ISO 8601 in UTC with milliseconds: 2017-08-05T00:41:02.669Z.
     try:
         moment = datetime.fromisoformat(value)
@@ -653,53 +344,3 @@ def _parse_timestamp(value: str, *, what: str) -> datetime:
     if moment.tzinfo is None:
         raise WebhookError(f"{what} {value!r} has no time zone")
     return moment.astimezone(timezone.utc)
-
-
-def _object(fields: Mapping[str, Any], key: str, *, where: str) -> Mapping[str, Any]:
-    value = fields.get(key)
-    if not isinstance(value, Mapping):
-        raise WebhookError(f"{where}: {key} missing")
-    return value
-
-
-def _text(fields: Mapping[str, Any], key: str, *, where: str) -> str:
-    value = fields.get(key)
-    if not isinstance(value, str) or not value:
-        raise WebhookError(f"{where}: {key} missing")
-    return value
-
-
-def _optional_text(fields: Mapping[str, Any], key: str) -> str | None:
-    value = fields.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def _addresses(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(item for item in value if isinstance(item, str) and item)
-
-
-def _recipient_objects(value: Any) -> list[tuple[str, str | None]]:
-    """[(emailAddress, diagnosticCode)] from bouncedRecipients / complainedRecipients / delayedRecipients."""
-    if not isinstance(value, list):
-        return []
-    listed = []
-    for item in value:
-        if isinstance(item, Mapping) and isinstance(item.get("emailAddress"), str) and item["emailAddress"]:
-            listed.append((item["emailAddress"], _optional_text(item, "diagnosticCode")))
-    return listed
-
-
-def _first(values: Iterable[str | None]) -> str | None:
-    return next((value for value in values if value), None)
-
-
-def _tags(value: Any) -> Mapping[str, tuple[str, ...]]:
-    if not isinstance(value, Mapping):
-        return MappingProxyType({})
-    tags = {
-        str(name): tuple(str(item) for item in items) if isinstance(items, list) else (str(items),)
-        for name, items in value.items()
-    }
-    return MappingProxyType(tags)
