@@ -42,9 +42,15 @@ def main() -> None:
 
     started = time.perf_counter()
     from newsletter.compose.checks import sized_html
-    from newsletter.config import load_settings
     from newsletter.compose.issue.parse import load_issue
-    from newsletter.compose.render import EMAIL_TEMPLATE, TEXT_TEMPLATE, WEB_TEMPLATE, Renderer, _LinkRegistry
+    from newsletter.compose.render import (
+        EMAIL_TEMPLATE,
+        TEXT_TEMPLATE,
+        WEB_TEMPLATE,
+        Renderer,
+        _LinkRegistry,
+    )
+    from newsletter.config import load_settings
 
     imported = time.perf_counter()
     settings = load_settings(args.config, environ={})

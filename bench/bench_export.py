@@ -25,8 +25,8 @@ OUT = HERE / "out"
 
 def run_export(url: str, path: Path) -> dict:
     sys.path.insert(0, str(HERE.parent))
+    from newsletter.audience.csv_export import export_csv_file
     from newsletter.store import Store
-    from newsletter.audience.subscribers import export_csv_file
 
     with Store.open(url) as store:
         cpu_before = _cpu_seconds()

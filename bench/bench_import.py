@@ -72,8 +72,8 @@ def peak_rss_mb() -> float:
 def run_import(csv_path: Path, url: str, dry_run: bool = False) -> dict:
     """One import, in this process; returns the figures."""
     sys.path.insert(0, str(HERE.parent))
+    from newsletter.audience.csv_import import import_csv
     from newsletter.store import Store
-    from newsletter.audience.subscribers import import_csv
 
     problems = 0
 

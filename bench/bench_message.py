@@ -32,11 +32,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter.mail import message as message_module  # noqa: E402
-from newsletter.config import Settings, replace  # noqa: E402
 from newsletter.compose.issue.parse import load_issue
-from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.compose.render import Renderer  # noqa: E402
+from newsletter.config import Settings, replace  # noqa: E402
+from newsletter.mail import message as message_module  # noqa: E402
+from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.tokens import Links, Purpose, Tokens  # noqa: E402
 
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"

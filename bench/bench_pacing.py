@@ -112,7 +112,7 @@ def main() -> None:
     print(f"  achieved rate at the server : {achieved:.2f}/s ({(achieved / args.rate - 1):+.2%} of {args.rate:g}; goal within 2 %: "
           f"{'met' if abs(achieved / args.rate - 1) <= 0.02 else 'MISSED'})")
     print(f"  most sends in any 1 s window: {worst} (goal never above {args.rate:g}: {'met' if worst <= args.rate else 'MISSED'})")
-    print(f"  windows holding N sends     : " + ", ".join(f"{n}: {histogram[n]}" for n in sorted(histogram) if n >= args.rate - 2))
+    print("  windows holding N sends     : " + ", ".join(f"{n}: {histogram[n]}" for n in sorted(histogram) if n >= args.rate - 2))
     print(f"  gaps between arrivals       : min {min(gaps) * 1000:.1f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms, "
           f"max {max(gaps) * 1000:.1f} ms (nominal {1000 / args.rate:.1f} ms)")
     released = sorted(transport.started)

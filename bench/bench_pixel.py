@@ -41,7 +41,14 @@ from newsletter.config import load_settings  # noqa: E402
 from newsletter.sending.campaign import run_send
 from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import Store, get_or_create_list  # noqa: E402
-from newsletter.store.schema import ACTIVE, OPEN, events, memberships, subscribers, utcnow  # noqa: E402
+from newsletter.store.schema import (  # noqa: E402
+    ACTIVE,
+    OPEN,
+    events,
+    memberships,
+    subscribers,
+    utcnow,
+)
 from newsletter.tokens import Links, Tokens  # noqa: E402
 
 SECRET = "bench-pixel-5b1e0c7a9d3f4e2a8c6b0d1f3e5a7c9b"

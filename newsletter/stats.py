@@ -31,7 +31,14 @@ from typing import Any, Mapping
 from newsletter.errors import InputError
 from newsletter.store import Store, ledger
 from newsletter.store import stats as queries
-from newsletter.store.schema import BOUNCE, COMPLAINT, DELIVERY, DELIVERY_DELAY, REJECT, UNSUBSCRIBE
+from newsletter.store.schema import (
+    BOUNCE,
+    COMPLAINT,
+    DELIVERY,
+    DELIVERY_DELAY,
+    REJECT,
+    UNSUBSCRIBE,
+)
 
 HOUR = timedelta(hours=1)
 

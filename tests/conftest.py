@@ -15,7 +15,6 @@ runs once per database:
 from __future__ import annotations
 
 import pytest
-
 from databases import empty_database
 
 

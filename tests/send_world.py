@@ -30,7 +30,14 @@ from newsletter.sending.campaign import SendSummary, run_send
 from newsletter.sending.plan import SendOptions, SendPlan, plan_send
 from newsletter.store import Store
 from newsletter.store.lists import get_or_create_list
-from newsletter.store.schema import ACTIVE, deliveries, issues, memberships, subscribers, utcnow
+from newsletter.store.schema import (
+    ACTIVE,
+    deliveries,
+    issues,
+    memberships,
+    subscribers,
+    utcnow,
+)
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sample_issues import EXAMPLE, EXAMPLE_CONFIG, SEED
 
 from newsletter.compose.build import build_issue
-from newsletter.config import load_settings
 from newsletter.compose.issue.parse import load_issue
-from sample_issues import EXAMPLE, EXAMPLE_CONFIG, SEED
+from newsletter.config import load_settings
 
 pytest_plugins = ["browser"]
 pytestmark = pytest.mark.browser

@@ -11,13 +11,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from sample_issues import EXAMPLE, SEED
 
 from newsletter.compose.build import check_issue, render_issue
-from newsletter.compose.checks import GMAIL_CLIP_BYTES, SIZE_WARNING_BYTES, check_rendered, sized_html
+from newsletter.compose.checks import (
+    GMAIL_CLIP_BYTES,
+    SIZE_WARNING_BYTES,
+    check_rendered,
+    sized_html,
+)
+from newsletter.compose.render import (
+    EMAIL_TEMPLATE,
+    TEXT_TEMPLATE,
+    WEB_TEMPLATE,
+    packaged_templates_dir,
+)
 from newsletter.config import load_settings
 from newsletter.errors import RenderError
-from newsletter.compose.render import EMAIL_TEMPLATE, TEXT_TEMPLATE, WEB_TEMPLATE, Renderer, packaged_templates_dir
-from sample_issues import EXAMPLE, SEED
 
 HEAD = "# 检查 2026-01-01\n\n"
 ENTRY = """## 条目 {n}

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, seed_or_skip
 
 from newsletter import __version__
-from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, SEED, seed_or_skip
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

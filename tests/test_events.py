@@ -13,13 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from newsletter.config import EventsSettings
-from newsletter.errors import WebhookError
-from newsletter.feedback.event import EventKind, FeedbackEvent
-from newsletter.feedback.suppression import Suppression, SuppressionPolicy
-from newsletter.transports.ses.events import event_from_sns, event_from_sqs_body, parse_ses_event
-from newsletter.transports.ses.sns import SNS_HTTP_MAX_AGE, HttpFetcher, SnsMessageType, SnsVerifier, confirm_subscription, string_to_sign
 from sns_signing import (  # noqa: F401 - fixtures are used by name
     LOCAL_SNS_ORIGIN_PATTERN,
     LocalHttpServer,
@@ -28,6 +21,24 @@ from sns_signing import (  # noqa: F401 - fixtures are used by name
     sns_certificate_server,
     sns_signing_identity,
     sns_string_to_sign,
+)
+
+from newsletter.config import EventsSettings
+from newsletter.errors import WebhookError
+from newsletter.feedback.event import EventKind, FeedbackEvent
+from newsletter.feedback.suppression import Suppression, SuppressionPolicy
+from newsletter.transports.ses.events import (
+    event_from_sns,
+    event_from_sqs_body,
+    parse_ses_event,
+)
+from newsletter.transports.ses.sns import (
+    SNS_HTTP_MAX_AGE,
+    HttpFetcher,
+    SnsMessageType,
+    SnsVerifier,
+    confirm_subscription,
+    string_to_sign,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ses"

@@ -11,11 +11,24 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
-from newsletter.errors import IssueError
-from newsletter.compose.issue.model import Anchor, Code, CodeBlock, Emphasis, Heading, Image, Inline, ListBlock, Paragraph, Quote, Strong, Text
-from newsletter.compose.issue.parse import load_issue, parse_issue
 from sample_issues import EXAMPLE, FIXTURES, read_plainly, seed_or_skip
+
+from newsletter.compose.issue.model import (
+    Anchor,
+    Code,
+    CodeBlock,
+    Emphasis,
+    Heading,
+    Image,
+    Inline,
+    ListBlock,
+    Paragraph,
+    Quote,
+    Strong,
+    Text,
+)
+from newsletter.compose.issue.parse import load_issue, parse_issue
+from newsletter.errors import IssueError
 
 ENTRY = """## 条目
 

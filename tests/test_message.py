@@ -20,16 +20,23 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.compose.issue.parse import load_issue
+from newsletter.compose.render import Rendered, Renderer, SlottedText
 from newsletter.config import Settings, replace
 from newsletter.errors import InputError
-from newsletter.compose.issue.parse import load_issue
 from newsletter.mail.message import MessageFactory, Recipient, _Base64Layout
-from newsletter.compose.render import Rendered, Renderer, SlottedText
 from newsletter.store import ledger
 from newsletter.tokens import Claim, Links, Purpose, Tokens
 
 pytest.register_assert_rewrite("tests.send_world")
-from tests.send_world import BASE_URL, EXAMPLE_ISSUE, SECRET, SEED_ISSUE, World, parse_message  # noqa: E402
+from tests.send_world import (  # noqa: E402
+    BASE_URL,
+    EXAMPLE_ISSUE,
+    SECRET,
+    SEED_ISSUE,
+    World,
+    parse_message,
+)
 
 pytest_plugins = ["tests.send_world"]
 

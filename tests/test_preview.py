@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sample_issues import EXAMPLE, FIXTURES
 
 from newsletter.config import load_settings
 from newsletter.errors import IssueError
 from newsletter.web.preview import create_preview_app, serve_preview
-from sample_issues import EXAMPLE, FIXTURES
 
 pytest_plugins = ["browser", "http_server"]
 

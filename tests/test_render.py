@@ -5,23 +5,21 @@ Everything is rendered from real issue files with the real templates, MJML and c
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
+from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, REPO, SEED
 
 from newsletter.compose.checks import GMAIL_CLIP_BYTES, sized_html
-from newsletter.config import load_settings
-from newsletter.errors import IssueError, RenderError
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import SLOT_PATTERN, Renderer, SlottedText
-from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, REPO, SEED
+from newsletter.config import load_settings
+from newsletter.errors import IssueError, RenderError
 
 SAMPLES = {"seed": SEED, "example": EXAMPLE}
 

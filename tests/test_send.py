@@ -13,12 +13,12 @@ from collections import Counter
 
 import pytest
 
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.sending import campaign as send_module
 from newsletter.sending import pacing
-from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.sending.campaign import MAX_ATTEMPTS
 from newsletter.sending.pacing import Pacer
-from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.tokens import Links, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")

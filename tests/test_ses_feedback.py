@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from crafted_ledger import SEND_START, CraftedLedger
-from newsletter.feedback.suppression import SuppressionPolicy
-from newsletter.transports.ses.events import parse_ses_event
-from newsletter.feedback.apply import Applied, apply_ses_event
-from newsletter.store import schema
 from ses_records import ses_record
+
+from newsletter.feedback.apply import Applied, apply_ses_event
+from newsletter.feedback.suppression import SuppressionPolicy
+from newsletter.store import schema
+from newsletter.transports.ses.events import parse_ses_event
 
 POLICY = SuppressionPolicy(transient_bounce_limit=3, transient_bounce_window=timedelta(days=30))
 LINKS = ("https://news.example.com/a", "https://devices.example.org/b")

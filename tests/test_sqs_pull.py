@@ -15,18 +15,18 @@ import sys
 import uuid
 
 import pytest
-
 from crafted_ledger import CraftedLedger
-from newsletter.config import SesSettings, Settings, replace
-from newsletter.transports.ses.sns import SnsVerifier
-from newsletter.transports.ses.sqs import QueueError, pull_events
-from newsletter.store import schema
 from ses_records import CERT_PATH, TOPIC, ses_record, sns_notification
 from sns_signing import (  # noqa: F401 - fixtures are used by name
     LOCAL_SNS_ORIGIN_PATTERN,
     sns_certificate_server,
     sns_signing_identity,
 )
+
+from newsletter.config import SesSettings, Settings, replace
+from newsletter.store import schema
+from newsletter.transports.ses.sns import SnsVerifier
+from newsletter.transports.ses.sqs import QueueError, pull_events
 
 pytest.register_assert_rewrite("tests.transport_servers")
 from tests.transport_servers import LocalSes  # noqa: E402

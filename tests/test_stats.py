@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from crafted_ledger import SEND_START, CraftedLedger
+
 from newsletter.cli.main import main
 from newsletter.config import Settings, replace
 from newsletter.stats import issue_stats

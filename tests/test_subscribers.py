@@ -21,23 +21,21 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.audience.addresses import normalize_address
+from newsletter.audience.csv_export import export_csv, export_csv_file
+from newsletter.audience.csv_import import ImportReport, import_csv
+from newsletter.audience.lists import list_summaries
+from newsletter.audience.subscribers import (
+    add_subscriber,
+    get_subscriber,
+    iter_subscribers,
+    remove_subscriber,
+    unsubscribe,
+)
 from newsletter.cli.main import main
 from newsletter.errors import InputError
 from newsletter.store import Store
 from newsletter.store.schema import lists, memberships, subscribers
-from newsletter.audience.subscribers import (
-    ImportReport,
-    add_subscriber,
-    export_csv,
-    export_csv_file,
-    get_subscriber,
-    import_csv,
-    iter_subscribers,
-    list_summaries,
-    normalize_address,
-    remove_subscriber,
-    unsubscribe,
-)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "csv"

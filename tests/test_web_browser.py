@@ -12,6 +12,7 @@ from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
 
 pytest.register_assert_rewrite("tests.web_site")
 from browser import blocked_requests, open_page, screenshot  # noqa: E402
+
 from tests.send_world import World  # noqa: E402
 from tests.web_site import Site, served, unsubscribe_url  # noqa: E402
 

@@ -11,21 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from datetime import datetime, timedelta, timezone
 from email import policy
 from email.parser import BytesParser
-from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 import sqlalchemy as sa
-
-from newsletter.config import Settings, replace
-from newsletter.transports.ses.sns import SnsVerifier
-from newsletter.sending.campaign import run_send
-from newsletter.sending.plan import SendOptions, plan_send
-from newsletter.store import schema
-from newsletter.web.app import create_app
-from newsletter.web.context import WebContext
 from http_server import run_asgi_in_thread
 from ses_records import CERT_PATH, TOPIC, fixture, iso, ses_record, sns_notification
 from sns_signing import (  # noqa: F401 - fixtures are used by name
@@ -36,6 +28,14 @@ from sns_signing import (  # noqa: F401 - fixtures are used by name
     sns_certificate_server,
     sns_signing_identity,
 )
+
+from newsletter.config import Settings, replace
+from newsletter.sending.campaign import run_send
+from newsletter.sending.plan import SendOptions, plan_send
+from newsletter.store import schema
+from newsletter.transports.ses.sns import SnsVerifier
+from newsletter.web.app import create_app
+from newsletter.web.context import WebContext
 
 pytest.register_assert_rewrite("tests.send_world")
 from tests.send_world import World  # noqa: E402

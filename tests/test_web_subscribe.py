@@ -11,8 +11,17 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from newsletter.store.schema import ACTIVE, BOUNCED, CONFIRM, UNCONFIRMED, UNSUBSCRIBED, lists, memberships, subscribers
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.store.schema import (
+    ACTIVE,
+    BOUNCED,
+    CONFIRM,
+    UNCONFIRMED,
+    UNSUBSCRIBED,
+    lists,
+    memberships,
+    subscribers,
+)
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.web_site import BROWSER, Site, form_token  # noqa: E402

@@ -10,21 +10,32 @@ import time
 from datetime import timedelta
 
 import httpx
-
 import pytest
 import sqlalchemy as sa
 
-from newsletter.store.ledger import issue_links
 from newsletter.config import DEMO_SECRET, load_settings, replace
 from newsletter.errors import ConfigError
+from newsletter.feedback.machines import (
+    APPLE_PRIVACY_PROXY_AGENT,
+    CLICK_SECONDS_AFTER_SENDING,
+    judge,
+)
+from newsletter.store.ledger import issue_links
 from newsletter.store.schema import CLICK, OPEN, deliveries, events, utcnow
 from newsletter.tokens import Purpose
-from newsletter.feedback.machines import APPLE_PRIVACY_PROXY_AGENT, CLICK_SECONDS_AFTER_SENDING, judge
 from newsletter.web.serve import refuse_demo_secret_in_public
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.send_world import World, parse_message  # noqa: E402
-from tests.web_site import BROWSER, Site, html_part, http_client, pixel_url, served, tracked_links  # noqa: E402
+from tests.web_site import (  # noqa: E402
+    BROWSER,
+    Site,
+    html_part,
+    http_client,
+    pixel_url,
+    served,
+    tracked_links,
+)
 
 pytest_plugins = ["tests.web_site"]
 

@@ -9,8 +9,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from newsletter.store.schema import ACTIVE, BOUNCED, RESUBSCRIBE, UNSUBSCRIBE, UNSUBSCRIBED, subscribers
 from newsletter.audience.subscribers import remove_subscriber
+from newsletter.store.schema import (
+    ACTIVE,
+    BOUNCED,
+    RESUBSCRIBE,
+    UNSUBSCRIBE,
+    UNSUBSCRIBED,
+    subscribers,
+)
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.web_site import Site, form_token, http_client, unsubscribe_url  # noqa: E402

@@ -35,6 +35,7 @@ from newsletter.web.context import WebContext
 pytest.register_assert_rewrite("tests.send_world")
 from databases import empty_database  # noqa: E402
 from http_server import run_asgi_in_thread  # noqa: E402
+
 from tests.send_world import World, parse_message  # noqa: E402
 
 # What a person's browser sends; httpx's own user agent counts as a machine (it is one).

@@ -31,12 +31,16 @@ from email.utils import formatdate, parseaddr
 
 import sqlalchemy as sa
 
+from newsletter.audience.addresses import normalize_address
+from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.config import Settings
 from newsletter.errors import InputError
+from newsletter.i18n import wording_for
 from newsletter.mail.headers import CRLF, ascii_address, encode_words, format_address
 from newsletter.store import Store
+from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.events import delivery_for, record_event
-from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list, insert_ignoring_conflicts
+from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list
 from newsletter.store.schema import (
     ACTIVE,
     CONFIRM,
@@ -51,9 +55,7 @@ from newsletter.store.schema import (
     subscribers,
     utcnow,
 )
-from newsletter.audience.subscribers import add_subscriber, normalize_address, unsubscribe
 from newsletter.transports.base import Transport
-from newsletter.i18n import wording_for
 
 log = logging.getLogger("newsletter.web")
 

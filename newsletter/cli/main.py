@@ -190,8 +190,8 @@ def send(
       newsletter send issues/2026-11-30.md --dry-run
       newsletter send issues/2026-11-30.md --yes
     """
-    from newsletter.sending.plan import SendOptions
     from newsletter.cli.send import run_send_command
+    from newsletter.sending.plan import SendOptions
 
     options = SendOptions(
         list_slug=list_slug,
@@ -252,7 +252,7 @@ def subscribers_import(context: Context, csv_file: Path, list_slug: str | None, 
       newsletter subscribers import subscribers/example.csv
       newsletter subscribers import readers.csv --encoding gbk --list weekly --dry-run
     """
-    from newsletter.audience.subscribers import import_csv
+    from newsletter.audience.csv_import import import_csv
 
     with _open_store(context) as store:
         report = import_csv(
@@ -372,7 +372,7 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
     Example:
       newsletter subscribers export --list default -o readers.csv
     """
-    from newsletter.audience.subscribers import export_csv, export_csv_file
+    from newsletter.audience.csv_export import export_csv, export_csv_file
 
     with _open_store(context) as store:
         if output is None:
@@ -391,7 +391,7 @@ def lists_command(context: Context) -> None:
     Example:
       newsletter lists
     """
-    from newsletter.audience.subscribers import list_summaries
+    from newsletter.audience.lists import list_summaries
 
     with _open_store(context) as store:
         summaries = list_summaries(store)

@@ -117,7 +117,14 @@ def _real_send(plan: SendPlan, assume_yes: bool) -> int:
 
 def _with_progress(plan: SendPlan) -> SendSummary:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     # SIGTERM (systemd, kill) stops like Ctrl-C: messages in flight finish, the rest stay queued.

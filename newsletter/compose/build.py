@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.compose.checks import Finding, check_rendered
-from newsletter.config import Settings
 from newsletter.compose.issue.model import Issue
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer
+from newsletter.config import Settings
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Iterator
 
-from newsletter.config import Settings
 from newsletter.compose.render import Rendered
+from newsletter.config import Settings
 from newsletter.tokens import sample_links
 
 # Gmail clips a message whose HTML exceeds 102 KB and hides the rest behind "[Message

@@ -43,6 +43,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 
 from newsletter.feedback.event import EventKind, FeedbackEvent
+from newsletter.feedback.machines import judge
 from newsletter.feedback.suppression import Suppression, SuppressionPolicy
 from newsletter.mail.message_id import parse_ledger_message_id
 from newsletter.store import schema
@@ -54,7 +55,6 @@ from newsletter.store.feedback import (
     subscriber_id_for_address,
     suppress_subscriber,
 )
-from newsletter.feedback.machines import judge
 
 log = logging.getLogger(__name__)
 

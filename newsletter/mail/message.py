@@ -21,16 +21,30 @@ import html
 import re
 import struct
 from dataclasses import dataclass
-from typing import Mapping
 from email.utils import parseaddr
+from typing import Mapping
 from urllib.parse import quote
 
+from newsletter.compose.render import (
+    LINK_PREFIX,
+    OPEN_PIXEL,
+    UNSUBSCRIBE_URL,
+    VIEW_URL,
+    Rendered,
+    SlottedText,
+    open_pixel_tag,
+)
 from newsletter.config import Settings
-from newsletter.compose.render import LINK_PREFIX, OPEN_PIXEL, UNSUBSCRIBE_URL, VIEW_URL, Rendered, SlottedText, open_pixel_tag
-from newsletter.mail.headers import CRLF, ascii_address, date_now, encode_words, format_address, header_line
+from newsletter.mail.headers import (
+    CRLF,
+    ascii_address,
+    date_now,
+    encode_words,
+    format_address,
+    header_line,
+)
 from newsletter.mail.message_id import ledger_message_id
 from newsletter.tokens import Links
-
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,13 @@ from newsletter.store.schema import (
     SKIPPED,
     TEMPORARY,
 )
-from newsletter.transports.base import STOPPED, RecordingTransport, Transport, WirePacedTransport, open_transport
+from newsletter.transports.base import (
+    STOPPED,
+    RecordingTransport,
+    Transport,
+    WirePacedTransport,
+    open_transport,
+)
 
 # Temporary failures are retried this many times in all, waiting as `pacing.backoff` says.
 MAX_ATTEMPTS = 4

@@ -30,7 +30,7 @@ def send_test(plan: SendPlan, addresses: list[str], *, transport: Transport | No
     Its links and unsubscribe link work (they name subscriber 0, whom the web side treats as
     a test reader), so the editor can click through what subscribers will get.
     """
-    from newsletter.audience.subscribers import normalize_address
+    from newsletter.audience.addresses import normalize_address
 
     factory = plan.message_factory(subject_prefix=TEST_SUBJECT_PREFIX)
     results = []

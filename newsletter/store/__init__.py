@@ -11,6 +11,7 @@ Tables are in `newsletter.store.schema`; migrations in `newsletter/store/migrati
 """
 
 from newsletter.store.database import Store, head_revision, open_store
-from newsletter.store.lists import get_or_create_list, insert_ignoring_conflicts
+from newsletter.store.dialect import insert_ignoring_conflicts
+from newsletter.store.lists import get_or_create_list
 
 __all__ = ["Store", "get_or_create_list", "head_revision", "insert_ignoring_conflicts", "open_store"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.store.lists import insert_ignoring_conflicts
+from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.schema import deliveries, events, utcnow
 
 

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from newsletter.store.lists import insert_ignoring_conflicts
+from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.schema import (
     ACTIVE,
     FAILED,

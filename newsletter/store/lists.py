@@ -7,6 +7,7 @@ import re
 import sqlalchemy as sa
 
 from newsletter.errors import InputError
+from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.schema import lists, utcnow
 
 # The same rule as `[newsletter] list` in the configuration: slugs appear in URLs and List-Id.
@@ -36,12 +37,3 @@ def get_or_create_list(conn: sa.Connection, slug: str, *, name: str | None = Non
     conn.execute(insert.on_conflict_do_nothing(index_elements=["slug"]))
     # A concurrent writer on PostgreSQL may have created it between the select and the insert.
     return conn.execute(sa.select(lists.c.id).where(lists.c.slug == slug)).scalar_one()
-
-
-def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table):
-    """An INSERT for this connection's dialect, which offers `.on_conflict_do_nothing()`."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)

@@ -12,7 +12,16 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from newsletter.store.schema import CLICK, OPEN, SES_CLICK, SES_OPEN, deliveries, events, issues, links
+from newsletter.store.schema import (
+    CLICK,
+    OPEN,
+    SES_CLICK,
+    SES_OPEN,
+    deliveries,
+    events,
+    issues,
+    links,
+)
 
 # SES's own open and click tracking counts alongside ours: a reader is a reader whichever
 # pixel or redirect saw them.

@@ -21,9 +21,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from newsletter.errors import InputError
+from newsletter.i18n import format_date, wording_for
 from newsletter.stats import IssueStats, issue_stats, issue_summaries
 from newsletter.web.chart import timeline_svg
-from newsletter.i18n import format_date, wording_for
 
 REALM = "newsletter stats"
 TEMPLATE = "web/stats.html.j2"

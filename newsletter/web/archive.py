@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from newsletter.i18n import format_date
 from newsletter.store.archive import SentIssue, sent_issue, sent_issues
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
-from newsletter.i18n import format_date
 
 ATOM = "http://www.w3.org/2005/Atom"
 XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from newsletter.config import Settings
 from newsletter.compose.render import Renderer
+from newsletter.config import Settings
 from newsletter.store import Store
 from newsletter.tokens import Links, Tokens
 from newsletter.transports.base import Transport, open_transport

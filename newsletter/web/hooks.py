@@ -26,10 +26,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.errors import StoreError, WebhookError
+from newsletter.feedback.apply import FeedbackResult, apply_ses_event
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.transports.ses.events import event_from_sns
-from newsletter.transports.ses.sns import SnsMessage, SnsMessageType, SnsVerifier, confirm_subscription
-from newsletter.feedback.apply import FeedbackResult, apply_ses_event
+from newsletter.transports.ses.sns import (
+    SnsMessage,
+    SnsMessageType,
+    SnsVerifier,
+    confirm_subscription,
+)
 
 log = logging.getLogger(__name__)
 

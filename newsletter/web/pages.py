@@ -11,8 +11,8 @@ from typing import Mapping
 from starlette.background import BackgroundTask
 from starlette.responses import HTMLResponse
 
-from newsletter.web.context import WebContext
 from newsletter.i18n import wording_for
+from newsletter.web.context import WebContext
 
 # Pages about one person (unsubscribe, confirm, forms) must never be stored by a cache
 # on the way: they show an address and carry form tokens.

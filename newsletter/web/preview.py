@@ -19,9 +19,9 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from newsletter.compose.build import render_issue
+from newsletter.compose.render import Renderer
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
-from newsletter.compose.render import Renderer
 
 POLL_MILLISECONDS = 700
 

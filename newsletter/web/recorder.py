@@ -23,9 +23,9 @@ import logging
 import threading
 from datetime import datetime
 
+from newsletter.feedback.machines import judge
 from newsletter.store import Store
 from newsletter.store.hits import Hit, record_hits
-from newsletter.feedback.machines import judge
 
 log = logging.getLogger("newsletter.web")
 

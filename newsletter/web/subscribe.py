@@ -18,9 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter.errors import InputError, TokenError
-from newsletter.store.lists import check_list_slug
-from newsletter.store.schema import CLICK
 from newsletter.audience.self_service import (
     ALREADY_CONFIRMED,
     CONFIRMED,
@@ -30,11 +27,20 @@ from newsletter.audience.self_service import (
     request_subscription,
     send_confirmation,
 )
+from newsletter.errors import InputError, TokenError
+from newsletter.feedback.machines import judge
+from newsletter.store.lists import check_list_slug
+from newsletter.store.schema import CLICK
 from newsletter.tokens import Purpose
 from newsletter.web.context import WebContext
-from newsletter.feedback.machines import judge
 from newsletter.web.pages import Pages
-from newsletter.web.security import FormGuard, FormTooLarge, RateLimiter, client_address, read_form
+from newsletter.web.security import (
+    FormGuard,
+    FormTooLarge,
+    RateLimiter,
+    client_address,
+    read_form,
+)
 
 MAX_NAME_CHARACTERS = 200
 

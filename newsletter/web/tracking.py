@@ -25,8 +25,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from newsletter.errors import TokenError
 from newsletter.compose.render import TRACKABLE_SCHEMES
+from newsletter.errors import TokenError
 from newsletter.store.hits import Hit
 from newsletter.store.ledger import link_url
 from newsletter.store.schema import CLICK, OPEN

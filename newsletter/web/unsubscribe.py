@@ -19,10 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from newsletter.audience.self_service import (
+    Reader,
+    find_reader,
+    undo_unsubscribe,
+    unsubscribe_reader,
+)
 from newsletter.errors import TokenError
 from newsletter.store.archive import issue_language
 from newsletter.store.schema import ACTIVE, SUPPRESSED, UNSUBSCRIBED
-from newsletter.audience.self_service import Reader, find_reader, undo_unsubscribe, unsubscribe_reader
 from newsletter.tokens import Claim, Purpose
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages

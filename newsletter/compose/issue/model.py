@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence, Union
 
 
-
 @dataclass(frozen=True)
 class Text:
     text: str

@@ -23,19 +23,38 @@ source stays text and the templates escape it.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import bisect
-
 import markdown_it_pyrs
 
 from newsletter.compose.issue.model import (
-    Anchor, Block, Code, CodeBlock, Emphasis, Entry, Heading, Image, Inline, Issue, IssueWarning, LineBreak, Link,
-    ListBlock, Paragraph, Quote, Rule, Span, Strong, SummaryItem, Text, span_text,
+    Anchor,
+    Block,
+    Code,
+    CodeBlock,
+    Emphasis,
+    Entry,
+    Heading,
+    Image,
+    Inline,
+    Issue,
+    IssueWarning,
+    LineBreak,
+    Link,
+    ListBlock,
+    Paragraph,
+    Quote,
+    Rule,
+    Span,
+    Strong,
+    SummaryItem,
+    Text,
+    span_text,
 )
 from newsletter.errors import IssueError
 

@@ -13,7 +13,13 @@ from typing import Any, Iterable, Mapping
 from newsletter.errors import WebhookError
 from newsletter.feedback.event import EventKind, FeedbackEvent
 from newsletter.mail.message_id import parse_ledger_message_id
-from newsletter.transports.ses.sns import SnsMessage, SnsMessageType, SnsVerifier, json_object, parse_timestamp
+from newsletter.transports.ses.sns import (
+    SnsMessage,
+    SnsMessageType,
+    SnsVerifier,
+    json_object,
+    parse_timestamp,
+)
 
 # eventType (event publishing) and notificationType (identity notifications: Bounce, Complaint,
 # Delivery only) -> our kind and the key of the per-type object.  The SES guide spells the

@@ -28,11 +28,11 @@ from typing import Any, Callable, Iterator
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
+from newsletter.feedback.apply import Applied, apply_ses_event
 from newsletter.feedback.suppression import SuppressionPolicy
+from newsletter.store import Store
 from newsletter.transports.ses.events import event_from_sqs_body
 from newsletter.transports.ses.sns import SnsVerifier
-from newsletter.feedback.apply import Applied, apply_ses_event
-from newsletter.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,792 @@
+"""CSV import: a spreadsheet of subscribers into the store, every bad row reported by number.
+
+Spreadsheets arrive from elsewhere (often Excel on Chinese Windows, so GBK), with
+duplicates, blank rows and typos.  Import streams the file in batches, one transaction per
+batch, and reports every row it did not take with the row number and the reason; a file it
+cannot read at all (wrong encoding, no `email` column, not CSV) is refused before anything
+is written.  Import never lifts a suppression (unsubscribed, bounced, complained) unless
+asked, and importing the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import json
+import re
+from array import array
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+import sqlalchemy as sa
+
+from newsletter.audience.addresses import Address, clean_name, normalize_address
+from newsletter.audience.subscribers import since_text
+from newsletter.errors import InputError
+from newsletter.store import Store
+from newsletter.store.dialect import (
+    CopyInsert,
+    bulk_insert,
+    driver_form,
+    keys_condition,
+)
+from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list
+from newsletter.store.schema import (
+    ACTIVE,
+    STATUSES,
+    SUPPRESSED,
+    UNCONFIRMED,
+    UNSUBSCRIBED,
+    memberships,
+    subscribers,
+    utcnow,
+)
+
+# Header names (compared trimmed and lowercased) that mean the address, the name, the lists
+# and the status; every other named column is kept as an attribute.
+EMAIL_COLUMNS = frozenset({"email", "e-mail", "email address", "email_address", "mail", "邮箱", "电子邮箱", "电子邮件", "邮件地址"})
+NAME_COLUMNS = frozenset({"name", "full name", "full_name", "姓名", "名字"})
+LIST_COLUMNS = frozenset({"lists", "list", "tags", "tag"})
+STATUS_COLUMNS = frozenset({"status"})
+
+# Rows per transaction.  Large enough to amortise the round trips, small enough that an
+# import holds SQLite's write lock (or PostgreSQL's row locks) for a fraction of a second
+# at a time, so the sender and the web server get their turn between batches.
+BATCH_SIZE = 5_000
+
+# csv refuses fields over 128 KiB; a line that long is not a subscriber row, so the scan
+# refuses the file before writing anything rather than stopping half-way through.
+_MAX_LINE_BYTES = 128 * 1024
+_SCAN_CHUNK_BYTES = 1 << 20
+
+# Separators accepted inside a `lists` cell; the full-width comma and 、 are what a Chinese
+# keyboard types.
+_LIST_SEPARATORS = re.compile(r"[,，;；、\s]+")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that was skipped, or taken with a warning (`skipped=False`)."""
+
+    path: str
+    row: int
+    reason: str
+    skipped: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.path}: row {self.row}: {'skipped' if self.skipped else 'warning'}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did.  `imported + updated + unchanged + skipped == rows`."""
+
+    path: str
+    dry_run: bool = False
+    rows: int = 0
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    flagged: int = 0
+    # Filled only when import_csv was given no `on_problem` callback.
+    problems: list[RowProblem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.path}: {self.rows} row{'' if self.rows == 1 else 's'}: {self.imported} imported, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.skipped} skipped"
+        )
+        if self.flagged:
+            text += f" ({self.flagged} with a non-ASCII local part SES cannot send to)"
+        if self.dry_run:
+            text += " -- dry run, nothing written"
+        return text
+
+
+class _Row(NamedTuple):
+    number: int
+    address: Address
+    name: str
+    status: str
+    lists: tuple[str, ...]
+    attributes: dict
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where each kind of value sits in a row."""
+
+    width: int
+    email: int
+    email_header: str
+    name: int | None
+    status: int | None
+    lists: tuple[int, ...]
+    attributes: tuple[tuple[int, str], ...]
+
+
+def import_csv(
+    store: Store,
+    path: str | Path,
+    *,
+    list_slug: str | None = None,
+    default_list: str = "default",
+    encoding: str = "utf-8",
+    dry_run: bool = False,
+    resubscribe: bool = False,
+    on_problem: Callable[[RowProblem], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Import the subscribers in a CSV file.
+
+    Columns: `email` (required), `name`, `lists` or `tags` (comma-separated list slugs),
+    `status`, and any others, kept as attributes.  Every row joins the lists in its own
+    `lists` cell plus `list_slug` when given; a row that names no list and no `list_slug`
+    joins `default_list`.  Duplicates (case-insensitive) after the first occurrence are
+    skipped and reported.  Existing subscribers get a non-empty name, new attributes and
+    new lists; one who unsubscribed, bounced or complained is skipped unless `resubscribe`.
+    A row the CSV marks unsubscribed/bounced/complained suppresses an active subscriber,
+    so an export imported elsewhere keeps its suppressions.
+
+    Problems with single rows go to `on_problem` (or `report.problems`) and never stop the
+    rest.  A file that cannot be read as a whole raises InputError before anything is
+    written.
+    """
+    path = Path(path)
+    codec = _check_encoding(encoding)
+    if list_slug is not None:
+        check_list_slug(list_slug)
+    check_list_slug(default_list)
+    _scan(path, codec)
+
+    report = ImportReport(path=str(path), dry_run=dry_run)
+    # Problems are found in two places (parsing a row, then writing its batch); they are
+    # held per batch and passed on in row order.
+    pending: list[RowProblem] = []
+
+    def problem(row: int, reason: str, *, skipped: bool = True) -> None:
+        if skipped:
+            report.skipped += 1
+        pending.append(RowProblem(str(path), row, reason, skipped))
+
+    def pass_on_problems() -> None:
+        pending.sort(key=lambda item: item.row)
+        for item in pending:
+            if on_problem is not None:
+                on_problem(item)
+            else:
+                report.problems.append(item)
+        pending.clear()
+
+    # utf-8-sig reads files with and without the BOM Excel writes.
+    text_encoding = "utf-8-sig" if codec.name == "utf-8" else codec.name
+    with path.open(encoding=text_encoding, newline="", errors="strict") as handle:
+        records = _records(path, csv.reader(handle))
+        header = next(records, None)
+        if header is None:
+            raise InputError(f"{path}: the file has no rows; expected a header row with an 'email' column")
+        columns = _columns(path, header[1])
+        rows = _parse_rows(path, records, columns, report, problem, list_slug=list_slug, default_list=default_list)
+        with _cyclic_gc_paused(), store.connect() as conn:
+            writer = _BatchWriter(conn, report, problem, dry_run=dry_run, resubscribe=resubscribe, source=f"import:{path.name}")
+            try:
+                for batch in _batches(rows, batch_size):
+                    writer.write(batch)
+                    pass_on_problems()
+            finally:
+                writer.close()
+                pass_on_problems()
+    return report
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    # Each batch allocates a few hundred thousand short-lived containers, and CPython's
+    # cyclic collector traversed them again and again: ~25% of an import's time, measured.
+    # The import creates no reference cycles, so reference counting frees everything; the
+    # collector runs once at the end for anything a library left behind.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+            gc.collect(0)
+
+
+def _check_encoding(encoding: str) -> codecs.CodecInfo:
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r} (try utf-8, gbk, gb18030, big5, latin-1)") from None
+    if codec.name == "utf-8-sig":
+        codec = codecs.lookup("utf-8")  # the BOM is always accepted, so this is plain UTF-8
+    # The scan cuts the file at newline bytes and csv splits on ASCII commas and quotes;
+    # both need an encoding that writes ASCII as itself (UTF-16 and UTF-32 do not).
+    sample = '\n\r,"email@'
+    try:
+        ascii_compatible = sample.encode(codec.name) == sample.encode("ascii")
+    except (UnicodeError, LookupError):  # pragma: no cover - exotic codecs
+        ascii_compatible = False
+    if not ascii_compatible:
+        raise InputError(f"encoding {encoding!r} is not supported for CSV here; save the file as 'CSV UTF-8'")
+    return codec
+
+
+def _scan(path: Path, codec: codecs.CodecInfo) -> None:
+    """Refuse, before anything is written, a file that is missing, empty, not text in
+    `codec`, or not CSV; naming the row where the bytes go wrong."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    with handle:
+        start = handle.read(8)
+        if not start:
+            raise InputError(f"{path}: the file is empty; expected a header row with an 'email' column")
+        if start.startswith(b"PK\x03\x04"):
+            raise InputError(f"{path}: this is an Excel workbook (.xlsx), not CSV; in Excel use Save As > 'CSV UTF-8'")
+        if start.startswith(b"\xd0\xcf\x11\xe0"):
+            raise InputError(f"{path}: this is an old Excel workbook (.xls), not CSV; in Excel use Save As > 'CSV UTF-8'")
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise InputError(f"{path}: the file is UTF-16 text (Excel's 'Unicode Text'); save it as 'CSV UTF-8'")
+        handle.seek(0)
+        lines_before = 0
+        carry = b""
+        while True:
+            chunk = handle.read(_SCAN_CHUNK_BYTES)
+            data = carry + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    if len(data) > _MAX_LINE_BYTES:
+                        _refuse_long_line(path, codec, lines_before + 1)
+                    carry = data
+                    continue
+                body, carry = data[:cut], data[cut:]
+            else:
+                body, carry = data, b""
+            if not body:
+                break
+            _scan_body(path, codec, body, lines_before)
+            lines_before += body.count(b"\n")
+            if not chunk:
+                break
+
+
+def _scan_body(path: Path, codec: codecs.CodecInfo, body: bytes, lines_before: int) -> None:
+    try:
+        codec.decode(body, "strict")
+    except UnicodeDecodeError as err:
+        line = lines_before + body.count(b"\n", 0, err.start) + 1
+        bad = body[err.start : err.end + 3]
+        hint = ""
+        if codec.name == "utf-8":
+            hint = "; files saved by Excel on Chinese Windows are usually GBK: try --encoding gbk"
+        elif codec.name in ("gbk", "gb2312"):
+            hint = "; try --encoding gb18030, which also has the characters GBK lacks"
+        raise InputError(
+            f"{path}: {_row_of_line(path, codec, line)}: the bytes {bad!r} are not valid {codec.name}{hint}"
+        ) from None
+    if b"\x00" in body:
+        line = lines_before + body.count(b"\n", 0, body.index(b"\x00")) + 1
+        raise InputError(f"{path}: {_row_of_line(path, codec, line)}: contains NUL bytes; this is not a CSV text file")
+    longest = max(map(len, body.split(b"\n")))
+    if longest > _MAX_LINE_BYTES:
+        lines = body.split(b"\n")
+        index = next(i for i, line in enumerate(lines) if len(line) > _MAX_LINE_BYTES)
+        _refuse_long_line(path, codec, lines_before + index + 1)
+
+
+def _refuse_long_line(path: Path, codec: codecs.CodecInfo, line: int) -> None:
+    raise InputError(
+        f"{path}: {_row_of_line(path, codec, line)}: a line longer than {_MAX_LINE_BYTES // 1024} KiB; "
+        "this is not a subscriber CSV"
+    )
+
+
+def _row_of_line(path: Path, codec: codecs.CodecInfo, line: int) -> str:
+    """'row N' for physical line `line` (1-based), counting CSV records as a spreadsheet
+    does: a quoted cell may span lines, so rows and lines can differ.  Only called on the
+    way to an error, so reading the start of the file again costs nothing that matters."""
+    marker = "\ue000"
+
+    def lines_until_failure() -> Iterator[str]:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if number >= line:
+                    break
+                yield raw.decode(codec.name, "replace")
+        # A marker line: if it lands inside an open quoted cell, the failing line belongs to
+        # the record that cell started; either way the records read so far end with it.
+        yield marker + "\n"
+
+    row = sum(1 for _ in csv.reader(lines_until_failure()))
+    return f"row {row}" if row == line else f"row {row} (line {line})"
+
+
+def _records(path: Path, reader) -> Iterator[tuple[int, list[str]]]:
+    number = 0
+    try:
+        for number, fields in enumerate(reader, 1):
+            yield number, fields
+    except csv.Error as err:
+        # The scan rules out what makes csv fail (NUL bytes, over-long lines); should
+        # anything else slip through, rows before this one are already imported.
+        raise InputError(f"{path}: row {number + 1}: not readable as CSV: {err}") from err
+
+
+def _columns(path: Path, header: list[str]) -> _Columns:
+    names = [cell.strip().lstrip("\ufeff").strip() for cell in header]
+    if not any(names):
+        raise InputError(
+            f"{path}: row 1 is empty; the first row must be the header naming the columns, e.g. email,name,lists"
+        )
+    email = name = status = None
+    list_columns: list[int] = []
+    attributes: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for index, original in enumerate(names):
+        if not original:
+            continue  # unnamed columns (Excel leaves empty ones at the right) carry nothing to keep
+        lowered = original.lower()
+        if lowered in seen:
+            raise InputError(
+                f"{path}: row 1 (header): column {original!r} appears twice "
+                f"(columns {seen[lowered] + 1} and {index + 1}); rename one"
+            )
+        seen[lowered] = index
+        if lowered in EMAIL_COLUMNS:
+            if email is not None:
+                raise InputError(
+                    f"{path}: row 1 (header): two address columns, {names[email]!r} and {original!r}; keep one"
+                )
+            email = index
+        elif lowered in NAME_COLUMNS and name is None:
+            name = index
+        elif lowered in STATUS_COLUMNS:
+            status = index
+        elif lowered in LIST_COLUMNS:
+            list_columns.append(index)
+        else:
+            attributes.append((index, original))
+    if email is None:
+        found = ", ".join(repr(n) for n in names if n) or "nothing"
+        hint = ""
+        if any("@" in n for n in names):
+            hint = " -- the first row looks like data; add a header row such as email,name,lists"
+        raise InputError(f"{path}: row 1 (header): no 'email' column (found {found}){hint}")
+    return _Columns(
+        width=len(names),
+        email=email,
+        email_header=names[email],
+        name=name,
+        status=status,
+        lists=tuple(list_columns),
+        attributes=tuple(attributes),
+    )
+
+
+def _parse_rows(
+    path: Path,
+    records: Iterator[tuple[int, list[str]]],
+    columns: _Columns,
+    report: ImportReport,
+    problem: Callable[..., None],
+    *,
+    list_slug: str | None,
+    default_list: str,
+) -> Iterator[_Row]:
+    """Valid rows; every other row is reported through `problem` and counted."""
+    email_index, name_index, status_index = columns.email, columns.name, columns.status
+    width = columns.width
+    fallback_lists = (list_slug,) if list_slug else (default_list,)
+    list_cache: dict[str, tuple[str, ...] | str] = {}
+    for number, fields in records:
+        report.rows += 1
+        if len(fields) > width and any(cell.strip() for cell in fields[width:]):
+            problem(
+                number,
+                f"{len(fields)} cells but the header has {width} (an unquoted comma in a name? "
+                "quote cells that contain commas)",
+            )
+            continue
+        if len(fields) < width:
+            if not any(cell.strip() for cell in fields):
+                problem(number, "empty row")
+                continue
+            fields = fields + [""] * (width - len(fields))
+        raw_email = fields[email_index]
+        if not raw_email.strip():
+            problem(number, "empty row" if not any(c.strip() for c in fields) else f"no address in column {columns.email_header!r}")
+            continue
+        try:
+            address = normalize_address(raw_email)
+        except InputError as err:
+            problem(number, f"column {columns.email_header!r}: {err}")
+            continue
+        status = ACTIVE
+        if status_index is not None:
+            status = fields[status_index].strip().lower() or ACTIVE
+            if status not in STATUSES:
+                problem(number, f"column 'status': {fields[status_index]!r} is not one of {', '.join(STATUSES)}")
+                continue
+        row_lists: tuple[str, ...] = ()
+        if columns.lists:
+            cell = ",".join(fields[i] for i in columns.lists)
+            parsed = list_cache.get(cell)
+            if parsed is None:
+                parsed = _parse_lists(cell)
+                if len(list_cache) < 10_000:
+                    list_cache[cell] = parsed
+            if isinstance(parsed, str):
+                problem(number, parsed)
+                continue
+            row_lists = parsed
+        if list_slug and list_slug not in row_lists:
+            row_lists += (list_slug,)
+        if not row_lists:
+            row_lists = fallback_lists
+        attributes = {}
+        for index, key in columns.attributes:
+            value = fields[index].strip()
+            if value:
+                attributes[key] = value
+        if address.smtputf8:
+            problem(
+                number,
+                f"{address.email}: the part before the @ is not ASCII; SES cannot send to it (no SMTPUTF8)",
+                skipped=False,
+            )
+            report.flagged += 1
+        name = fields[name_index] if name_index is not None else ""
+        yield _Row(number, address, clean_name(name) if name else "", status, row_lists, attributes)
+
+
+def _parse_lists(cell: str) -> tuple[str, ...] | str:
+    """The slugs in a `lists` cell, or the reason they are not slugs."""
+    slugs: list[str] = []
+    for slug in _LIST_SEPARATORS.split(cell.strip()):
+        if not slug:
+            continue
+        try:
+            check_list_slug(slug)
+        except InputError as err:
+            return f"column 'lists': {err}"
+        if slug not in slugs:
+            slugs.append(slug)
+    return tuple(slugs)
+
+
+def _batches(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
+    batch: list[_Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# How the first row wins, within the memory limit.  Holding every address of a million-row
+# file in a Python set costs over 100 MB.  Every address that reaches the database has a
+# subscriber id, and ids are small dense integers, so an array indexed by id holding the row
+# that first used it costs 4 bytes per subscriber and is exact.  A dry run writes no rows
+# and so gets no ids for new addresses; it records the addresses it has seen in a temporary
+# table on its connection instead (on disk, not in memory).
+_dry_run_seen = sa.Table(
+    "newsletter_import_seen",
+    sa.MetaData(),
+    sa.Column("email_key", sa.String(320), primary_key=True),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+# Column order of the tuples the writer builds for new subscribers.
+_NEW_SUBSCRIBER_COLUMNS = (
+    "email",
+    "email_key",
+    "name",
+    "status",
+    "attributes",
+    "source",
+    "created_at",
+    "updated_at",
+    "confirmed_at",
+    "unsubscribed_at",
+)
+
+
+class _BatchWriter:
+    """Applies batches of rows, one transaction each, on one connection.
+
+    New rows go to the database in bulk with values already in the driver's form (each
+    column type's own bind processor, applied once per batch where the value is shared):
+    SQLAlchemy's per-row parameter processing cost ~25 us a row here, more than everything
+    else together.  SQLite gets sqlite3's executemany (`DriverInsert`), PostgreSQL a COPY
+    (`CopyInsert`).  Look-ups pass a batch's keys as one parameter (a JSON array on
+    SQLite, an array on PostgreSQL) so their statements compile once.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        report: ImportReport,
+        problem: Callable[..., None],
+        *,
+        dry_run: bool,
+        resubscribe: bool,
+        source: str,
+    ) -> None:
+        self.conn = conn
+        self.report = report
+        self.problem = problem
+        self.dry_run = dry_run
+        self.resubscribe = resubscribe
+        self.source = source
+        self.list_ids: dict[str, int | None] = {}
+        # first_row[subscriber id] = the row that first used that subscriber, 0 if none yet.
+        self.first_row = array("I")
+        dialect = conn.dialect
+        self.many = json.dumps if dialect.name == "sqlite" else list
+        self.select_existing = sa.select(
+            subscribers.c.id,
+            subscribers.c.email_key,
+            subscribers.c.name,
+            subscribers.c.status,
+            subscribers.c.attributes,
+            subscribers.c.confirmed_at,
+            subscribers.c.unsubscribed_at,
+        ).where(keys_condition(subscribers.c.email_key, dialect.name))
+        self.select_ids = sa.select(subscribers.c.email_key, subscribers.c.id).where(
+            keys_condition(subscribers.c.email_key, dialect.name)
+        )
+        self.select_memberships = sa.select(memberships.c.subscriber_id, memberships.c.list_id).where(
+            keys_condition(memberships.c.subscriber_id, dialect.name, "ids")
+        )
+        self.insert_subscribers = bulk_insert(conn, subscribers, _NEW_SUBSCRIBER_COLUMNS, conflict=("email_key",))
+        self.insert_memberships = bulk_insert(conn, memberships, ("subscriber_id", "list_id", "created_at"))
+        self.driver_time = driver_form(subscribers.c.created_at, dialect)
+        self.driver_attributes = driver_form(subscribers.c.attributes, dialect)
+        self.no_attributes = self.driver_attributes({})
+        self.update_subscriber = (
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("subscriber_id"))
+            .values(
+                name=sa.bindparam("new_name"),
+                status=sa.bindparam("new_status"),
+                attributes=sa.bindparam("new_attributes", type_=subscribers.c.attributes.type),
+                confirmed_at=sa.bindparam("new_confirmed_at", type_=subscribers.c.confirmed_at.type),
+                unsubscribed_at=sa.bindparam("new_unsubscribed_at", type_=subscribers.c.unsubscribed_at.type),
+                updated_at=sa.bindparam("new_updated_at", type_=subscribers.c.updated_at.type),
+            )
+        )
+        if dry_run:
+            self.select_seen = sa.select(_dry_run_seen.c.email_key, _dry_run_seen.c.row_number).where(
+                keys_condition(_dry_run_seen.c.email_key, dialect.name)
+            )
+            with conn.begin():
+                _dry_run_seen.create(conn, checkfirst=True)
+                conn.execute(_dry_run_seen.delete())
+            self.insert_seen = bulk_insert(conn, _dry_run_seen, ("email_key", "row_number"), conflict=None)
+
+    def close(self) -> None:
+        # Temporary tables live as long as the pooled connection, not the import.
+        try:
+            for insert in (self.insert_subscribers, self.insert_memberships, getattr(self, "insert_seen", None)):
+                if isinstance(insert, CopyInsert):
+                    insert.close(self.conn)
+            if self.dry_run:
+                with self.conn.begin():
+                    _dry_run_seen.drop(self.conn, checkfirst=True)
+        except sa.exc.DBAPIError:  # pragma: no cover - the connection is gone; so are the tables
+            pass
+
+    def write(self, batch: list[_Row]) -> None:
+        conn = self.conn
+        report = self.report
+        with conn.begin():
+            rows = self._first_in_batch(batch)
+            if self.dry_run:
+                rows = self._not_seen_in_dry_run(rows)
+            keys = self.many([row.address.key for row in rows])
+            existing = {record.email_key: record for record in conn.execute(self.select_existing, {"keys": keys})}
+            if not self.dry_run:
+                rows = self._not_claimed(rows, existing)
+            current_memberships: set[tuple[int, int]] = set()
+            if existing:
+                ids = [record.id for record in existing.values()]
+                current_memberships = {tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})}
+            list_ids = self._list_ids({slug for row in rows for slug in row.lists})
+
+            now = utcnow()
+            new_rows: list[_Row] = []
+            updates: list[dict] = []
+            joins: list[tuple[int, int | None]] = []  # (subscriber id, list id) for existing subscribers
+            for row in rows:
+                record = existing.get(row.address.key)
+                if record is None:
+                    new_rows.append(row)
+                    report.imported += 1
+                    continue
+                change = self._change(row, record, now)
+                if change is None:  # suppressed and not resubscribed: skipped, reported
+                    continue
+                missing = [
+                    list_ids[slug]
+                    for slug in row.lists
+                    if list_ids[slug] is None or (record.id, list_ids[slug]) not in current_memberships
+                ]
+                if change or missing:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+                if change:
+                    updates.append(change)
+                joins.extend((record.id, list_id) for list_id in missing)
+
+            if self.dry_run:
+                return
+            driver_now = self.driver_time(now)
+            if new_rows:
+                self.insert_subscribers.execute(conn, [self._new_subscriber(row, driver_now) for row in new_rows])
+                new_keys = self.many([row.address.key for row in new_rows])
+                new_ids = dict(conn.execute(self.select_ids, {"keys": new_keys}).all())
+                first_row = self.first_row
+                for row in new_rows:
+                    subscriber_id = new_ids[row.address.key]
+                    self._grow_to(subscriber_id)
+                    first_row[subscriber_id] = row.number
+                    joins.extend((subscriber_id, list_ids[slug]) for slug in row.lists)
+            if updates:
+                conn.execute(self.update_subscriber, updates)
+            if joins:
+                self.insert_memberships.execute(conn, [(s, l, driver_now) for s, l in joins])
+
+    def _first_in_batch(self, batch: list[_Row]) -> list[_Row]:
+        first: dict[str, _Row] = {}
+        for row in batch:
+            earlier = first.get(row.address.key)
+            if earlier is None:
+                first[row.address.key] = row
+            else:
+                self._duplicate(row, earlier.number)
+        return list(first.values())
+
+    def _not_claimed(self, rows: list[_Row], existing: dict) -> list[_Row]:
+        """Rows whose subscriber no earlier batch of this file has used; marks them used."""
+        first_row = self.first_row
+        kept = []
+        for row in rows:
+            record = existing.get(row.address.key)
+            if record is None:
+                kept.append(row)
+                continue
+            self._grow_to(record.id)
+            if first_row[record.id]:
+                self._duplicate(row, first_row[record.id])
+                existing.pop(row.address.key)
+            else:
+                first_row[record.id] = row.number
+                kept.append(row)
+        return kept
+
+    def _not_seen_in_dry_run(self, rows: list[_Row]) -> list[_Row]:
+        if not rows:
+            return rows
+        keys = self.many([row.address.key for row in rows])
+        seen_before = dict(self.conn.execute(self.select_seen, {"keys": keys}).all())
+        kept = []
+        for row in rows:
+            earlier = seen_before.get(row.address.key)
+            if earlier is None:
+                kept.append(row)
+            else:
+                self._duplicate(row, earlier)
+        self.insert_seen.execute(self.conn, [(row.address.key, row.number) for row in kept])
+        return kept
+
+    def _duplicate(self, row: _Row, earlier: int) -> None:
+        self.problem(row.number, f"{row.address.email} repeats row {earlier} (the first row wins)")
+
+    def _grow_to(self, subscriber_id: int) -> None:
+        missing = subscriber_id + 1 - len(self.first_row)
+        if missing > 0:
+            # Grow geometrically so a million new ids cost a few dozen reallocations.
+            self.first_row.frombytes(bytes(4 * max(missing, len(self.first_row))))
+
+    def _list_ids(self, slugs: set[str]) -> dict[str, int | None]:
+        for slug in slugs - self.list_ids.keys():
+            # A dry run creates nothing: a list that does not exist yet has no id and no members.
+            self.list_ids[slug] = find_list_id(self.conn, slug) if self.dry_run else get_or_create_list(self.conn, slug)
+        return self.list_ids
+
+    def _new_subscriber(self, row: _Row, driver_now) -> tuple:
+        status = row.status
+        return (
+            row.address.email,
+            row.address.key,
+            row.name,
+            status,
+            self.driver_attributes(row.attributes) if row.attributes else self.no_attributes,
+            self.source,
+            driver_now,
+            driver_now,
+            # An editor importing a list vouches for the consent of its active rows.
+            driver_now if status == ACTIVE else None,
+            driver_now if status == UNSUBSCRIBED else None,
+        )
+
+    def _change(self, row: _Row, record, now: datetime) -> dict | None:
+        """The new values for an existing subscriber: {} when nothing changes, None when the
+        row is skipped because the subscriber is suppressed."""
+        status = record.status
+        confirmed_at = record.confirmed_at
+        unsubscribed_at = record.unsubscribed_at
+        if record.status in SUPPRESSED:
+            if row.status not in SUPPRESSED:
+                if not self.resubscribe:
+                    self.problem(
+                        row.number,
+                        f"{row.address.email} is {record.status}{since_text(record.unsubscribed_at)}; "
+                        "not resubscribed (pass --resubscribe if they asked to come back)",
+                    )
+                    return None
+                status, unsubscribed_at = row.status, None
+                if row.status == ACTIVE:
+                    confirmed_at = now
+            # A suppressed row for a suppressed subscriber keeps the stored reason.
+        elif row.status in SUPPRESSED:
+            status = row.status
+            if row.status == UNSUBSCRIBED:
+                unsubscribed_at = now
+        elif record.status == UNCONFIRMED and row.status == ACTIVE:
+            status, confirmed_at = ACTIVE, now
+        name = row.name if row.name else record.name
+        attributes = record.attributes
+        if row.attributes:
+            merged = {**record.attributes, **row.attributes}
+            if merged != record.attributes:
+                attributes = merged
+        if status == record.status and name == record.name and attributes is record.attributes:
+            return {}
+        return {
+            "subscriber_id": record.id,
+            "new_name": name,
+            "new_status": status,
+            "new_attributes": attributes,
+            "new_confirmed_at": confirmed_at,
+            "new_unsubscribed_at": unsubscribed_at,
+            "new_updated_at": now,
+        }
