@@ -78,7 +78,7 @@ def main() -> None:
 
     from newsletter.sending.campaign import run_send
     from newsletter.sending.pacing import PACE_MARGIN
-    from newsletter.transports.base import open_transport
+    from newsletter.transports.configured import open_transport
     from tests.send_world import SENDER, World
 
     count = int(args.rate * args.seconds) + 1

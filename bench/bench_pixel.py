@@ -11,7 +11,7 @@ counts the open events stored: every request wrk saw answered must be there (a f
 may be, for requests in flight when wrk stopped), none may be missing.
 
 --direct serves a bare pixel endpoint that commits one event per hit instead (no buffer),
-for comparison: the reason newsletter/web/recorder.py exists.
+for comparison: the reason newsletter/feedback/hits.py exists.
 
 Prints requests/s, latency percentiles, errors, rows stored, and the CPU the server used.
 """

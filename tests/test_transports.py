@@ -18,12 +18,8 @@ import pytest
 from newsletter.config import Settings, replace
 from newsletter.errors import TransportError
 from newsletter.mail.message_id import read_message_id
-from newsletter.transports.base import (
-    STOPPED,
-    RecordingTransport,
-    SendQuota,
-    open_transport,
-)
+from newsletter.transports.base import STOPPED, RecordingTransport, SendQuota
+from newsletter.transports.configured import open_transport
 from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.smtp import SmtpTransport
 

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from newsletter.store import Store
+from newsletter.store.lists import check_list_slug
 from newsletter.store.schema import (
     STATUSES,
     lists,
     memberships,
     subscribers,
 )
+
+__all__ = ["ListSummary", "check_list_slug", "list_summaries"]
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,9 @@ Already-active members of the list get no email at all; everyone else at most on
 
 from __future__ import annotations
 
-import binascii
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import formatdate, parseaddr
 
 import sqlalchemy as sa
 
@@ -35,8 +32,8 @@ from newsletter.audience.addresses import normalize_address
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.i18n import wording_for
-from newsletter.mail.headers import CRLF, ascii_address, encode_words, format_address
+from newsletter.mail.confirmation import confirmation_message
+from newsletter.mail.headers import ascii_address
 from newsletter.store import Store
 from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.events import delivery_for, record_event
@@ -288,43 +285,6 @@ def confirm_subscription(
         )
         _record_in(conn, CONFIRM, None, subscriber_id, user_agent, {"list": list_row.slug, "was": row.status})
     return CONFIRMED, Reader(row.id, row.email, row.name, ACTIVE), list_row.name
-
-
-def confirmation_message(settings: Settings, *, to: str, url: str) -> bytes:
-    """The confirmation email: one text/plain part, base64 (7-bit clean, DESIGN.md), in the
-    newsletter's language.
-
-    It carries nothing typed into the form but the address: a name there would let anyone
-    put their words into mail to any address they like.  No List-Unsubscribe either: this
-    is not list mail, and ignoring it is how to decline.
-    """
-    words = wording_for(settings.newsletter.language)
-    newsletter = settings.newsletter.name
-    body = words["confirm_body"].format(name="", newsletter=newsletter, url=url)
-    from_name, from_address = parseaddr(settings.newsletter.from_)
-    domain = settings.sender_domain
-    headers = [
-        ("From", format_address(from_name, ascii_address(from_address))),
-        ("To", ascii_address(to)),
-        ("Subject", encode_words(words["confirm_subject"].format(name=newsletter))),
-        ("Date", formatdate(usegmt=True)),
-        ("Message-ID", f"<confirm.{binascii.hexlify(os.urandom(12)).decode()}@{domain}>"),
-        # RFC 3834: mail sent by software in answer to a request, so autoresponders and
-        # vacation notices do not reply to it.
-        ("Auto-Submitted", "auto-generated"),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", 'text/plain; charset="utf-8"'),
-        ("Content-Transfer-Encoding", "base64"),
-    ]
-    if settings.newsletter.reply_to:
-        reply_name, reply_address = parseaddr(settings.newsletter.reply_to)
-        headers.insert(1, ("Reply-To", format_address(reply_name, ascii_address(reply_address))))
-    head = b"".join(f"{name}: {value}".encode("ascii") + CRLF for name, value in headers)
-    canonical = body.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    encoded = binascii.b2a_base64(canonical, newline=False)
-    # RFC 2045: base64 lines of at most 76 characters.
-    lines = CRLF.join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
-    return head + CRLF + lines + CRLF
 
 
 def send_confirmation(settings: Settings, store: Store, transport: Transport, pending: PendingConfirmation, url: str) -> bool:

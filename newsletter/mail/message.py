@@ -72,8 +72,8 @@ _LINE_BYTES = 57
 _LINE_CHARACTERS = 76
 
 
-def _base64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character lines, each ending in CRLF."""
+def base64_body(data: bytes) -> bytes:
+    """Base64 in 76-character lines (RFC 2045's limit), each ending in CRLF."""
     encoded = binascii.b2a_base64(data, newline=False)
     if len(encoded) <= _LINE_CHARACTERS:
         return encoded + CRLF
@@ -89,11 +89,14 @@ def _line_splitter(length: int):
     return struct.Struct(f"{_LINE_CHARACTERS}s" * full + (f"{rest}s" if rest else "")).unpack
 
 
-def _canonical(slotted: SlottedText) -> SlottedText:
-    """The text with CRLF line breaks: RFC 2046 section 4.1.1 makes CRLF the canonical line
+def canonical_text(text: str) -> str:
+    """`text` with CRLF line breaks: RFC 2046 section 4.1.1 makes CRLF the canonical line
     break of every text/* type, and RFC 2045 section 6.8 base64-encodes the canonical form."""
-    parts = tuple(part.replace("\r\n", "\n").replace("\n", "\r\n") for part in slotted.parts)
-    return SlottedText(parts, slotted.slots)
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def _canonical(slotted: SlottedText) -> SlottedText:
+    return SlottedText(tuple(canonical_text(part) for part in slotted.parts), slotted.slots)
 
 
 class _Base64Layout:
@@ -130,7 +133,7 @@ class _Base64Layout:
             while last + 1 < lines and ((last + 1) in dynamic) == is_dynamic:
                 last += 1
             start, end = line * _LINE_BYTES, min((last + 1) * _LINE_BYTES, len(filled))
-            self.pieces.append((start, end) if is_dynamic else _base64_lines(filled[start:end]))
+            self.pieces.append((start, end) if is_dynamic else base64_body(filled[start:end]))
             line = last + 1
 
     def encode(self, values: Mapping[str, bytes]) -> bytes:
@@ -143,8 +146,8 @@ class _Base64Layout:
         if len(filled) != self.size:
             # A value of another length moved the lines after it.  Values are built the same
             # way for everyone, so a change in one shows in the total.
-            return [_base64_lines(filled)]
-        return [piece if type(piece) is bytes else _base64_lines(filled[piece[0] : piece[1]]) for piece in self.pieces]
+            return [base64_body(filled)]
+        return [piece if type(piece) is bytes else base64_body(filled[piece[0] : piece[1]]) for piece in self.pieces]
 
 
 class MessageFactory:

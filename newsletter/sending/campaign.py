@@ -49,8 +49,8 @@ from newsletter.transports.base import (
     RecordingTransport,
     Transport,
     WirePacedTransport,
-    open_transport,
 )
+from newsletter.transports.configured import open_transport
 
 # Temporary failures are retried this many times in all, waiting as `pacing.backoff` says.
 MAX_ATTEMPTS = 4

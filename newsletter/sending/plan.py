@@ -24,7 +24,8 @@ from newsletter.store import Store, ledger
 from newsletter.store.ledger import LedgerCounts, StoredIssue
 from newsletter.store.lists import find_list_id
 from newsletter.tokens import Links, Tokens
-from newsletter.transports.base import SendQuota, open_transport
+from newsletter.transports.base import SendQuota
+from newsletter.transports.configured import open_transport
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 

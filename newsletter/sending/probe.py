@@ -14,7 +14,8 @@ from newsletter.mail.message_id import random_message_id
 from newsletter.sending.plan import TEST_SUBJECT_PREFIX, SendPlan
 from newsletter.store import ledger
 from newsletter.store.schema import FAILED, QUEUED, SENDING, TEMPORARY
-from newsletter.transports.base import Transport, open_transport
+from newsletter.transports.base import Transport
+from newsletter.transports.configured import open_transport
 
 
 @dataclass(frozen=True)

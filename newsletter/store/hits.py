@@ -2,7 +2,7 @@
 
 The open pixel is the busiest URL of `newsletter serve` (every open of every message), so its
 hits are buffered in memory and written here, a batch at a time, by one writer thread
-(`newsletter.web.recorder`).  A batch looks up what it needs in three queries, then inserts
+(`newsletter.feedback.hits`).  A batch looks up what it needs in three queries, then inserts
 every event in one executemany.
 
 Only SQL lives here; whether a hit was a machine's is decided by the caller's `judge`.

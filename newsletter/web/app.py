@@ -31,12 +31,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from newsletter.feedback.hits import HitRecorder
 from newsletter.web.admin import admin_routes
 from newsletter.web.archive import archive_routes
 from newsletter.web.context import WebContext
 from newsletter.web.hooks import hook_routes
 from newsletter.web.pages import Pages
-from newsletter.web.recorder import HitRecorder
 from newsletter.web.security import FormGuard, RateLimiter, SecurityHeaders
 from newsletter.web.subscribe import subscribe_routes
 from newsletter.web.tracking import OpenPixel, tracking_routes

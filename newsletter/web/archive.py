@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from newsletter.archive import SentIssue, sent_issue, sent_issues
 from newsletter.i18n import format_date
-from newsletter.store.archive import SentIssue, sent_issue, sent_issues
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
 
@@ -37,8 +37,7 @@ def archive_routes(context: WebContext, pages: Pages) -> list[Route]:
     store = context.store
 
     def index_page() -> Response:
-        with store.read() as conn:
-            found = sent_issues(conn)
+        found = sent_issues(store)
         items = [
             {
                 "title": issue.title,
@@ -52,15 +51,13 @@ def archive_routes(context: WebContext, pages: Pages) -> list[Route]:
         return pages.render("web/archive.html.j2", headers=PUBLIC_CACHE, issues=items)
 
     def issue_page(slug: str) -> Response:
-        with store.read() as conn:
-            found = sent_issue(conn, slug)
+        found = sent_issue(store, slug)
         if found is None:
             return pages.not_found()
         return HTMLResponse(found.web_html, headers=PUBLIC_CACHE)
 
     def feed() -> Response:
-        with store.read() as conn:
-            found = sent_issues(conn, limit=FEED_ENTRIES, with_content=True)
+        found = sent_issues(store, limit=FEED_ENTRIES, with_content=True)
         body = atom_feed(context, found)
         return Response(body, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC_CACHE)
 

@@ -9,7 +9,8 @@ from newsletter.compose.render import Renderer
 from newsletter.config import Settings
 from newsletter.store import Store
 from newsletter.tokens import Links, Tokens
-from newsletter.transports.base import Transport, open_transport
+from newsletter.transports.base import Transport
+from newsletter.transports.configured import open_transport
 
 
 @dataclass

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from newsletter.audience.lists import check_list_slug
 from newsletter.audience.self_service import (
     ALREADY_CONFIRMED,
     CONFIRMED,
@@ -29,7 +30,6 @@ from newsletter.audience.self_service import (
 )
 from newsletter.errors import InputError, TokenError
 from newsletter.feedback.machines import judge
-from newsletter.store.lists import check_list_slug
 from newsletter.store.schema import CLICK
 from newsletter.tokens import Purpose
 from newsletter.web.context import WebContext

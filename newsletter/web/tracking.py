@@ -3,7 +3,7 @@
 The pixel answers every request with the same 1x1 GIF, whether or not its token verifies:
 a mail client shows a broken image for anything else, and the answer must not tell a
 prober which tokens are good.  Only hits with a valid token are recorded, through the
-HitRecorder (buffered; see newsletter.web.recorder for why).
+HitRecorder (buffered; see newsletter.feedback.hits for why).
 
 A click redirects only to the URL stored for that link of that issue when it was rendered
 (`links` table): the token names an index, never a URL, so the endpoint cannot be turned
@@ -25,15 +25,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from newsletter.compose.render import TRACKABLE_SCHEMES
 from newsletter.errors import TokenError
-from newsletter.store.hits import Hit
-from newsletter.store.ledger import link_url
+from newsletter.feedback.hits import Hit, HitRecorder, tracked_link
 from newsletter.store.schema import CLICK, OPEN
 from newsletter.tokens import Purpose, Tokens
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
-from newsletter.web.recorder import HitRecorder
 from newsletter.web.security import SECURITY_HEADERS
 
 # The smallest transparent 1x1 GIF (GIF89a, one-colour palette, transparency extension).
@@ -101,19 +98,12 @@ def tracking_routes(context: WebContext, pages: Pages, recorder: HitRecorder) ->
     """`/c/TOKEN`; the pixel is the OpenPixel middleware."""
     tokens = context.tokens
 
-    def stored_link(issue_id: int, index: int) -> str | None:
-        with context.store.read() as conn:
-            url = link_url(conn, issue_id, index)
-        # Only web links are ever tracked (render.TRACKABLE_SCHEMES); anything else in the
-        # table would be a bug, and a redirect to javascript: a dangerous one.
-        return url if url and url.lower().startswith(TRACKABLE_SCHEMES) else None
-
     async def click(request: Request) -> Response:
         try:
             claim = tokens.verify(request.path_params["token"], Purpose.CLICK)
         except TokenError:
             return await run_in_threadpool(pages.not_found)
-        url = await run_in_threadpool(stored_link, claim.issue_id, claim.link or 0)
+        url = await run_in_threadpool(tracked_link, context.store, claim.issue_id, claim.link or 0)
         if url is None:
             return await run_in_threadpool(pages.not_found)
         if claim.subscriber_id:

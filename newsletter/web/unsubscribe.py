@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from newsletter.archive import issue_language
 from newsletter.audience.self_service import (
     Reader,
     find_reader,
@@ -26,7 +27,6 @@ from newsletter.audience.self_service import (
     unsubscribe_reader,
 )
 from newsletter.errors import TokenError
-from newsletter.store.archive import issue_language
 from newsletter.store.schema import ACTIVE, SUPPRESSED, UNSUBSCRIBED
 from newsletter.tokens import Claim, Purpose
 from newsletter.web.context import WebContext
@@ -76,8 +76,7 @@ class UnsubscribePage:
     # -- the work, in the threadpool (database and templates) ---------------------------
 
     def _language(self, claim: Claim) -> str | None:
-        with self.context.store.read() as conn:
-            return issue_language(conn, claim.issue_id)
+        return issue_language(self.context.store, claim.issue_id)
 
     def _show(self, request: Request, token: str, claim: Claim, status: int = 200) -> Response:
         language = self._language(claim)

@@ -1,4 +1,5 @@
-"""Open and click hits buffered in memory and written in batches by one thread.
+"""Open and click hits: buffered in memory and written in batches by one thread, and the
+stored links that a click may go to.
 
 Why a buffer: one SQLite commit per pixel hit means one write transaction (and one WAL
 append) per request, and SQLite has a single writer; measured here, that ceiling sits below
@@ -23,11 +24,14 @@ import logging
 import threading
 from datetime import datetime
 
+from newsletter.compose.render import TRACKABLE_SCHEMES
 from newsletter.feedback.machines import judge
-from newsletter.store import Store
+from newsletter.store import Store, ledger
 from newsletter.store.hits import Hit, record_hits
 
-log = logging.getLogger("newsletter.web")
+__all__ = ["Hit", "HitRecorder", "tracked_link"]
+
+log = logging.getLogger("newsletter.web")  # its lines belong with the web app's
 
 FLUSH_SECONDS = 0.25
 BATCH_SIZE = 2_000
@@ -140,3 +144,14 @@ class HitRecorder:
                 raise
             self._stopping.wait(RETRY_SECONDS)
             return False
+
+
+def tracked_link(store: Store, issue_id: int, index: int) -> str | None:
+    """The URL behind link `index` of the issue, if the issue recorded one there.
+
+    Only web links are ever tracked (render.TRACKABLE_SCHEMES): anything else in the table
+    would be a bug, and a redirect to a javascript: or data: URL a dangerous one.
+    """
+    with store.read() as conn:
+        url = ledger.link_url(conn, issue_id, index)
+    return url if url and url.lower().startswith(TRACKABLE_SCHEMES) else None
