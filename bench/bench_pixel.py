@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.sending.campaign import run_send
 from newsletter.sending.plan import SendOptions, plan_send
-from newsletter.store import Store, get_or_create_list  # noqa: E402
+from newsletter.store import Store
+from newsletter.store.lists import get_or_create_list
 from newsletter.store.schema import (  # noqa: E402
     ACTIVE,
     OPEN,

@@ -26,7 +26,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from newsletter.errors import InputError
 from newsletter.store import Store, ledger
@@ -113,12 +113,56 @@ class IssueStats:
         """`number` as a fraction of the messages sent (None before anything was sent)."""
         return number / self.sent if self.sent else None
 
+    def summary(self) -> tuple[SummaryRow, ...]:
+        """The summary table of `newsletter stats` and `/stats/SLUG`, in its order."""
+        return tuple(
+            SummaryRow(name, label, value(self), self.share_of_sent(value(self)) if share else None)
+            for name, label, value, share in _SUMMARY
+        )
+
     def as_json(self) -> dict[str, Any]:
         """Plain JSON types; times in ISO 8601 UTC."""
         data = _jsonable(dataclasses.asdict(self))
         data["failed"] = self.failed
         data["bounced"] = self.bounced
         return data
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of an issue's summary table."""
+
+    # Names the row: the web page's words are `stats_<name>` in i18n.py.
+    name: str
+    # The terminal's label (English, like the rest of the command line).
+    label: str
+    value: int
+    # The value as a share of the messages sent; None for rows that are not about sent
+    # messages (recipients, sent, and those never sent) and before anything was sent.
+    share: float | None
+
+
+# (name, label, value, shown as a share of sent) in the order an editor reads a send: how
+# many it went to, what happened on the way, what readers did.
+_SUMMARY: tuple[tuple[str, str, Callable[[IssueStats], int], bool], ...] = (
+    ("recipients", "recipients", lambda s: s.recipients, False),
+    ("sent", "sent", lambda s: s.sent, False),
+    ("pending", "not sent yet", lambda s: s.pending, False),
+    ("skipped", "skipped", lambda s: s.skipped, False),
+    ("failed_temporary", "failed (temporary)", lambda s: s.failed_temporary, False),
+    ("failed_permanent", "failed (permanent)", lambda s: s.failed_permanent, False),
+    ("delivered", "delivered", lambda s: s.delivered, True),
+    ("bounced_hard", "bounced (hard)", lambda s: s.bounced_hard, True),
+    ("bounced_soft", "bounced (soft)", lambda s: s.bounced_soft, True),
+    ("complained", "complained", lambda s: s.complained, True),
+    ("rejected", "rejected by SES", lambda s: s.rejected, True),
+    ("delayed", "delivery delayed", lambda s: s.delayed, True),
+    ("unsubscribed", "unsubscribed", lambda s: s.unsubscribed, True),
+    ("opened_people", "opened (people)", lambda s: s.opens.people, True),
+    ("opened_machines", "opened (machines)", lambda s: s.opens.machines, True),
+    ("clicked_people", "clicked (people)", lambda s: s.clicks.people, True),
+    ("clicked_machines", "clicked (machines)", lambda s: s.clicks.machines, True),
+)
 
 
 @dataclass(frozen=True)

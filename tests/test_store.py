@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from newsletter.cli.main import main
 from newsletter.errors import StoreError
-from newsletter.store import Store, get_or_create_list, head_revision
+from newsletter.store import Store, head_revision
+from newsletter.store.lists import get_or_create_list
 from newsletter.store.database import alembic_config, known_revisions
 from newsletter.store.schema import lists, metadata, subscribers, utcnow
 

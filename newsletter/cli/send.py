@@ -6,7 +6,6 @@ drive it directly) and apart from `cli.py` so the CLI stays a list of commands.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -127,33 +126,25 @@ def _with_progress(plan: SendPlan) -> SendSummary:
     )
 
     console = Console(stderr=True)
-    # SIGTERM (systemd, kill) stops like Ctrl-C: messages in flight finish, the rest stay queued.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with Progress(
-            TextColumn("sending"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:.1f}/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=not console.is_terminal,
-            disable=not console.is_terminal,
-        ) as progress:
-            task = progress.add_task("send", total=plan.audience, rate=0.0)
+    # Ctrl-C and SIGTERM stop the send cleanly (newsletter/interrupts.py).
+    with Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f}/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=not console.is_terminal,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("send", total=plan.audience, rate=0.0)
 
-            def update(summary: SendSummary, total: int) -> None:
-                done = summary.sent + summary.failed_permanent + summary.failed_temporary + summary.skipped
-                progress.update(task, completed=done, rate=summary.rate)
+        def update(summary: SendSummary, total: int) -> None:
+            done = summary.sent + summary.failed_permanent + summary.failed_temporary + summary.skipped
+            progress.update(task, completed=done, rate=summary.rate)
 
-            return run_send(plan, progress=update)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+        return run_send(plan, progress=update)
 
 
 def _report(plan: SendPlan, summary: SendSummary) -> None:

@@ -10,30 +10,6 @@ from typing import IO
 
 from newsletter.stats import IssueStats
 
-# (label, value getter) for the summary, in the order an editor reads a send: how many it
-# went to, what happened on the way, what readers did.
-_SUMMARY = (
-    ("recipients", lambda s: s.recipients),
-    ("sent", lambda s: s.sent),
-    ("not sent yet", lambda s: s.pending),
-    ("skipped", lambda s: s.skipped),
-    ("failed (temporary)", lambda s: s.failed_temporary),
-    ("failed (permanent)", lambda s: s.failed_permanent),
-    ("delivered", lambda s: s.delivered),
-    ("bounced (hard)", lambda s: s.bounced_hard),
-    ("bounced (soft)", lambda s: s.bounced_soft),
-    ("complained", lambda s: s.complained),
-    ("rejected by SES", lambda s: s.rejected),
-    ("delivery delayed", lambda s: s.delayed),
-    ("unsubscribed", lambda s: s.unsubscribed),
-    ("opened (people)", lambda s: s.opens.people),
-    ("opened (machines)", lambda s: s.opens.machines),
-    ("clicked (people)", lambda s: s.clicks.people),
-    ("clicked (machines)", lambda s: s.clicks.machines),
-)
-# Only what happened to sent messages is a share of them.
-_NOT_A_SHARE = {label for label, _ in _SUMMARY[:6]}
-
 
 def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | None = None) -> None:
     from rich import box
@@ -51,10 +27,8 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
     summary.add_column("measure")
     summary.add_column("subscribers", justify="right")
     summary.add_column("of sent", justify="right")
-    for label, value in _SUMMARY:
-        number = value(stats)
-        share = stats.share_of_sent(number)
-        summary.add_row(label, str(number), "" if label in _NOT_A_SHARE or share is None else f"{share * 100:.1f}%")
+    for row in stats.summary():
+        summary.add_row(row.label, str(row.value), "" if row.share is None else f"{row.share * 100:.1f}%")
     console.print(summary)
     console.print()
 

@@ -32,9 +32,6 @@ UNSUBSCRIBE_URL = "unsubscribe_url"
 VIEW_URL = "view_url"
 OPEN_PIXEL = "open_pixel"
 LINK_PREFIX = "link:"
-# A slot whose value is markup, not a URL, and so is not HTML-escaped when filled.
-RAW_SLOTS = frozenset({OPEN_PIXEL})
-
 # ASCII on purpose: MRML drops private-use characters from text and mangles them in
 # attributes, while this survives MJML and css-inline unchanged (checked in the tests).
 SLOT_MARK = "%%nl:{}%%"
@@ -87,10 +84,6 @@ class SlottedText:
             out.append(values[name])
             out.append(part)
         return b"".join(out)
-
-    @property
-    def template_size(self) -> int:
-        return sum(len(p) for p in self.encoded_parts)
 
 
 @dataclass(frozen=True)

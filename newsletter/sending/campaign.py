@@ -22,7 +22,6 @@ Crash safety, by construction:
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from newsletter.errors import InputError, NewsletterError, TransportError
+from newsletter.interrupts import stop_on_signals
 from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
@@ -65,7 +65,6 @@ class SendSummary:
     failed_permanent: int = 0
     skipped: int = 0
     uncertain: int = 0
-    handed_back: int = 0
     elapsed: float = 0.0
     stopped: str | None = None
     failures: Counter = field(default_factory=Counter)
@@ -173,44 +172,53 @@ class _Campaign:
         # Claim when the window is half empty, not after every message: one transaction
         # per half window instead of one per message.
         low_water = window // 2
-        in_flight = 0
-        exhausted = False
-        last_heartbeat = time.monotonic()
-        restore_signals = self._stop_on_signals()
+        # A KeyboardInterrupt could land anywhere: between a claim's commit and the hand-over
+        # to the workers (rows left `sending` that never left), or between taking outcomes
+        # off the queue and recording them (rows that went out, then reported uncertain).
+        # So Ctrl-C and SIGTERM only set the stop flag, which the loop checks between steps.
         try:
-            while True:
-                try:
-                    if not exhausted and not self.stop.is_set() and in_flight <= low_water:
-                        with self.store.begin() as conn:
-                            claimed, skipped = ledger.claim(conn, self.issue_id, window - in_flight, self.factory.message_id)
-                        self.summary.skipped += len(skipped)
-                        for item in claimed:
-                            self.work.put(item)
-                        in_flight += len(claimed)
-                        exhausted = not claimed and not skipped
-                    if in_flight:
-                        in_flight -= self._collect(block=in_flight > low_water or exhausted or self.stop.is_set())
-                    if progress is not None:
-                        self.summary.elapsed = time.monotonic() - started
-                        progress(self.summary, self.plan.audience)
-                    if (exhausted or self.stop.is_set()) and not in_flight:
-                        break
-                    if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                        with self.store.begin() as conn:
-                            ledger.refresh_sender(conn, self.issue_id, self.me)
-                        last_heartbeat = time.monotonic()
-                except KeyboardInterrupt:
-                    # Ctrl-C: let the messages in flight finish, hand back the rest.
-                    self.summary.stopped = self.summary.stopped or "interrupted"
-                    self.stop.set()
+            with stop_on_signals(self.stop, on_stop=self._interrupted):
+                self._claim_and_collect(progress, started, window, low_water)
         finally:
-            restore_signals()
             for _ in workers:
                 self.work.put(None)
             for worker in workers:
                 worker.join()
             # Rows still in the work queue when we stopped were never tried.
             self._collect(block=False)
+
+    def _interrupted(self) -> None:
+        self.summary.stopped = self.summary.stopped or "interrupted"
+
+    def _claim_and_collect(self, progress: ProgressCallback | None, started: float, window: int, low_water: int) -> None:
+        in_flight = 0
+        exhausted = False
+        last_heartbeat = time.monotonic()
+        while True:
+            try:
+                if not exhausted and not self.stop.is_set() and in_flight <= low_water:
+                    with self.store.begin() as conn:
+                        claimed, skipped = ledger.claim(conn, self.issue_id, window - in_flight, self.factory.message_id)
+                    self.summary.skipped += len(skipped)
+                    for item in claimed:
+                        self.work.put(item)
+                    in_flight += len(claimed)
+                    exhausted = not claimed and not skipped
+                if in_flight:
+                    in_flight -= self._collect(block=in_flight > low_water or exhausted or self.stop.is_set())
+                if progress is not None:
+                    self.summary.elapsed = time.monotonic() - started
+                    progress(self.summary, self.plan.audience)
+                if (exhausted or self.stop.is_set()) and not in_flight:
+                    break
+                if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
+                    with self.store.begin() as conn:
+                        ledger.refresh_sender(conn, self.issue_id, self.me)
+                    last_heartbeat = time.monotonic()
+            except KeyboardInterrupt:
+                # Ctrl-C: let the messages in flight finish, hand back the rest.
+                self.summary.stopped = self.summary.stopped or "interrupted"
+                self.stop.set()
 
     def _claim_window(self) -> int:
         """How many rows may be claimed and not yet recorded.
@@ -222,30 +230,6 @@ class _Campaign:
         if isinstance(self.transport, RecordingTransport):
             return OUTBOX_CLAIM_WINDOW
         return max(2, self.plan.workers * 2)
-
-    def _stop_on_signals(self) -> Callable[[], None]:
-        """While the loop runs, Ctrl-C and SIGTERM set the stop flag instead of raising.
-
-        A KeyboardInterrupt can land anywhere: between a claim's commit and the hand-over to
-        the workers (rows left `sending` that never left), or between taking outcomes off the
-        queue and recording them (rows that went out, then reported uncertain).  A second
-        Ctrl-C raises as usual, for an editor who will not wait.  Returns the undo.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def interrupted(signum, frame) -> None:
-            self.summary.stopped = self.summary.stopped or "interrupted"
-            self.stop.set()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = {number: signal.signal(number, interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-        return restore
 
     def _collect(self, *, block: bool) -> int:
         """Record the outcomes that are in, waiting briefly for the first if `block`."""
@@ -275,8 +259,6 @@ class _Campaign:
             summary.failures[(outcome.error or "unknown error").split("\n")[0][:120]] += 1
         elif outcome.status == SKIPPED:
             summary.skipped += 1
-        elif outcome.status == QUEUED:
-            summary.handed_back += 1
 
     # -- worker threads -----------------------------------------------------
 

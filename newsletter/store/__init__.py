@@ -10,8 +10,6 @@
 Tables are in `newsletter.store.schema`; migrations in `newsletter/store/migrations/`.
 """
 
-from newsletter.store.database import Store, head_revision, open_store
-from newsletter.store.dialect import insert_ignoring_conflicts
-from newsletter.store.lists import get_or_create_list
+from newsletter.store.database import Store, head_revision
 
-__all__ = ["Store", "get_or_create_list", "head_revision", "insert_ignoring_conflicts", "open_store"]
+__all__ = ["Store", "head_revision"]

@@ -279,7 +279,3 @@ class Store:
                     raw.execute("PRAGMA foreign_keys = ON")
         return before, after or ""
 
-
-def open_store(url: str, *, upgrade: bool = True) -> Store:
-    """`Store.open(url)`: connect and bring the schema up to date."""
-    return Store.open(url, upgrade=upgrade)

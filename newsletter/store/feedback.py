@@ -54,10 +54,6 @@ def subscriber_id_for_address(conn: sa.Connection, address: str) -> int | None:
     return conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email_key == key)).scalar_one_or_none()
 
 
-def subscriber_status(conn: sa.Connection, subscriber_id: int) -> str | None:
-    return conn.execute(sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar_one_or_none()
-
-
 def bounce_details(
     conn: sa.Connection, subscriber_id: int, *, exclude_dedupe_key: str | None = None
 ) -> list[tuple[datetime, Any]]:

@@ -111,11 +111,6 @@ def get_issue(conn: sa.Connection, slug: str) -> StoredIssue | None:
     return _stored(row) if row else None
 
 
-def get_issue_by_id(conn: sa.Connection, issue_id: int) -> StoredIssue | None:
-    row = conn.execute(sa.select(issues).where(issues.c.id == issue_id)).mappings().first()
-    return _stored(row) if row else None
-
-
 def _stored(row) -> StoredIssue:
     return StoredIssue(
         id=row["id"],

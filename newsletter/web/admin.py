@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from newsletter.errors import InputError
 from newsletter.i18n import format_date, wording_for
-from newsletter.stats import IssueStats, issue_stats, issue_summaries
+from newsletter.stats import issue_stats, issue_summaries
 from newsletter.web.chart import timeline_svg
 
 REALM = "newsletter stats"
@@ -32,45 +32,6 @@ MESSAGE_TEMPLATE = "web/stats_message.html.j2"
 
 # Admin pages are personal to the editor: never cached by a proxy, never indexed.
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
-
-# The rows of the summary table, in order: (field of IssueStats or a derived name, word key).
-SUMMARY_ROWS = (
-    ("recipients", "stats_recipients"),
-    ("sent", "stats_sent"),
-    ("pending", "stats_pending"),
-    ("skipped", "stats_skipped"),
-    ("failed_temporary", "stats_failed_temporary"),
-    ("failed_permanent", "stats_failed_permanent"),
-    ("delivered", "stats_delivered"),
-    ("bounced_hard", "stats_bounced_hard"),
-    ("bounced_soft", "stats_bounced_soft"),
-    ("complained", "stats_complained"),
-    ("rejected", "stats_rejected"),
-    ("delayed", "stats_delayed"),
-    ("unsubscribed", "stats_unsubscribed"),
-    ("opened_people", "stats_opened_people"),
-    ("opened_machines", "stats_opened_machines"),
-    ("clicked_people", "stats_clicked_people"),
-    ("clicked_machines", "stats_clicked_machines"),
-)
-
-
-# What happened to messages that were sent, shown as a share of them; the rows before
-# (recipients, sent, and those never sent) have no share.
-SHARE_OF_SENT = frozenset(name for name, _ in SUMMARY_ROWS[6:])
-
-
-def summary_values(stats: IssueStats) -> dict[str, int]:
-    """The summary table's numbers by name (those of SUMMARY_ROWS)."""
-    values = {name: getattr(stats, name) for name, _ in SUMMARY_ROWS if hasattr(stats, name)}
-    values.update(
-        opened_people=stats.opens.people,
-        opened_machines=stats.opens.machines,
-        clicked_people=stats.clicks.people,
-        clicked_machines=stats.clicks.machines,
-    )
-    return values
-
 
 class StatsPages:
     def __init__(self, context) -> None:
@@ -112,14 +73,9 @@ class StatsPages:
             "hour_label": words["stats_hour_label"],
             "bar_title": words["stats_bar_title"],
         }
-        values = summary_values(stats)
         rows = [
-            dict(
-                label=words[key],
-                value=values[name],
-                share=_percent(stats.share_of_sent(values[name])) if name in SHARE_OF_SENT else "",
-            )
-            for name, key in SUMMARY_ROWS
+            dict(label=words[f"stats_{row.name}"], value=row.value, share=_percent(row.share))
+            for row in stats.summary()
         ]
         html = self._page(
             TEMPLATE,

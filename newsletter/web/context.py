@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from newsletter.compose.render import Renderer
@@ -25,7 +25,6 @@ class WebContext:
     # SNS message verification for /hooks/ses (newsletter.transports.ses.sns.SnsVerifier); tests pass
     # one that trusts a local certificate URL.  None builds the default from the settings.
     sns_verifier: object | None = None
-    extras: dict = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, store: Store, *, sns_verifier: object | None = None) -> WebContext:

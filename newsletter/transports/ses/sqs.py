@@ -20,16 +20,15 @@ Deleting it here would destroy the evidence.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
 from newsletter.feedback.apply import Applied, apply_ses_event
 from newsletter.feedback.suppression import SuppressionPolicy
+from newsletter.interrupts import stop_on_signals
 from newsletter.store import Store
 from newsletter.transports.ses.events import event_from_sqs_body
 from newsletter.transports.ses.sns import SnsVerifier
@@ -107,7 +106,7 @@ def pull_events(
     policy = SuppressionPolicy.from_settings(settings.events)
     summary = PullSummary()
     stop = threading.Event()
-    with _ctrl_c_sets(stop):
+    with stop_on_signals(stop, interrupt=True):
         try:
             client = client or sqs_client(settings)
             report(f"reading {queue_url}" + (" until it is empty" if once else " (Ctrl-C to stop)"))
@@ -134,30 +133,6 @@ def pull_events(
             stop.set()
     summary.interrupted = stop.is_set()
     return summary
-
-
-@contextmanager
-def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """While pulling, Ctrl-C sets `stop` as well as raising KeyboardInterrupt.
-
-    The exception cuts a 20-second long poll short; the flag makes sure the loop ends even
-    if some library between here and the socket swallows the exception (a bare `except:`
-    around an import is enough).  Only the main thread can set signal handlers; elsewhere
-    Ctrl-C is the caller's business.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupted(signum, frame) -> None:
-        stop.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, interrupted)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _handle(
