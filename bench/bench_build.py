@@ -102,7 +102,9 @@ def main() -> None:
     html_kb = len(email_html.encode()) / 1024
     received_kb = len(sized_html(rendered, settings).encode()) / 1024
     print(f"issue: {args.issue} ({len(rendered.issue.entries)} entries, {len(rendered.links)} tracked links)")
-    print(f"runs: {args.runs}; imports {1000 * (imported - started):.0f} ms; first build {first * 1000:.1f} ms (templates compiled, lazy imports)")
+    print(
+        f"runs: {args.runs}; imports {1000 * (imported - started):.0f} ms; first build {first * 1000:.1f} ms (templates compiled, lazy imports)"
+    )
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (wall times include waiting for a core)")
     print(f"full build (parse -> html + text + web -> preview fill)   goal <= {GOAL_MS:.0f} ms")
     print(f"  wall {median_ms(whole)}")
@@ -110,11 +112,17 @@ def main() -> None:
     print(f"  {'stage':<12} {'wall':<42} cpu")
     for name in names:
         print(f"  {name:<12} {median_ms(stages[name])}   {statistics.median(stages_cpu[name]) * 1000:6.2f} ms")
-    print(f"  sum of stage medians: wall {sum(statistics.median(s) for s in stages.values()) * 1000:.2f} ms, "
-          f"cpu {sum(statistics.median(s) for s in stages_cpu.values()) * 1000:.2f} ms")
-    print(f"email.html {html_kb:.1f} KB with preview values, {received_kb:.1f} KB as received (tracked links, pixel)"
-          f"   goal <= {GOAL_KB:.0f} KB")
-    print(f"email.txt {len(email_text.encode()) / 1024:.1f} KB; web.html {len(rendered.web_html.encode()) / 1024:.1f} KB")
+    print(
+        f"  sum of stage medians: wall {sum(statistics.median(s) for s in stages.values()) * 1000:.2f} ms, "
+        f"cpu {sum(statistics.median(s) for s in stages_cpu.values()) * 1000:.2f} ms"
+    )
+    print(
+        f"email.html {html_kb:.1f} KB with preview values, {received_kb:.1f} KB as received (tracked links, pixel)"
+        f"   goal <= {GOAL_KB:.0f} KB"
+    )
+    print(
+        f"email.txt {len(email_text.encode()) / 1024:.1f} KB; web.html {len(rendered.web_html.encode()) / 1024:.1f} KB"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,23 @@ import time
 from pathlib import Path
 
 GOAL_MS = 150.0
-HEAVY = ("boto3", "botocore", "sqlalchemy", "alembic", "starlette", "uvicorn", "mjml", "css_inline", "jinja2",
-         "markdown_it_pyrs", "yaml", "email_validator", "cryptography", "rich", "httpx")
+HEAVY = (
+    "boto3",
+    "botocore",
+    "sqlalchemy",
+    "alembic",
+    "starlette",
+    "uvicorn",
+    "mjml",
+    "css_inline",
+    "jinja2",
+    "markdown_it_pyrs",
+    "yaml",
+    "email_validator",
+    "cryptography",
+    "rich",
+    "httpx",
+)
 
 
 def wall_times(command: list[str], runs: int) -> list[float]:
@@ -57,7 +72,9 @@ def main() -> None:
 
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "newsletter", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = []
     for line in result.stderr.splitlines():

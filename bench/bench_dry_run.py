@@ -44,7 +44,9 @@ kind = "outbox"
 def run(command: list[str], cwd: Path) -> tuple[str, float, float]:
     """Run `command`; (stdout, seconds, peak RSS in MB of that process)."""
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
     # wait4 gives this child's own resource usage; ru_maxrss is in kilobytes on Linux.
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
@@ -76,7 +78,9 @@ def generate(directory: Path, count: int) -> float:
             """,
             (count, now, now),
         )
-        database.execute("INSERT INTO memberships (list_id, subscriber_id, created_at) SELECT 1, id, ? FROM subscribers", (now,))
+        database.execute(
+            "INSERT INTO memberships (list_id, subscriber_id, created_at) SELECT 1, id, ? FROM subscribers", (now,)
+        )
     database.close()
     return time.monotonic() - started
 
@@ -87,7 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; Python {platform.python_version()}"
+    )
     print("dry run = the whole command (start-up, render, checks, building); built/s = its own figure for building")
     print(f"{'audience':>10s} {'generate':>9s} {'dry run':>9s} {'built/s':>9s} {'peak RSS':>9s}")
     peaks = {}
@@ -99,7 +105,11 @@ def main() -> None:
             # `newsletter check` creates nothing; opening the store migrates it, so a plain
             # Store.open through the library makes the empty schema first.
             subprocess.run(
-                [sys.executable, "-c", "from newsletter.store import Store; Store.open('sqlite:///newsletter.db').close()"],
+                [
+                    sys.executable,
+                    "-c",
+                    "from newsletter.store import Store; Store.open('sqlite:///newsletter.db').close()",
+                ],
                 cwd=directory,
                 check=True,
             )
@@ -113,8 +123,10 @@ def main() -> None:
     smallest, largest = min(peaks), max(peaks)
     growth = peaks[largest] - peaks[smallest]
     print()
-    print(f"peak RSS {peaks[largest]:.1f} MB at {largest:,d} (goal <= 150 MB: {'met' if peaks[largest] <= 150 else 'MISSED'}); "
-          f"{growth:+.1f} MB from {smallest:,d} to {largest:,d} subscribers")
+    print(
+        f"peak RSS {peaks[largest]:.1f} MB at {largest:,d} (goal <= 150 MB: {'met' if peaks[largest] <= 150 else 'MISSED'}); "
+        f"{growth:+.1f} MB from {smallest:,d} to {largest:,d} subscribers"
+    )
 
 
 if __name__ == "__main__":

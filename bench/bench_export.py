@@ -69,7 +69,9 @@ def main() -> None:
             sys.exit(f"{database} missing: run bench/bench_import.py --rows {args.rows} first")
         url = f"sqlite:///{database}"
     target = OUT / f"export-{args.rows}.csv"
-    child = subprocess.run([sys.executable, __file__, "--child", url, str(target)], capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", url, str(target)], capture_output=True, text=True, check=True
+    )
     figures = json.loads(child.stdout.strip().splitlines()[-1])
     with target.open(encoding="utf-8-sig") as handle:
         lines = sum(1 for _ in handle)

@@ -29,7 +29,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-PROVIDERS = ["gmail.com", "qq.com", "163.com", "outlook.com", "yahoo.com", "126.com", "hotmail.com", "foxmail.com", "icloud.com", "sina.com"]
+PROVIDERS = [
+    "gmail.com",
+    "qq.com",
+    "163.com",
+    "outlook.com",
+    "yahoo.com",
+    "126.com",
+    "hotmail.com",
+    "foxmail.com",
+    "icloud.com",
+    "sina.com",
+]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
 ENGLISH = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
@@ -126,7 +137,9 @@ def _cpu_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default="", help="PostgreSQL URL of a scratch database (default: a SQLite file in bench/out/)")
+    parser.add_argument(
+        "--database-url", default="", help="PostgreSQL URL of a scratch database (default: a SQLite file in bench/out/)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("CSV", "URL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -142,7 +155,11 @@ def main() -> None:
     print(f"database: {url.rsplit('@', 1)[-1]}")
     # The dry run goes first, into the empty database: every address is new, so its
     # duplicate detection has no subscriber ids and uses its temporary table throughout.
-    for label, mode in (("dry run (empty database)", "dry-run"), ("first import", "write"), ("re-import (no changes)", "write")):
+    for label, mode in (
+        ("dry run (empty database)", "dry-run"),
+        ("first import", "write"),
+        ("re-import (no changes)", "write"),
+    ):
         child = subprocess.run(
             [sys.executable, __file__, "--child", str(csv_path), url, mode], capture_output=True, text=True, check=True
         )

@@ -33,11 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.compose.issue.parse import load_issue
-from newsletter.compose.render import Renderer  # noqa: E402
-from newsletter.config import Settings, replace  # noqa: E402
-from newsletter.mail import message as message_module  # noqa: E402
+from newsletter.compose.render import Renderer
+from newsletter.config import Settings, replace
+from newsletter.mail import message as message_module
 from newsletter.mail.message import MessageFactory, Recipient
-from newsletter.tokens import Links, Purpose, Tokens  # noqa: E402
+from newsletter.tokens import Links, Purpose, Tokens
 
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
 ISSUE_ID, ISSUE_UID = 3, "0123456789abcdef"
@@ -123,7 +123,10 @@ def breakdown(factory: MessageFactory, person: Recipient) -> list[tuple[str, flo
     hmac_one = per_call(lambda: tokens.sign(Purpose.OPEN, ISSUE_ID, person.subscriber_id))
     rows = [
         ("whole build", per_call(lambda: factory.build(person))),
-        (f"  sign {count} click tokens (sign_clicks)", per_call(lambda: tokens.sign_clicks(ISSUE_ID, person.subscriber_id, count))),
+        (
+            f"  sign {count} click tokens (sign_clicks)",
+            per_call(lambda: tokens.sign_clicks(ISSUE_ID, person.subscriber_id, count)),
+        ),
         ("  all slot values (tokens, URLs, pixel)", per_call(lambda: factory._slot_values(person.subscriber_id))),
         ("  HTML part: fill + base64 around slots", per_call(lambda: factory._html.encode(html_values))),
         ("    of which fill_bytes (join ~80 KB)", per_call(lambda: factory._html.slotted.fill_bytes(html_values))),
@@ -151,12 +154,19 @@ def main() -> None:
     sample = factory.build(people[0]).data
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one thread")
-    print(f"seed issue: {len(rendered.links)} tracked links, HTML {len(rendered.html.marked().encode()) / 1024:.1f} KB,"
-          f" one message {len(sample) / 1024:.1f} KB; one render (Jinja+MJML+inline+text+web) {render_ms:.1f} ms")
+    print(
+        f"seed issue: {len(rendered.links)} tracked links, HTML {len(rendered.html.marked().encode()) / 1024:.1f} KB,"
+        f" one message {len(sample) / 1024:.1f} KB; one render (Jinja+MJML+inline+text+web) {render_ms:.1f} ms"
+    )
 
     # Sanity: both ways make the same HTML for a recipient (the tests hold this byte for byte).
     fast, slow = (
-        BytesParser(policy=policy.default).parsebytes(data).get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n")
+        BytesParser(policy=policy.default)
+        .parsebytes(data)
+        .get_body(("html",))
+        .get_content()
+        .replace("\r\n", "\n")
+        .rstrip("\n")
         for data in (factory.build(people[3]).data, from_scratch(config, renderer, issue, people[3]))
     )
     assert fast == slow, "the two ways disagree"
@@ -169,7 +179,9 @@ def main() -> None:
     print(f"{'MessageFactory.build  (msgs/s)':34s}{best:12,.0f}{median:12,.0f}")
     print(f"{'from scratch          (msgs/s)':34s}{scratch_best:12,.1f}{scratch_median:12,.1f}")
     print(f"{'speed-up':34s}{best / scratch_best:11,.0f}x{median / scratch_median:11,.0f}x")
-    print(f"goal >= 10,000/s: {'met' if median >= 10_000 else 'MISSED'}; goal >= 20x: {'met' if median / scratch_median >= 20 else 'MISSED'}")
+    print(
+        f"goal >= 10,000/s: {'met' if median >= 10_000 else 'MISSED'}; goal >= 20x: {'met' if median / scratch_median >= 20 else 'MISSED'}"
+    )
 
     print()
     print("MERGE_MARGIN_LINES (dynamic runs closer than this many base64 lines are encoded as one);")
@@ -200,7 +212,9 @@ def main() -> None:
         dynamic = sum(piece[1] - piece[0] for piece in html_layout.pieces if type(piece) is tuple)
         runs = sum(type(piece) is tuple for piece in html_layout.pieces)
         marker = " (current)" if margin == message_module.MERGE_MARGIN_LINES else ""
-        print(f"  margin {margin:2d}: {runs:3d} HTML runs, {dynamic / 1024:5.1f} KB re-encoded, {best[margin]:6.1f} us{marker}")
+        print(
+            f"  margin {margin:2d}: {runs:3d} HTML runs, {dynamic / 1024:5.1f} KB re-encoded, {best[margin]:6.1f} us{marker}"
+        )
     winner = min(best, key=best.get)
     print(f"  best: {winner}")
 

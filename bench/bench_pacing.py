@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from local_ses_process import SesProcess  # noqa: E402
+import itertools
+
+from local_ses_process import SesProcess
 
 
 class _Endpoint:
@@ -73,7 +75,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=None, help="sending threads (default: what the campaign picks)")
-    parser.add_argument("--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)")
+    parser.add_argument(
+        "--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)"
+    )
     args = parser.parse_args()
 
     from newsletter.sending.campaign import run_send
@@ -83,7 +87,9 @@ def main() -> None:
 
     count = int(args.rate * args.seconds) + 1
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"server: LocalSes in its own process, sends answered by {'the quota layer alone (--fast-server)' if args.fast_server else 'moto'}")
+    print(
+        f"server: LocalSes in its own process, sends answered by {'the quota layer alone (--fast-server)' if args.fast_server else 'moto'}"
+    )
     with SesProcess(fast=args.fast_server) as ses, tempfile.TemporaryDirectory(prefix="bench-pacing-") as scratch:
         os.environ.update(ses.environ)
         ses.call("verify", SENDER)
@@ -106,20 +112,33 @@ def main() -> None:
     per_window = windows(times)
     worst = max(per_window)
     histogram = collections.Counter(per_window)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    print(f"--rate {args.rate:g}: {count} sends in {span:.2f} s at the server ({elapsed:.1f} s for the whole run_send), "
-          f"{plan.workers} workers, pacer margin {PACE_MARGIN:.1%}")
-    print(f"  achieved rate at the server : {achieved:.2f}/s ({(achieved / args.rate - 1):+.2%} of {args.rate:g}; goal within 2 %: "
-          f"{'met' if abs(achieved / args.rate - 1) <= 0.02 else 'MISSED'})")
-    print(f"  most sends in any 1 s window: {worst} (goal never above {args.rate:g}: {'met' if worst <= args.rate else 'MISSED'})")
-    print("  windows holding N sends     : " + ", ".join(f"{n}: {histogram[n]}" for n in sorted(histogram) if n >= args.rate - 2))
-    print(f"  gaps between arrivals       : min {min(gaps) * 1000:.1f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms, "
-          f"max {max(gaps) * 1000:.1f} ms (nominal {1000 / args.rate:.1f} ms)")
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    print(
+        f"--rate {args.rate:g}: {count} sends in {span:.2f} s at the server ({elapsed:.1f} s for the whole run_send), "
+        f"{plan.workers} workers, pacer margin {PACE_MARGIN:.1%}"
+    )
+    print(
+        f"  achieved rate at the server : {achieved:.2f}/s ({(achieved / args.rate - 1):+.2%} of {args.rate:g}; goal within 2 %: "
+        f"{'met' if abs(achieved / args.rate - 1) <= 0.02 else 'MISSED'})"
+    )
+    print(
+        f"  most sends in any 1 s window: {worst} (goal never above {args.rate:g}: {'met' if worst <= args.rate else 'MISSED'})"
+    )
+    print(
+        "  windows holding N sends     : "
+        + ", ".join(f"{n}: {histogram[n]}" for n in sorted(histogram) if n >= args.rate - 2)
+    )
+    print(
+        f"  gaps between arrivals       : min {min(gaps) * 1000:.1f} ms, median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms, "
+        f"max {max(gaps) * 1000:.1f} ms (nominal {1000 / args.rate:.1f} ms)"
+    )
     released = sorted(transport.started)
-    delays = sorted(arrived - left for arrived, left in zip(times, released))
+    delays = sorted(arrived - left for arrived, left in zip(times, released, strict=False))
     print(f"  most in any 1 s as released : {max(windows(released))} (send calls begun, in this process)")
-    print(f"  release -> arrival          : median {delays[len(delays) // 2] * 1000:.1f} ms, "
-          f"99th percentile {delays[int(len(delays) * 0.99)] * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms")
+    print(
+        f"  release -> arrival          : median {delays[len(delays) // 2] * 1000:.1f} ms, "
+        f"99th percentile {delays[int(len(delays) * 0.99)] * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,12 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter.config import load_settings  # noqa: E402
+from newsletter.config import load_settings
 from newsletter.sending.campaign import run_send
 from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import Store
 from newsletter.store.lists import get_or_create_list
-from newsletter.store.schema import (  # noqa: E402
+from newsletter.store.schema import (
     ACTIVE,
     OPEN,
     events,
@@ -50,7 +50,7 @@ from newsletter.store.schema import (  # noqa: E402
     subscribers,
     utcnow,
 )
-from newsletter.tokens import Links, Tokens  # noqa: E402
+from newsletter.tokens import Links, Tokens
 
 SECRET = "bench-pixel-5b1e0c7a9d3f4e2a8c6b0d1f3e5a7c9b"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -145,13 +145,23 @@ def prepare(config: Path, count: int) -> list[str]:
             conn.execute(
                 subscribers.insert(),
                 [
-                    dict(email=f"r{n}@example.org", email_key=f"r{n}@example.org", name="", status=ACTIVE,
-                         attributes={}, source="bench", created_at=now, updated_at=now)
+                    {
+                        "email": f"r{n}@example.org",
+                        "email_key": f"r{n}@example.org",
+                        "name": "",
+                        "status": ACTIVE,
+                        "attributes": {},
+                        "source": "bench",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                     for n in range(count)
                 ],
             )
             ids = conn.execute(sa.select(subscribers.c.id)).scalars().all()
-            conn.execute(memberships.insert(), [dict(list_id=list_id, subscriber_id=i, created_at=now) for i in ids])
+            conn.execute(
+                memberships.insert(), [{"list_id": list_id, "subscriber_id": i, "created_at": now} for i in ids]
+            )
         issue = REPO / "issues" / "2026-11-30.md"
         plan = plan_send(settings, store, issue, SendOptions())
         summary = run_send(plan)
@@ -228,15 +238,27 @@ def main() -> None:
             env["PYTHONPATH"] = str(REPO)
         else:
             command = [sys.executable, "-m", "newsletter", "--config", str(config), "serve", "--port", str(port)]
-        server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             wait_until_listening(port, server)
             cpu_before = cpu_seconds(server.pid)
             load_before = os.getloadavg()[0]
             wrk = subprocess.run(
-                ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-                 "-s", str(root / "pixel.lua"), f"http://127.0.0.1:{port}/"],
-                capture_output=True, text=True, check=True,
+                [
+                    "wrk",
+                    f"-t{args.threads}",
+                    f"-c{args.connections}",
+                    f"-d{args.duration}s",
+                    "--latency",
+                    "-s",
+                    str(root / "pixel.lua"),
+                    f"http://127.0.0.1:{port}/",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
@@ -248,7 +270,9 @@ def main() -> None:
             shutdown_seconds = time.monotonic() - stopped_at
         figures = parse_wrk(wrk.stdout)
         with Store.open(database) as store, store.read() as conn:
-            rows = conn.execute(sa.select(sa.func.count()).select_from(events).where(events.c.kind == OPEN)).scalar_one()
+            rows = conn.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.kind == OPEN)
+            ).scalar_one()
         figures.update(
             mode="direct (one commit per hit)" if args.direct else "newsletter serve (buffered)",
             database=store.dialect,
@@ -262,8 +286,10 @@ def main() -> None:
         if args.json:
             print(json.dumps(figures, indent=2))
             return
-        print(f"{figures['mode']} on {figures['database']}, {args.connections} connections, {args.duration} s, "
-              f"{os.cpu_count()} CPUs (load {load_before:.2f} before)")
+        print(
+            f"{figures['mode']} on {figures['database']}, {args.connections} connections, {args.duration} s, "
+            f"{os.cpu_count()} CPUs (load {load_before:.2f} before)"
+        )
         print(f"  requests/s      {figures['requests_per_second']:10.0f}")
         print(f"  latency p50/p99 {figures['p50_ms']:7.2f} / {figures['p99_ms']:.2f} ms")
         print(f"  errors          {figures['socket_errors']:10d} socket, {figures['non_2xx']} non-2xx")

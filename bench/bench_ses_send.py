@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from local_ses_process import SesProcess  # noqa: E402
+from local_ses_process import SesProcess
 
 
 class _Endpoint:
@@ -40,8 +40,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=None, help="run_send workers (default: what the campaign picks)")
-    parser.add_argument("--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)")
-    parser.add_argument("--latency", type=float, default=0.0, help="ms each send is held at the server, like an internet round trip")
+    parser.add_argument(
+        "--fast-server", action="store_true", help="LocalSes answers sends without moto (see local_ses_process.py)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="ms each send is held at the server, like an internet round trip"
+    )
     args = parser.parse_args()
 
     import boto3
@@ -52,10 +56,15 @@ def main() -> None:
     from tests.send_world import SENDER, World
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"server: LocalSes in its own process, sends answered by {'the quota layer alone (--fast-server)' if args.fast_server else 'moto'}")
+    print(
+        f"server: LocalSes in its own process, sends answered by {'the quota layer alone (--fast-server)' if args.fast_server else 'moto'}"
+    )
     if args.latency:
         print(f"each SendEmail answered {args.latency:g} ms late (a stand-in for the round trip to SES)")
-    with SesProcess(fast=args.fast_server, latency=args.latency / 1000) as ses, tempfile.TemporaryDirectory(prefix="bench-ses-") as scratch:
+    with (
+        SesProcess(fast=args.fast_server, latency=args.latency / 1000) as ses,
+        tempfile.TemporaryDirectory(prefix="bench-ses-") as scratch,
+    ):
         os.environ.update(ses.environ)
         ses.call("verify", SENDER)
         ses.call("set_quota", max_send_rate=100_000, max_24_hour_send=-1)
@@ -78,13 +87,14 @@ def main() -> None:
             links=Links(plan.settings.base_url, Tokens(plan.settings.newsletter.secret)),
         )
         messages = [
-            factory.build(Recipient(subscriber_id, email)).data for subscriber_id, email in sorted(world.emails().items())
+            factory.build(Recipient(subscriber_id, email)).data
+            for subscriber_id, email in sorted(world.emails().items())
         ]
         size = sum(map(len, messages)) / len(messages) / 1024
         client = boto3.session.Session().client("sesv2", region_name="us-east-1", endpoint_url=ses.endpoint_url)
         client.get_account()  # connection and endpoint resolution outside the timing
         started = time.monotonic()
-        for data, (subscriber_id, email) in zip(messages, sorted(world.emails().items())):
+        for data, (_subscriber_id, email) in zip(messages, sorted(world.emails().items()), strict=True):
             client.send_email(
                 FromEmailAddress=SENDER,
                 Destination={"ToAddresses": [email]},
@@ -100,9 +110,13 @@ def main() -> None:
         accepted = ses.call("accepted_count")
         assert accepted == 2 * args.messages, accepted
 
-        print(f"{args.messages} messages of {size:.0f} KB each; run_send with {plan.workers} workers (rate: none set, account allows 100,000/s)")
+        print(
+            f"{args.messages} messages of {size:.0f} KB each; run_send with {plan.workers} workers (rate: none set, account allows 100,000/s)"
+        )
         print(f"  naive sequential boto3 loop : {naive_rate:8.1f} msgs/s  ({naive_elapsed:.1f} s, sending only)")
-        print(f"  run_send                    : {summary.rate:8.1f} msgs/s  ({summary.elapsed:.1f} s, build + send + ledger)")
+        print(
+            f"  run_send                    : {summary.rate:8.1f} msgs/s  ({summary.elapsed:.1f} s, build + send + ledger)"
+        )
         print(f"  ratio                       : {summary.rate / naive_rate:8.2f}x")
 
 

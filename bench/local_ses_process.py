@@ -22,6 +22,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 CONTROL = "/_bench/"
@@ -41,7 +42,7 @@ class SesProcess:
         self.endpoint_url = ""
         self.environ: dict[str, str] = {}
 
-    def __enter__(self) -> "SesProcess":
+    def __enter__(self) -> Self:
         self.process = subprocess.Popen(
             [sys.executable, __file__, *(["--fast"] if self.fast else []), f"--latency={self.latency}"],
             cwd=REPO,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.transports.outbox import OutboxTransport  # noqa: E402
+from newsletter.transports.outbox import OutboxTransport
 
 
 def messages(count: int, size_kb: int) -> list[bytes]:
@@ -65,7 +65,11 @@ def main() -> None:
     cases = [
         ("mailbox.Maildir.add", batch, add_all),
         ("OutboxTransport.send", batch, lambda box: send_all(OutboxTransport(box), batch)),
-        ("OutboxTransport fsync=True", fsync_batch, lambda box: send_all(OutboxTransport(box, fsync=True), fsync_batch)),
+        (
+            "OutboxTransport fsync=True",
+            fsync_batch,
+            lambda box: send_all(OutboxTransport(box, fsync=True), fsync_batch),
+        ),
         ("OutboxTransport, 8 threads", batch, lambda box: run_threads(OutboxTransport(box), batch, 8)),
     ]
     print(f"{args.count} messages of {len(batch[0]) / 1024:.0f} KB into {args.dir}")

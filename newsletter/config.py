@@ -13,10 +13,11 @@ import dataclasses
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from newsletter.errors import ConfigError
 
@@ -121,7 +122,7 @@ class Settings:
         url = self.newsletter.database
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-            return prefix + str(self.path(url[len(prefix):]))
+            return prefix + str(self.path(url[len(prefix) :]))
         return url
 
     @property
@@ -262,9 +263,7 @@ def _validate(settings: Settings) -> None:
         for part in dotted.split("."):
             value = getattr(value, part)
         if value not in choices:
-            raise ConfigError(
-                f"must be one of {', '.join(choices)}, not {value!r}", key=dotted, source=settings.source
-            )
+            raise ConfigError(f"must be one of {', '.join(choices)}, not {value!r}", key=dotted, source=settings.source)
     if "@" not in settings.from_address:
         raise ConfigError(
             f"needs an address, like 'Name <news@example.com>', not {settings.newsletter.from_!r}",
@@ -289,4 +288,3 @@ def replace(settings: Settings, **sections: Any) -> Settings:
         current = getattr(settings, section)
         changed[section] = dataclasses.replace(current, **values) if isinstance(values, dict) else values
     return dataclasses.replace(settings, **changed)
-

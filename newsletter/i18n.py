@@ -7,7 +7,7 @@ to English.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 WORDING: dict[str, dict[str, str]] = {
     "zh": {

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -42,7 +42,9 @@ CHROMIUM_ARGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 LOCAL_SCHEMES = {"file", "data", "about", "blob"}
-ARTIFACTS_DIR = Path(os.environ.get("NEWSLETTER_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+ARTIFACTS_DIR = Path(
+    os.environ.get("NEWSLETTER_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
+)
 
 
 def chromium_path() -> str | None:
@@ -89,7 +91,9 @@ def chromium() -> Iterator:
 def open_page(browser, width: int = 680, height: int = 900, *, color_scheme: str = "light", **context_options):
     """A page in a context of its own that can reach nothing outside this machine; close it
     with `page.context.close()` (the `new_page` fixture does that for you)."""
-    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options)
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options
+    )
     blocked: list[str] = []
     context._newsletter_blocked = blocked
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import pytest
 from databases import empty_database
 
+# Fixtures shared by several test modules, found by name.
+pytest_plugins = ["sns_signing"]
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):

@@ -8,8 +8,9 @@ click from a scanner at 09:30.  Rows go in through SQLAlchemy like the store wri
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,7 +29,7 @@ from newsletter.store.schema import (
     utcnow,
 )
 
-SEND_START = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+SEND_START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 class CraftedLedger:
@@ -66,7 +67,9 @@ class CraftedLedger:
                 )
             ).inserted_primary_key[0]
             if link_urls:
-                conn.execute(links.insert(), [{"issue_id": issue_id, "idx": i, "url": url} for i, url in enumerate(link_urls)])
+                conn.execute(
+                    links.insert(), [{"issue_id": issue_id, "idx": i, "url": url} for i, url in enumerate(link_urls)]
+                )
         return issue_id
 
     def subscriber(self, email: str, *, status: str = ACTIVE) -> int:

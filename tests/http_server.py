@@ -19,7 +19,8 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def run_asgi_in_thread(app: Any, *, host: str = LOOPBACK) -> Iterator[str]:
         try:
             # uvicorn installs no signal handlers outside the main thread.
             server.run(sockets=[sock])
-        except BaseException as err:  # reported to the test below, not lost in the thread
+        except BaseException as err:  # noqa: BLE001 - reported to the test below, not lost in the thread
             failure.append(err)
 
     thread = threading.Thread(target=serve, name=f"uvicorn-{port}", daemon=True)

@@ -16,11 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -169,21 +170,22 @@ class World:
             for n in range(count):
                 address = f"{prefix}{n}@{domain}"
                 rows.append(
-                    dict(
-                        id=first + n,
-                        email=address,
-                        email_key=address.lower(),
-                        name=names[n],
-                        status=status,
-                        attributes={},
-                        source="test",
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    {
+                        "id": first + n,
+                        "email": address,
+                        "email_key": address.lower(),
+                        "name": names[n],
+                        "status": status,
+                        "attributes": {},
+                        "source": "test",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                 )
             conn.execute(subscribers.insert(), rows)
             conn.execute(
-                memberships.insert(), [dict(list_id=list_id, subscriber_id=row["id"], created_at=now) for row in rows]
+                memberships.insert(),
+                [{"list_id": list_id, "subscriber_id": row["id"], "created_at": now} for row in rows],
             )
             if self.store.dialect == "postgresql":
                 # Explicit ids leave the sequence behind; later inserts (add_subscriber) need it.
@@ -244,7 +246,9 @@ class World:
         env["TERM"] = "dumb"
         return env
 
-    def newsletter(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def newsletter(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run `newsletter ARGS` here without a terminal (stdin is /dev/null)."""
         return subprocess.run(
             self.command(*args),
@@ -254,6 +258,7 @@ class World:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

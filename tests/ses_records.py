@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # The per-type object of each event-publishing record, and where its addresses are.
@@ -102,7 +102,7 @@ def sns_notification(
         Message=record if isinstance(record, str) else json.dumps(record),
         MessageId=str(uuid.uuid4()),
         TopicArn=topic,
-        Timestamp=iso(timestamp or datetime.now(timezone.utc)),
+        Timestamp=iso(timestamp or datetime.now(UTC)),
         SigningCertURL=cert_url,
     )
     return sign_sns_message(body, key, version)

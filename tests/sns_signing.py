@@ -16,8 +16,9 @@ import base64
 import datetime as dt
 import http.server
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Self
 
 import pytest
 from cryptography import x509
@@ -49,7 +50,7 @@ class SigningIdentity:
 def make_signing_identity(common_name: str = "sns.amazonaws.com") -> SigningIdentity:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -96,7 +97,7 @@ class LocalHttpServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 server.requests.append(self.path)
                 route = server.routes.get(self.path.split("?", 1)[0], Route(404, b"not found"))
                 self.send_response(route.status)
@@ -106,7 +107,7 @@ class LocalHttpServer:
                 self.end_headers()
                 self.wfile.write(route.body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -129,7 +130,7 @@ class LocalHttpServer:
     def requests_for(self, path: str) -> list[str]:
         return [request for request in self.requests if request.split("?", 1)[0] == path]
 
-    def __enter__(self) -> LocalHttpServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

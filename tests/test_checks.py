@@ -47,7 +47,9 @@ def settings(tmp_path_factory):
     return load_settings(environ={}, cwd=tmp_path_factory.mktemp("no-config"))
 
 
-def write_issue(tmp_path: Path, body: str = "", *, front: str = "", entries: int = 1, text: str = "正文。", name="issue.md") -> Path:
+def write_issue(
+    tmp_path: Path, body: str = "", *, front: str = "", entries: int = 1, text: str = "正文。", name="issue.md"
+) -> Path:
     parts = [f"---\n{front}---\n" if front else "", HEAD]
     parts += [ENTRY.format(n=n, k=n % 3, text=text) + "\n" for n in range(entries)]
     parts.append(body)
@@ -126,7 +128,9 @@ def test_size_counts_the_tracked_links_a_subscriber_receives(tmp_path, settings)
     rendered = render_issue(settings, write_issue(tmp_path, entries=3))
     preview_size = len(rendered.preview(settings)[0].encode())
     assert len(sized_html(rendered, settings).encode()) > preview_size
-    untracked = dataclasses.replace(settings, tracking=dataclasses.replace(settings.tracking, clicks=False, opens=False))
+    untracked = dataclasses.replace(
+        settings, tracking=dataclasses.replace(settings.tracking, clicks=False, opens=False)
+    )
     assert len(sized_html(rendered, untracked).encode()) < len(sized_html(rendered, settings).encode())
 
 
@@ -136,7 +140,9 @@ def test_size_counts_the_tracked_links_a_subscriber_receives(tmp_path, settings)
 
 
 def test_image_without_alt_text_in_the_issue_fails(tmp_path, settings):
-    path = write_issue(tmp_path, "插图：\n\n![](https://img.example.com/chart.png)\n\n![图表说明](https://img.example.com/ok.png)\n")
+    path = write_issue(
+        tmp_path, "插图：\n\n![](https://img.example.com/chart.png)\n\n![图表说明](https://img.example.com/ok.png)\n"
+    )
     findings = findings_of(settings, path)
     assert kinds(findings) == {("alt", "error")}
     assert len(findings) == 1
@@ -145,7 +151,10 @@ def test_image_without_alt_text_in_the_issue_fails(tmp_path, settings):
 
 def test_image_without_alt_attribute_in_a_template_fails(tmp_path, settings):
     templates = custom_template(
-        tmp_path, EMAIL_TEMPLATE, '<h1 class="nl-title">', '<img src="https://img.example.com/logo.png" width="40" /><h1 class="nl-title">'
+        tmp_path,
+        EMAIL_TEMPLATE,
+        '<h1 class="nl-title">',
+        '<img src="https://img.example.com/logo.png" width="40" /><h1 class="nl-title">',
     )
     findings = findings_of(settings, write_issue(tmp_path), templates)
     assert kinds(findings) == {("alt", "error")}
@@ -160,7 +169,11 @@ def test_template_without_lang_fails(tmp_path, settings):
 
 @pytest.mark.parametrize(
     "link, reason",
-    [("/archive/2026-01-01", "is relative"), ("page.html", "is relative"), ("ftp://files.example.com/a", "is neither http(s) nor mailto")],
+    [
+        ("/archive/2026-01-01", "is relative"),
+        ("page.html", "is relative"),
+        ("ftp://files.example.com/a", "is neither http(s) nor mailto"),
+    ],
 )
 def test_relative_or_odd_scheme_link_in_the_issue_fails(tmp_path, settings, link, reason):
     path = write_issue(tmp_path, f"详见[这里]({link})。\n")
@@ -176,7 +189,9 @@ def test_mailto_and_https_links_pass(tmp_path, settings):
 
 def test_empty_and_javascript_links_in_a_template_fail(tmp_path, settings):
     templates = custom_template(
-        tmp_path, EMAIL_TEMPLATE, "<p class=\"nl-foot-p\">© ",
+        tmp_path,
+        EMAIL_TEMPLATE,
+        '<p class="nl-foot-p">© ',
         '<p><a href="">空</a> <a href="javascript:alert(1)">脚本</a></p><p class="nl-foot-p">© ',
     )
     findings = findings_of(settings, write_issue(tmp_path), templates)
@@ -188,7 +203,9 @@ def test_empty_and_javascript_links_in_a_template_fail(tmp_path, settings):
 
 def test_script_in_a_template_fails(tmp_path, settings):
     templates = custom_template(
-        tmp_path, EMAIL_TEMPLATE, "<mj-raw>{{ slot('open_pixel') }}</mj-raw>",
+        tmp_path,
+        EMAIL_TEMPLATE,
+        "<mj-raw>{{ slot('open_pixel') }}</mj-raw>",
         "<mj-raw><script>track()</script>{{ slot('open_pixel') }}</mj-raw>",
     )
     findings = findings_of(settings, write_issue(tmp_path), templates)
@@ -205,7 +222,12 @@ def test_script_in_a_template_fails(tmp_path, settings):
     [
         (TEXT_TEMPLATE, "{{ issue.title }}\n", "{{ issue.title }}\n{{ '{{' }} subscriber.name }}\n", "text part"),
         (WEB_TEMPLATE, "<h1>{{ issue.title }}</h1>", "<h1>{{ issue.title }} {{ '{%' }} endif %}</h1>", "web page"),
-        (EMAIL_TEMPLATE, '<h1 class="nl-title">{{ issue.title }}</h1>', '<h1 class="nl-title">{{ issue.title }} {{ "{{" }}name}}</h1>', "HTML part"),
+        (
+            EMAIL_TEMPLATE,
+            '<h1 class="nl-title">{{ issue.title }}</h1>',
+            '<h1 class="nl-title">{{ issue.title }} {{ "{{" }}name}}</h1>',
+            "HTML part",
+        ),
     ],
 )
 def test_leftover_template_syntax_in_a_part_fails(tmp_path, settings, name, old, new, part):
@@ -271,7 +293,15 @@ def test_finding_prints_as_one_line_with_file_severity_and_check(tmp_path, setti
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_check_command_exits_0_and_says_ok_for_a_clean_issue(tmp_path):

@@ -20,7 +20,13 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`python -m newsletter ARGS` with no NEWSLETTER_* variables from the caller."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -44,9 +50,17 @@ def copy_fixture(tmp_path: Path, name: str) -> Path:
 
 
 MALFORMED = [
-    "no_title.md", "text_before_first_entry.md", "empty_link_target.md", "empty_category.md", "empty_sources.md",
-    "empty_insight.md", "summary_without_list.md", "empty_summary_item.md", "bad_front_matter.md",
-    "unknown_front_matter_key.md", "unclosed_front_matter.md",
+    "no_title.md",
+    "text_before_first_entry.md",
+    "empty_link_target.md",
+    "empty_category.md",
+    "empty_sources.md",
+    "empty_insight.md",
+    "summary_without_list.md",
+    "empty_summary_item.md",
+    "bad_front_matter.md",
+    "unknown_front_matter_key.md",
+    "unclosed_front_matter.md",
 ]
 
 
@@ -60,7 +74,12 @@ def malformed_builds(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
     for name in MALFORMED:
         shutil.copy(FIXTURES / name, directory / name)
         command = [sys.executable, "-m", "newsletter", "build", name, "--out", f"out-{name}"]
-        running[name] = (command, subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        running[name] = (
+            command,
+            subprocess.Popen(
+                command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ),
+        )
     results = {}
     for name, (command, process) in running.items():
         stdout, stderr = process.communicate(timeout=60)
@@ -177,7 +196,7 @@ def test_build_of_the_seed_writes_three_files_and_prints_their_sizes(tmp_path):
     assert result.stderr == ""
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["email.html", "email.txt", "web.html"]
-    for line, name in zip(result.stdout.splitlines(), ["email.html", "email.txt", "web.html"]):
+    for line, name in zip(result.stdout.splitlines(), ["email.html", "email.txt", "web.html"], strict=False):
         size = (out / name).stat().st_size / 1024
         assert re.fullmatch(rf"out/{re.escape(name)}  {size:.1f} KB", line), line
     email_html = (out / "email.html").read_text(encoding="utf-8")
@@ -220,7 +239,8 @@ def test_build_with_a_failing_check_writes_the_files_and_exits_1(tmp_path):
 def test_templates_option_overrides_one_template_and_keeps_the_rest(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "digest.txt.j2").write_text(
-        "本期：{{ issue.title }}（{{ issue.entries | length }} 篇）\n退订：{{ slot('unsubscribe_url') }}\n", encoding="utf-8"
+        "本期：{{ issue.title }}（{{ issue.entries | length }} 篇）\n退订：{{ slot('unsubscribe_url') }}\n",
+        encoding="utf-8",
     )
     result = run_cli("build", str(EXAMPLE), "--out", "out", "--templates", "mine", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -265,7 +285,9 @@ def test_console_script_is_installed_next_to_the_interpreter(tmp_path):
     script = Path(sys.executable).parent / "newsletter"
     if not script.is_file():
         pytest.skip(f"no console script at {script}")
-    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False
+    )
     assert result.returncode == 0 and result.stdout.strip() == f"newsletter, version {__version__}"
 
 

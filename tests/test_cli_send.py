@@ -15,8 +15,8 @@ from newsletter.config import DEMO_SECRET
 from newsletter.tokens import Purpose, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
-from tests.send_world import SECRET, SENDER, World, parse_message, recipients_of  # noqa: E402
-from tests.transport_servers import LocalSes  # noqa: E402
+from tests.send_world import SECRET, SENDER, World, parse_message, recipients_of
+from tests.transport_servers import LocalSes
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 
@@ -60,9 +60,7 @@ def test_an_issue_sent_completely_says_so_and_sends_nothing(world: World):
 
 def test_test_send_goes_only_to_the_given_addresses_marked_test_without_ledger_rows(world: World):
     world.add_subscribers(4)
-    result = world.cli(
-        "send", str(world.issue_file), "--test", "editor@example.net", "--test", "Proof@Example.NET"
-    )
+    result = world.cli("send", str(world.issue_file), "--test", "editor@example.net", "--test", "Proof@Example.NET")
 
     assert result.returncode == 0, result.stderr
     messages = [parse_message(path.read_bytes()) for path in world.outbox_files()]
@@ -109,7 +107,9 @@ ISSUE_WITHOUT_ALT = "![](https://img.example.com/chart.png)"
 def test_failing_checks_refuse_the_send_unless_forced(world: World):
     world.add_subscribers(2)
     text = world.issue_file.read_text(encoding="utf-8")
-    world.issue_file.write_text(text.replace("**核心洞察：** ", f"**核心洞察：** {ISSUE_WITHOUT_ALT} ", 1), encoding="utf-8")
+    world.issue_file.write_text(
+        text.replace("**核心洞察：** ", f"**核心洞察：** {ISSUE_WITHOUT_ALT} ", 1), encoding="utf-8"
+    )
 
     refused = world.cli("send", str(world.issue_file), "--yes")
     assert refused.returncode == 1
@@ -182,7 +182,10 @@ def test_send_through_ses_reaches_every_subscriber_once(world: World, local_ses:
     assert all(message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for message in messages)
     for request in local_ses.requests:
         assert request.body["ConfigurationSetName"] == "newsletter-events"
-        assert request.body["EmailTags"] == [{"Name": "issue", "Value": "2026-11-30"}, {"Name": "list", "Value": "default"}]
+        assert request.body["EmailTags"] == [
+            {"Name": "issue", "Value": "2026-11-30"},
+            {"Name": "list", "Value": "default"},
+        ]
     assert world.statuses() == {"sent": 30}
 
 

@@ -8,18 +8,16 @@ only the allowed-origin pattern is widened to let that server in.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sns_signing import (  # noqa: F401 - fixtures are used by name
+from sns_signing import (
     LOCAL_SNS_ORIGIN_PATTERN,
     LocalHttpServer,
     make_signing_identity,
     sign_sns_message,
-    sns_certificate_server,
-    sns_signing_identity,
     sns_string_to_sign,
 )
 
@@ -44,7 +42,7 @@ from newsletter.transports.ses.sns import (
 FIXTURES = Path(__file__).parent / "fixtures" / "ses"
 TOPIC = "arn:aws:sns:us-west-2:123456789012:MyTopic"
 CERT_PATH = "/SimpleNotificationService-test.pem"
-NOW = datetime(2026, 1, 22, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 22, 8, 0, tzinfo=UTC)
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -97,13 +95,13 @@ def test_string_to_sign_for_a_notification_is_the_one_in_the_sns_guide():
         "Type": "Notification",
     }
     expected = (
-        "Message\nMy Test Message\n"
-        "MessageId\n4d4dc071-ddbf-465d-bba8-08f81c89da64\n"
-        "Subject\nMy subject\n"
-        "Timestamp\n2019-01-31T04:37:04.321Z\n"
-        "TopicArn\narn:aws:sns:us-east-2:123456789012:s4-MySNSTopic-1G1WEFCOXTC0P\n"
-        "Type\nNotification\n"
-    ).encode()
+        b"Message\nMy Test Message\n"
+        b"MessageId\n4d4dc071-ddbf-465d-bba8-08f81c89da64\n"
+        b"Subject\nMy subject\n"
+        b"Timestamp\n2019-01-31T04:37:04.321Z\n"
+        b"TopicArn\narn:aws:sns:us-east-2:123456789012:s4-MySNSTopic-1G1WEFCOXTC0P\n"
+        b"Type\nNotification\n"
+    )
     assert string_to_sign(values) == expected
     assert sns_string_to_sign(values) == expected
 
@@ -193,7 +191,9 @@ def test_confirm_subscription_refuses_a_notification(sns_certificate_server, sns
 def test_the_certificate_is_fetched_once_per_url(sns_certificate_server, sns_signing_identity):
     verifier = verifier_for(sns_certificate_server)
     for version in ("1", "2", "1"):
-        verifier.verify(sign_sns_message(notification(sns_certificate_server, "x"), sns_signing_identity.private_key, version))
+        verifier.verify(
+            sign_sns_message(notification(sns_certificate_server, "x"), sns_signing_identity.private_key, version)
+        )
 
     assert len(sns_certificate_server.requests_for(CERT_PATH)) == 1
 
@@ -368,7 +368,9 @@ def test_a_message_missing_a_field_is_refused(kind, missing, reason, sns_certifi
     ("name", "value"),
     [("Type", ["Notification"]), ("SignatureVersion", ["1"]), ("Message", {"a": 1}), ("TopicArn", 7), ("Signature", 7)],
 )
-def test_a_field_of_the_wrong_json_type_is_refused_not_crashed_on(name, value, sns_certificate_server, sns_signing_identity):
+def test_a_field_of_the_wrong_json_type_is_refused_not_crashed_on(
+    name, value, sns_certificate_server, sns_signing_identity
+):
     body = sign_sns_message(notification(sns_certificate_server, "x"), sns_signing_identity.private_key)
     body[name] = value
 
@@ -397,7 +399,9 @@ def test_a_signature_that_is_not_base64_is_refused(sns_certificate_server, sns_s
         verifier_for(sns_certificate_server).verify(body)
 
 
-def test_a_stale_notification_is_refused_over_http_but_accepted_from_a_queue(sns_certificate_server, sns_signing_identity):
+def test_a_stale_notification_is_refused_over_http_but_accepted_from_a_queue(
+    sns_certificate_server, sns_signing_identity
+):
     sent = NOW - SNS_HTTP_MAX_AGE - timedelta(seconds=1)
     body = notification(sns_certificate_server, "x", Timestamp=iso(sent))
     body = sign_sns_message(body, sns_signing_identity.private_key)
@@ -467,130 +471,134 @@ def at(text: str) -> datetime:
     [
         (
             "event_bounce.json",
-            dict(
-                kind=EventKind.BOUNCE,
-                recipients=("recipient@example.com",),
-                timestamp=at("2017-08-05T00:41:02.669Z"),
-                bounce_type="Permanent",
-                bounce_subtype="General",
-                permanent=True,
-                detail="smtp; 550 5.1.1 user unknown",
-            ),
+            {
+                "kind": EventKind.BOUNCE,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2017-08-05T00:41:02.669Z"),
+                "bounce_type": "Permanent",
+                "bounce_subtype": "General",
+                "permanent": True,
+                "detail": "smtp; 550 5.1.1 user unknown",
+            },
         ),
         (
             "event_complaint.json",
-            dict(
-                kind=EventKind.COMPLAINT,
-                recipients=("recipient@example.com",),
-                timestamp=at("2017-08-05T00:41:02.669Z"),
-                complaint_feedback_type="abuse",
-                user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            {
+                "kind": EventKind.COMPLAINT,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2017-08-05T00:41:02.669Z"),
+                "complaint_feedback_type": "abuse",
+                "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                 "Chrome/60.0.3112.90 Safari/537.36",
-            ),
+            },
         ),
         (
             "event_delivery.json",
-            dict(
-                kind=EventKind.DELIVERY,
-                recipients=("recipient@example.com",),
-                timestamp=at("2016-10-19T23:21:04.133Z"),
-                detail="250 2.6.0 Message received",
-            ),
+            {
+                "kind": EventKind.DELIVERY,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2016-10-19T23:21:04.133Z"),
+                "detail": "250 2.6.0 Message received",
+            },
         ),
         (
             "event_send.json",
-            dict(kind=EventKind.SEND, recipients=("recipient@example.com",), timestamp=at("2016-10-14T05:02:16.645Z")),
+            {
+                "kind": EventKind.SEND,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2016-10-14T05:02:16.645Z"),
+            },
         ),
         (
             "event_reject.json",
-            dict(
-                kind=EventKind.REJECT,
-                recipients=("sender@example.com",),
-                timestamp=at("2016-10-14T17:38:15.211Z"),
-                detail="Bad content",
-            ),
+            {
+                "kind": EventKind.REJECT,
+                "recipients": ("sender@example.com",),
+                "timestamp": at("2016-10-14T17:38:15.211Z"),
+                "detail": "Bad content",
+            },
         ),
         (
             "event_open.json",
-            dict(
-                kind=EventKind.OPEN,
-                recipients=("recipient@example.com",),
-                timestamp=at("2017-08-09T22:00:19.652Z"),
-                ip_address="192.0.2.1",
-                user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 10_3_3 like Mac OS X) AppleWebKit/603.3.8 "
+            {
+                "kind": EventKind.OPEN,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2017-08-09T22:00:19.652Z"),
+                "ip_address": "192.0.2.1",
+                "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 10_3_3 like Mac OS X) AppleWebKit/603.3.8 "
                 "(KHTML, like Gecko) Mobile/14G60",
-            ),
+            },
         ),
         (
             "event_click.json",
-            dict(
-                kind=EventKind.CLICK,
-                recipients=("recipient@example.com",),
-                timestamp=at("2017-08-09T23:51:25.570Z"),
-                ip_address="192.0.2.1",
-                link="http://docs.aws.amazon.com/ses/latest/DeveloperGuide/send-email-smtp.html",
-            ),
+            {
+                "kind": EventKind.CLICK,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2017-08-09T23:51:25.570Z"),
+                "ip_address": "192.0.2.1",
+                "link": "http://docs.aws.amazon.com/ses/latest/DeveloperGuide/send-email-smtp.html",
+            },
         ),
         (
             "event_rendering_failure.json",
-            dict(
-                kind=EventKind.RENDERING_FAILURE,
-                recipients=("recipient@example.com",),
-                timestamp=at("2018-01-22T18:43:06.197Z"),
-                detail="Attribute 'attributeName' is not present in the rendering data.",
-            ),
+            {
+                "kind": EventKind.RENDERING_FAILURE,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2018-01-22T18:43:06.197Z"),
+                "detail": "Attribute 'attributeName' is not present in the rendering data.",
+            },
         ),
         (
             "event_delivery_delay.json",
-            dict(
-                kind=EventKind.DELIVERY_DELAY,
-                recipients=("recipient@example.com",),
-                timestamp=at("2020-06-16T00:25:40.095Z"),
-                detail="smtp; 421 4.4.1 Unable to connect to remote host",
-            ),
+            {
+                "kind": EventKind.DELIVERY_DELAY,
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2020-06-16T00:25:40.095Z"),
+                "detail": "smtp; 421 4.4.1 Unable to connect to remote host",
+            },
         ),
         (
             "event_subscription.json",
-            dict(
-                kind=EventKind.SUBSCRIPTION,
-                provider_message_id="EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
-                recipients=("recipient@example.com",),
-                timestamp=at("2022-01-12T01:00:17.910Z"),
-                unsubscribe_all=True,
-                detail="UnsubscribeHeader",
-            ),
+            {
+                "kind": EventKind.SUBSCRIPTION,
+                "provider_message_id": "EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
+                "recipients": ("recipient@example.com",),
+                "timestamp": at("2022-01-12T01:00:17.910Z"),
+                "unsubscribe_all": True,
+                "detail": "UnsubscribeHeader",
+            },
         ),
         (
             "notification_bounce.json",
-            dict(
-                kind=EventKind.BOUNCE,
-                provider_message_id="00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
-                recipients=("jane@example.com",),
-                timestamp=at("2016-01-27T14:59:38.237Z"),
-                bounce_type="Permanent",
-                bounce_subtype="General",
-                permanent=True,
-                detail="smtp; 550 5.1.1 <jane@example.com>... User",
-            ),
+            {
+                "kind": EventKind.BOUNCE,
+                "provider_message_id": "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000",
+                "recipients": ("jane@example.com",),
+                "timestamp": at("2016-01-27T14:59:38.237Z"),
+                "bounce_type": "Permanent",
+                "bounce_subtype": "General",
+                "permanent": True,
+                "detail": "smtp; 550 5.1.1 <jane@example.com>... User",
+            },
         ),
         (
             "notification_complaint.json",
-            dict(
-                kind=EventKind.COMPLAINT,
-                provider_message_id="000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
-                recipients=("richard@example.com",),
-                complaint_feedback_type="abuse",
-                user_agent="AnyCompany Feedback Loop (V0.01)",
-            ),
+            {
+                "kind": EventKind.COMPLAINT,
+                "provider_message_id": "000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
+                "recipients": ("richard@example.com",),
+                "complaint_feedback_type": "abuse",
+                "user_agent": "AnyCompany Feedback Loop (V0.01)",
+            },
         ),
         (
             "notification_delivery.json",
-            dict(
-                kind=EventKind.DELIVERY,
-                provider_message_id="0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000",
-                recipients=("jane@example.com",),
-                timestamp=at("2016-01-27T14:59:38.237Z"),
-            ),
+            {
+                "kind": EventKind.DELIVERY,
+                "provider_message_id": "0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000",
+                "recipients": ("jane@example.com",),
+                "timestamp": at("2016-01-27T14:59:38.237Z"),
+            },
         ),
     ],
 )
@@ -606,8 +614,16 @@ def test_each_documented_ses_record_is_parsed(name, expected):
 
 def test_the_kinds_are_lowercase_names():
     assert [kind.value for kind in EventKind] == [
-        "send", "delivery", "bounce", "complaint", "reject",
-        "delivery_delay", "open", "click", "rendering_failure", "subscription",
+        "send",
+        "delivery",
+        "bounce",
+        "complaint",
+        "reject",
+        "delivery_delay",
+        "open",
+        "click",
+        "rendering_failure",
+        "subscription",
     ]
 
 
@@ -653,9 +669,11 @@ def test_the_rendering_failure_spelled_without_a_space_is_understood():
 @pytest.mark.parametrize(
     "record",
     [
-        '{"notificationType":"AmazonSnsSubscriptionSucceeded","message":"You have successfully subscribed your '
-        "Amazon SNS topic 'arn:aws:sns:us-west-2:123456789012:MyTopic' to receive 'Bounce' notifications from "
-        "Amazon SES for identity 'example.com'.\"}",
+        (
+            '{"notificationType":"AmazonSnsSubscriptionSucceeded","message":"You have successfully subscribed your '
+            "Amazon SNS topic 'arn:aws:sns:us-west-2:123456789012:MyTopic' to receive 'Bounce' notifications from "
+            "Amazon SES for identity 'example.com'.\"}"
+        ),
         "Successfully validated SNS topic for Amazon SES event publishing.",
     ],
 )
@@ -726,8 +744,11 @@ def test_an_event_read_raw_or_enveloped_from_sqs_has_the_webhooks_dedupe_key(
 
 
 def test_distinct_events_have_distinct_dedupe_keys():
-    keys = {parse_ses_event(fixture(name)).dedupe_key for name in sorted(p.name for p in FIXTURES.glob("*_*.json"))
-            if not name.startswith("sns_")}
+    keys = {
+        parse_ses_event(fixture(name)).dedupe_key
+        for name in sorted(p.name for p in FIXTURES.glob("*_*.json"))
+        if not name.startswith("sns_")
+    }
     other_link = fixture("event_click.json")
     other_link["click"]["link"] = "https://example.com/another"
     another_bounce = fixture("event_bounce.json")
@@ -739,7 +760,9 @@ def test_distinct_events_have_distinct_dedupe_keys():
 
 
 def test_a_tampered_envelope_in_sqs_is_refused_when_a_verifier_is_given(sns_certificate_server, sns_signing_identity):
-    envelope = sign_sns_message(notification(sns_certificate_server, fixture("event_open.json")), sns_signing_identity.private_key)
+    envelope = sign_sns_message(
+        notification(sns_certificate_server, fixture("event_open.json")), sns_signing_identity.private_key
+    )
     envelope["Message"] = json.dumps(fixture("event_complaint.json"))
 
     with pytest.raises(WebhookError, match="signature does not verify"):

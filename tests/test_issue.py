@@ -53,13 +53,17 @@ def assert_matches_plain_reading(path: Path) -> None:
     plain = read_plainly(path)
     assert issue.title == plain.title
     assert [e.title for e in issue.entries] == [e.title for e in plain.entries]
-    for entry, expected in zip(issue.entries, plain.entries):
+    for entry, expected in zip(issue.entries, plain.entries, strict=True):
         assert entry.category == expected.category, entry.title
         assert [(s.text, s.url) for s in entry.sources] == expected.sources, entry.title
         assert entry.insight.plain == expected.insight, entry.title
-        assert [(i.label, i.text.plain) for i in entry.summary] == [(i.label, i.text) for i in expected.summary], entry.title
-        for item, expected_item in zip(entry.summary, expected.summary):
-            assert [(c.label, c.text.plain) for c in item.children] == [(c.label, c.text) for c in expected_item.children]
+        assert [(i.label, i.text.plain) for i in entry.summary] == [(i.label, i.text) for i in expected.summary], (
+            entry.title
+        )
+        for item, expected_item in zip(entry.summary, expected.summary, strict=True):
+            assert [(c.label, c.text.plain) for c in item.children] == [
+                (c.label, c.text) for c in expected_item.children
+            ]
         assert entry.lead_blocks == () and entry.blocks == (), f"{entry.title}: nothing in the seed format is left over"
     assert [(link.text, link.url) for link in issue.related] == plain.related
     assert issue.warnings == ()
@@ -97,7 +101,13 @@ def test_seed_first_and_last_entries_field_by_field():
     ]
     assert first.insight.plain.startswith("微软与OpenAI的关系揭示了AI领域「资本-技术-控制权」的复杂博弈本质。")
     assert first.insight.plain.endswith("这将决定企业能否在资本与技术的天平上保持长期竞争力。")
-    assert [item.label for item in first.summary] == ["微软紧急救场", "合作关系演变", "权力制衡策略", "马斯克诉讼争端", "战略转型"]
+    assert [item.label for item in first.summary] == [
+        "微软紧急救场",
+        "合作关系演变",
+        "权力制衡策略",
+        "马斯克诉讼争端",
+        "战略转型",
+    ]
     assert first.summary[3].text.plain.startswith("马斯克以「使命欺诈」和OpenAI背离非营利初衷为由索赔1340亿美元")
     last = issue.entries[-1]
     assert last.title.startswith("Node.js之父Ryan Dahl宣言")
@@ -128,7 +138,9 @@ def test_example_issue_fields_and_the_unusual_ones():
     assert [(s.text, s.url) for s in issue.entries[3].sources] == [("编辑部", None)]
     nested = issue.entries[1].summary[2]
     assert nested.label == "过渡安排"
-    assert [(c.label, c.text.plain) for c in nested.children] == [("例外情况", "公有领域作品和已明确 CC0 授权的内容可以批量声明。")]
+    assert [(c.label, c.text.plain) for c in nested.children] == [
+        ("例外情况", "公有领域作品和已明确 CC0 授权的内容可以批量声明。")
+    ]
     spans = issue.entries[2].summary[1].text.spans + issue.entries[2].summary[3].text.spans
     assert Code("FP8") in spans
     assert Emphasis((Text("服务等级协议"),)) in spans
@@ -147,7 +159,10 @@ def test_english_labels_half_width_colons_and_colon_outside_the_bold():
     assert [e.category for e in issue.entries] == ["Markets", "Policy", "Research"]
     first, second, third = issue.entries
     assert first.insight.plain == "Inference costs fell five-fold in a year."
-    assert [(i.label, i.text.plain) for i in first.summary] == [("Cost", "0.8 per million tokens"), ("Supply", "more chips shipped")]
+    assert [(i.label, i.text.plain) for i in first.summary] == [
+        ("Cost", "0.8 per million tokens"),
+        ("Supply", "more chips shipped"),
+    ]
     assert [(c.label, c.text.plain) for c in first.summary[1].children] == [("Detail", "a nested item")]
     # `**Category**:`, `**Source**:`, `**Insight**:`, `**Summary**:` with the colon outside the bold.
     assert [(s.text, s.url) for s in second.sources] == [("Gov", "https://gov.example.com/x")]
@@ -174,7 +189,9 @@ def test_sources_split_on_every_separator_and_keep_a_source_without_a_link():
 
 @pytest.mark.parametrize("heading", ["Related", "Other news", "其他相关资讯", "相关资讯"])
 def test_related_section_is_recognised_by_its_heading(heading):
-    issue = parse_issue(f"# T 2026-01-01\n\n{ENTRY}\n## {heading}\n\n- [R](https://r.example.com/1) — note\n- Plain item\n")
+    issue = parse_issue(
+        f"# T 2026-01-01\n\n{ENTRY}\n## {heading}\n\n- [R](https://r.example.com/1) — note\n- Plain item\n"
+    )
     assert len(issue.entries) == 1
     assert issue.related_title == heading
     assert [(link.text, link.url, link.note) for link in issue.related] == [
@@ -290,7 +307,11 @@ def test_soft_line_breaks_join_cjk_without_a_space_and_latin_with_one():
 
 def test_hard_line_break_and_crlf_line_endings(tmp_path):
     path = tmp_path / "crlf.md"
-    path.write_bytes(f"# T 2026-01-01\r\n\r\n{ENTRY}\r\nline one  \r\nline two\r\n".replace("\n", "\r\n").replace("\r\r", "\r").encode())
+    path.write_bytes(
+        f"# T 2026-01-01\r\n\r\n{ENTRY}\r\nline one  \r\nline two\r\n".replace("\n", "\r\n")
+        .replace("\r\r", "\r")
+        .encode()
+    )
     entry = load_issue(path).entries[0]
     assert entry.line == 3
     assert entry.blocks[0].inline.plain == "line one\nline two"
@@ -331,7 +352,11 @@ MALFORMED = {
     "empty_entry_title": ("# T 2026-01-01\n\n##\n\ntext\n", 3, "title is empty"),
     "second_category": ("# T 2026-01-01\n\n## E\n\n> **分类：** a\n> **分类：** b\n", 6, "first is on line 5"),
     "summary_in_quote": ("# T 2026-01-01\n\n## E\n\n> **内容简介：**\n", 5, "inside a '>' quote"),
-    "text_between_summary_and_list": ("# T 2026-01-01\n\n## E\n\n**内容简介：**\nstray\n\n- a：b\n", 6, "followed directly by its list"),
+    "text_between_summary_and_list": (
+        "# T 2026-01-01\n\n## E\n\n**内容简介：**\nstray\n\n- a：b\n",
+        6,
+        "followed directly by its list",
+    ),
     "related_with_a_paragraph": (f"# T 2026-01-01\n\n{ENTRY}\n## 其他相关资讯\n\nnot a list\n", 15, "list of links"),
     "empty_related": (f"# T 2026-01-01\n\n{ENTRY}\n## 其他相关资讯\n", 13, "related-news section is empty"),
     "image_without_source": ("# T 2026-01-01\n\n## E\n\n![alt]()\n", 5, "has no source"),
@@ -344,8 +369,16 @@ MALFORMED = {
     "front_matter_date_not_a_date": (f"{FM}date: tomorrow\n---\n# T\n\n{ENTRY}", 3, "not a date"),
     "front_matter_impossible_date": (f"{FM}date: 2026-13-01\n---\n# T\n\n{ENTRY}", 3, "not a real date"),
     "slot_mark_in_body": (f"# T 2026-01-01\n\n{ENTRY}\nsee %%nl:view_url%% here\n", 13, "reserved"),
-    "slot_mark_in_front_matter": (f"---\npreheader: 'x %%nl:unsubscribe_url%% y'\n---\n# T 2026-01-01\n\n{ENTRY}", 2, "reserved"),
-    "summary_item_without_text": ("# T 2026-01-01\n\n## E\n\n**内容简介：**\n\n- a：b\n- 标签：\n", 8, "'标签' has nothing after"),
+    "slot_mark_in_front_matter": (
+        f"---\npreheader: 'x %%nl:unsubscribe_url%% y'\n---\n# T 2026-01-01\n\n{ENTRY}",
+        2,
+        "reserved",
+    ),
+    "summary_item_without_text": (
+        "# T 2026-01-01\n\n## E\n\n**内容简介：**\n\n- a：b\n- 标签：\n",
+        8,
+        "'标签' has nothing after",
+    ),
 }
 
 

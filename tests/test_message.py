@@ -29,7 +29,7 @@ from newsletter.store import ledger
 from newsletter.tokens import Claim, Links, Purpose, Tokens
 
 pytest.register_assert_rewrite("tests.send_world")
-from tests.send_world import (  # noqa: E402
+from tests.send_world import (
     BASE_URL,
     EXAMPLE_ISSUE,
     SECRET,
@@ -81,7 +81,12 @@ EDGE_ISSUE = """\
 def make_settings(tmp_path: Path | None = None, **sections) -> Settings:
     base = Settings(root=tmp_path or Path.cwd())
     defaults = {
-        "newsletter": {"name": "AI行业速递", "from_": "AI行业速递 <digest@example.com>", "base_url": BASE_URL, "secret": SECRET},
+        "newsletter": {
+            "name": "AI行业速递",
+            "from_": "AI行业速递 <digest@example.com>",
+            "base_url": BASE_URL,
+            "secret": SECRET,
+        },
     }
     for section, values in sections.items():
         defaults.setdefault(section, {}).update(values)
@@ -152,7 +157,13 @@ def parts(message) -> tuple:
 
 
 def plain_fill(
-    rendered: Rendered, links: Links, subscriber_id: int, *, clicks: bool = True, opens: bool = True, issue_id: int = ISSUE_ID
+    rendered: Rendered,
+    links: Links,
+    subscriber_id: int,
+    *,
+    clicks: bool = True,
+    opens: bool = True,
+    issue_id: int = ISSUE_ID,
 ) -> tuple[str, str]:
     """HTML and text as a straightforward fill of the slots, through Rendered.slot_values."""
     html_values, text_values = rendered.slot_values(
@@ -239,7 +250,12 @@ def test_message_id_is_on_the_sender_domain_and_stable_per_issue_and_subscriber(
     again = parse_message(factory_for(settings, rendered).build(Recipient(5, "a@example.org")).data)["Message-ID"]
     other_subscriber = parse_message(factory.build(Recipient(6, "b@example.org")).data)["Message-ID"]
     other_issue = MessageFactory(
-        settings, rendered, issue_id=ISSUE_ID + 1, issue_uid="fedcba9876543210", list_slug="default", links=factory.links
+        settings,
+        rendered,
+        issue_id=ISSUE_ID + 1,
+        issue_uid="fedcba9876543210",
+        list_slug="default",
+        links=factory.links,
     ).build(Recipient(5, "a@example.org"))
 
     assert re.fullmatch(r"<[^@<>\s]+@example\.com>", first)
@@ -280,7 +296,7 @@ def test_subject_is_rfc_2047_encoded_and_decodes_back(settings, rendered, subjec
 
 def raw_field(data: bytes, name: bytes) -> bytes:
     """A header field as written, folded lines and all."""
-    return re.search(rb"^" + name + rb":.*?(?=\r\n[^ \t])", header_block(data), re.S | re.M).group(0)
+    return re.search(rb"^" + name + rb":.*?(?=\r\n[^ \t])", header_block(data), re.DOTALL | re.MULTILINE).group(0)
 
 
 def check_line_lengths(field: bytes) -> None:
@@ -291,7 +307,9 @@ def check_line_lengths(field: bytes) -> None:
 
 
 def test_test_send_prefixes_the_subject(settings, rendered):
-    message = parse_message(factory_for(settings, rendered, subject_prefix="[TEST] ").build(Recipient(0, "me@example.org")).data)
+    message = parse_message(
+        factory_for(settings, rendered, subject_prefix="[TEST] ").build(Recipient(0, "me@example.org")).data
+    )
     assert message["Subject"] == "[TEST] " + rendered.issue.subject
 
 
@@ -388,7 +406,7 @@ def check_links_resolve(rendered: Rendered, html: str, subscriber_id: int, resol
     assert len(tracked) == len(original)
     own = {links.unsubscribe(issue_id, subscriber_id), links.issue_page(rendered.issue.slug)}
     checked = 0
-    for sent, meant in zip(tracked, original):
+    for sent, meant in zip(tracked, original, strict=False):
         if not meant.startswith(("http://", "https://")) or meant in own:
             assert sent == meant
             continue
@@ -494,7 +512,7 @@ def test_fast_layout_is_byte_exact_against_a_plain_fill(rendered, clicks, opens)
     settings = make_settings(tracking={"clicks": clicks, "opens": opens})
     factory = factory_for(settings, rendered)
     links = Links(BASE_URL, tokens())
-    for subscriber_id, name in zip(SUBSCRIBER_IDS, NAMES * 2):
+    for subscriber_id, name in zip(SUBSCRIBER_IDS, NAMES * 2, strict=False):
         built = factory.build(Recipient(subscriber_id, "reader@example.org", name))
         html, text = plain_fill(rendered, links, subscriber_id, clicks=clicks, opens=opens)
         text_body, html_body = raw_part_bodies(built.data)
@@ -543,7 +561,9 @@ def test_base64_layout_is_exact_for_any_slot_placement_margin_and_value_length(m
         for trial in range(5):
             # Values of the sample's lengths (the layout's fast path), and once values that
             # move the text after them (the layout's contract: then the total differs too).
-            values = {name: bytes(chooser.choice(b"ABCxyz019-_/") for _ in range(size)) for name, size in lengths.items()}
+            values = {
+                name: bytes(chooser.choice(b"ABCxyz019-_/") for _ in range(size)) for name, size in lengths.items()
+            }
             if trial == 4 and values:
                 longer = chooser.choice(list(values))
                 values[longer] += b"+" * chooser.randint(1, 90)

@@ -94,12 +94,16 @@ def test_editing_the_issue_changes_the_version_and_the_pages(serve_asgi, setting
 def test_editing_a_custom_template_changes_the_version(serve_asgi, settings, issue_copy, tmp_path):
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "digest.txt.j2").write_text("first {{ issue.title }} {{ slot('unsubscribe_url') }}\n", encoding="utf-8")
+    (templates / "digest.txt.j2").write_text(
+        "first {{ issue.title }} {{ slot('unsubscribe_url') }}\n", encoding="utf-8"
+    )
     base = serve_asgi(create_preview_app(settings, issue_copy, templates))
     with httpx.Client(base_url=base) as client:
         before = client.get("/version").json()["version"]
         assert client.get("/email.txt").text.startswith("first ")
-        (templates / "digest.txt.j2").write_text("second version of the template {{ slot('unsubscribe_url') }}\n", encoding="utf-8")
+        (templates / "digest.txt.j2").write_text(
+            "second version of the template {{ slot('unsubscribe_url') }}\n", encoding="utf-8"
+        )
         poll(lambda: client.get("/version").json()["version"], lambda v: v != before)
         assert client.get("/email.txt").text.startswith("second version")
 
@@ -148,9 +152,14 @@ def test_preview_command_serves_the_issue_until_stopped(issue_copy, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "preview", str(issue_copy), "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
+
         def get():
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/email.html", timeout=2)
@@ -172,10 +181,17 @@ def test_preview_command_with_a_broken_issue_exits_1_with_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     result = subprocess.run(
         [sys.executable, "-m", "newsletter", "preview", "bad.md", "--port", str(free_port())],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["error: bad.md:6: 来源 / Sources has nothing after it; list the sources as links"]
+    assert result.stderr.splitlines() == [
+        "error: bad.md:6: 来源 / Sources has nothing after it; list the sources as links"
+    ]
 
 
 # ---------------------------------------------------------------------------------------

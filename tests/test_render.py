@@ -50,7 +50,9 @@ def all_links(issue):
     urls = []
     for entry in issue.entries:
         urls += [s.url for s in entry.sources if s.url]
-        inlines = [entry.insight] + [i.text for i in entry.summary] + [c.text for i in entry.summary for c in i.children]
+        inlines = (
+            [entry.insight] + [i.text for i in entry.summary] + [c.text for i in entry.summary for c in i.children]
+        )
         urls += [a.url for inline in inlines for a in inline.links()]
     urls += [link.url for link in issue.related if link.url]
     return urls
@@ -122,8 +124,10 @@ def test_tracked_link_urls_and_the_open_pixel_fill_their_slots(sample):
     rendered, _, _ = sample
     tracked = [f"https://t.example.com/c/{i}?a=1&b=2" for i in range(len(rendered.links))]
     html_values, text_values = rendered.slot_values(
-        unsubscribe_url="https://t.example.com/u/x", view_url="https://t.example.com/v",
-        link_urls=tracked, open_pixel_url="https://t.example.com/o.gif?x=1&y=2",
+        unsubscribe_url="https://t.example.com/u/x",
+        view_url="https://t.example.com/v",
+        link_urls=tracked,
+        open_pixel_url="https://t.example.com/o.gif?x=1&y=2",
     )
     filled = rendered.html.fill(html_values)
     links = hrefs(filled)
@@ -141,7 +145,7 @@ def test_tracked_link_urls_and_the_open_pixel_fill_their_slots(sample):
 
 def test_responsive_and_dark_mode_media_queries_are_kept_with_their_important(sample):
     _, email_html, _ = sample
-    styles = "".join(re.findall(r"<style[^>]*>(.*?)</style>", email_html, re.S))
+    styles = "".join(re.findall(r"<style[^>]*>(.*?)</style>", email_html, re.DOTALL))
     assert re.search(r"@media only screen and \(max-width: ?480px\)\s*\{[^@]*!important", styles)
     assert re.search(r"@media \(prefers-color-scheme: dark\)\s*\{[^@]*!important", styles)
     assert "mj-column-per-100" in styles  # MJML's own column rules
@@ -163,7 +167,7 @@ def test_outlook_conditional_comments_are_kept(sample):
     assert "<!--[if mso]>" in email_html
     assert "<!--[if mso | IE]>" in email_html
     assert "<!--[if !mso]><!-->" in email_html
-    assert "xmlns:o=\"urn:schemas-microsoft-com:office:office\"" in email_html
+    assert 'xmlns:o="urn:schemas-microsoft-com:office:office"' in email_html
 
 
 def test_no_script_and_nothing_loaded_from_third_parties(sample):
@@ -171,7 +175,7 @@ def test_no_script_and_nothing_loaded_from_third_parties(sample):
     for document in (email_html, rendered.web_html):
         assert "<script" not in document.lower()
         assert "@import" not in document, "a web font import: every open would call a third party"
-        assert not re.search(r'<link[^>]+stylesheet', document)
+        assert not re.search(r"<link[^>]+stylesheet", document)
     assert not [s for s in re.findall(r'<img [^>]*src="([^"]*)"', email_html) if not s.startswith("https://")]
 
 
@@ -208,7 +212,11 @@ def test_two_processes_with_different_hash_seeds_render_the_same_bytes():
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
             [sys.executable, "-c", DIGEST_SCRIPT, str(path), str(EXAMPLE_CONFIG)],
-            env=env, capture_output=True, text=True, check=True, cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
         )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
@@ -233,7 +241,7 @@ def test_raw_html_in_an_issue_is_escaped_in_html_and_literal_in_text(mixed):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in document
         assert "&lt;b&gt;粗体&lt;/b&gt;" in document
         assert "&lt;div class=" in document and "块级 HTML&lt;/div&gt;" in document
-        assert "<div class=\"raw\"" not in document and "<b>" not in document
+        assert '<div class="raw"' not in document and "<b>" not in document
         assert "条目 &lt;b&gt;标题&lt;/b&gt; 与 强调" in document
         assert "相关 &lt;一&gt;" in document
     # The text part is not HTML: the editor's characters appear as they wrote them.
@@ -297,11 +305,18 @@ def test_unknown_blocks_render_in_source_order(mixed):
     for document in (email_html, rendered.web_html):
         flat = flatten(document)
         positions = [flat.find(mark) for mark in marks]
-        assert -1 not in positions, [m for m, p in zip(marks, positions) if p == -1]
+        assert -1 not in positions, [m for m, p in zip(marks, positions, strict=False) if p == -1]
         assert positions == sorted(positions)
     text_marks = [
-        "[头图：芯片: https://img.example.com/lead.png]", "开头段落", "核心洞察", "内容简介", "After the summary",
-        "A sub-heading", "3. third", '    print("<hello>")', "> a plain quote",
+        "[头图：芯片: https://img.example.com/lead.png]",
+        "开头段落",
+        "核心洞察",
+        "内容简介",
+        "After the summary",
+        "A sub-heading",
+        "3. third",
+        '    print("<hello>")',
+        "> a plain quote",
     ]
     positions = [email_text.find(mark) for mark in text_marks]
     assert -1 not in positions and positions == sorted(positions)
@@ -371,7 +386,12 @@ def test_missing_templates_directory_is_a_render_error(tmp_path, settings):
         ("Hello\n{% if x %}\nno end\n", "digest.txt.j2", 3, "template syntax error"),
         ("Hello\n\n{{ nope.attribute }}\n", "digest.txt.j2", 3, "'nope' is undefined"),
         ("Hello\n{{ issue.title }}\n\n\n{{ issue.no_such_field }}\n", "digest.txt.j2", 5, "no_such_field"),
-        ('{% extends "page.html.j2" %}\n{% block main %}\n{{ issue.entries[0].missing }}\n{% endblock %}\n', "digest.html.j2", 3, "missing"),
+        (
+            '{% extends "page.html.j2" %}\n{% block main %}\n{{ issue.entries[0].missing }}\n{% endblock %}\n',
+            "digest.html.j2",
+            3,
+            "missing",
+        ),
     ],
 )
 def test_broken_custom_template_error_names_the_template_and_line(tmp_path, settings, template, name, line, words):

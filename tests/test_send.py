@@ -22,8 +22,8 @@ from newsletter.sending.pacing import Pacer
 from newsletter.tokens import Links, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
-from tests.send_world import SENDER, World, parse_message, recipients_of  # noqa: E402
-from tests.transport_servers import LocalSes, LocalSmtp  # noqa: E402
+from tests.send_world import SENDER, World, parse_message, recipients_of
+from tests.transport_servers import LocalSes, LocalSmtp
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 
@@ -50,8 +50,8 @@ def factory_for(world: World) -> MessageFactory:
 
 def with_date_of(received: bytes, built: bytes) -> bytes:
     """`built` with the Date header of `received`: the only header that depends on when."""
-    date = re.search(rb"^Date: [^\r\n]*", received, re.M).group(0)
-    return re.sub(rb"^Date: [^\r\n]*", lambda _: date, built, count=1, flags=re.M)
+    date = re.search(rb"^Date: [^\r\n]*", received, re.MULTILINE).group(0)
+    return re.sub(rb"^Date: [^\r\n]*", lambda _: date, built, count=1, flags=re.MULTILINE)
 
 
 def interrupt_after(sent: int):
@@ -68,7 +68,7 @@ def interrupt_after(sent: int):
 
 
 def one_each(counted: dict[str, int], expected: set[str]) -> None:
-    assert set(counted) == expected, (set(counted) ^ expected)
+    assert set(counted) == expected, set(counted) ^ expected
     doubles = {address: n for address, n in counted.items() if n != 1}
     assert not doubles, doubles
 
@@ -218,7 +218,9 @@ def test_smtp_delivers_the_built_bytes_once_to_each_subscriber(world: World, loc
     for delivery in local_smtp.received:
         row = rows[delivery.rcpt_tos[0]]
         assert delivery.mail_from == SENDER
-        built = factory.build(Recipient(row.subscriber_id, row.email, f"读者 {row.subscriber_id - 1}"), message_id=row.message_id)
+        built = factory.build(
+            Recipient(row.subscriber_id, row.email, f"读者 {row.subscriber_id - 1}"), message_id=row.message_id
+        )
         assert delivery.content == with_date_of(delivery.content, built.data)
 
 
@@ -325,7 +327,7 @@ def test_ses_send_reaches_everyone_once_with_configuration_set_and_tags(world: W
     messages = [delivery.message for delivery in received]
     one_each(recipients_of(messages), {f"reader{n}@example.org" for n in range(25)})
     rows = {row.email: row for row in world.deliveries().values()}
-    for delivery, message in zip(received, messages):
+    for delivery, message in zip(received, messages, strict=False):
         row = rows[message["To"].addresses[0].addr_spec]
         assert delivery.source == SENDER
         assert row.provider_message_id == delivery.message_id
@@ -333,7 +335,10 @@ def test_ses_send_reaches_everyone_once_with_configuration_set_and_tags(world: W
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     for request in local_ses.requests:
         assert request.body["ConfigurationSetName"] == "newsletter-events"
-        assert request.body["EmailTags"] == [{"Name": "issue", "Value": "2026-11-30"}, {"Name": "list", "Value": "default"}]
+        assert request.body["EmailTags"] == [
+            {"Name": "issue", "Value": "2026-11-30"},
+            {"Name": "list", "Value": "default"},
+        ]
         assert request.body["Destination"]["ToAddresses"] == [parse_message(request.raw)["To"].addresses[0].addr_spec]
 
 
@@ -438,7 +443,9 @@ def test_ses_throttled_sends_are_retried_and_everyone_gets_exactly_one(
 def test_ses_message_rejected_leaves_that_row_failed_permanent(world: World, local_ses: LocalSes):
     use_ses(world, local_ses)
     local_ses.set_quota(max_send_rate=500)
-    local_ses.fail_next(1, "MessageRejected", "Email address is not verified. The following identities failed the check: someone", 400)
+    local_ses.fail_next(
+        1, "MessageRejected", "Email address is not verified. The following identities failed the check: someone", 400
+    )
     world.add_subscribers(10)
     summary = world.send()
 

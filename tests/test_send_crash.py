@@ -22,8 +22,8 @@ from newsletter.tokens import Links, Tokens
 from newsletter.transports.outbox import OutboxTransport
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
-from tests.send_world import World  # noqa: E402
-from tests.transport_servers import LocalSmtp  # noqa: E402
+from tests.send_world import World
+from tests.transport_servers import LocalSmtp
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 
@@ -145,7 +145,7 @@ def test_a_second_send_while_one_is_running_is_refused(world: World):
 
     # SIGTERM stops the first like Ctrl-C: in-flight messages finish, the rest stay queued.
     running.send_signal(signal.SIGTERM)
-    out, err = running.communicate(timeout=60)
+    _out, err = running.communicate(timeout=60)
     assert "stopped: interrupted" in err and "still queued" in err
     statuses = world.statuses()
     assert "sending" not in statuses and statuses["queued"] > 0
@@ -189,7 +189,7 @@ def crash_mid_window(world: World, *, deliver: list[int], claim: int) -> tuple[l
 
 def test_crash_between_claim_and_send_resends_nobody_and_skips_nobody(world: World):
     ids = world.add_subscribers(10)
-    claimed, _ = crash_mid_window(world, deliver=[], claim=4)
+    _claimed, _ = crash_mid_window(world, deliver=[], claim=4)
     assert world.statuses() == {"sending": 4, "queued": 6}
 
     summary = world.send()
@@ -199,7 +199,7 @@ def test_crash_between_claim_and_send_resends_nobody_and_skips_nobody(world: Wor
 
 def test_crash_between_send_and_record_resends_nobody(world: World):
     ids = world.add_subscribers(10)
-    claimed, emails = crash_mid_window(world, deliver=[0, 2], claim=4)
+    _claimed, _emails = crash_mid_window(world, deliver=[0, 2], claim=4)
     assert len(world.outbox_files()) == 2
 
     plan = world.plan()
@@ -213,7 +213,7 @@ def test_crash_between_send_and_record_resends_nobody(world: World):
 
 def test_without_a_recording_transport_uncertain_rows_wait_for_resend_uncertain(world: World, local_smtp: LocalSmtp):
     ids = world.add_subscribers(6)
-    claimed, emails = crash_mid_window(world, deliver=[], claim=2)
+    claimed, _emails = crash_mid_window(world, deliver=[], claim=2)
     world.use_smtp(local_smtp)
 
     summary = world.send()
@@ -224,4 +224,6 @@ def test_without_a_recording_transport_uncertain_rows_wait_for_resend_uncertain(
 
     resent = world.send(resend_uncertain=True)
     assert resent.sent == 2 and resent.complete
-    assert Counter(r for d in local_smtp.received for r in d.rcpt_tos) == Counter(world.deliveries()[i].email for i in ids)
+    assert Counter(r for d in local_smtp.received for r in d.rcpt_tos) == Counter(
+        world.deliveries()[i].email for i in ids
+    )

@@ -52,7 +52,10 @@ def test_a_permanent_bounce_marks_the_subscriber_bounced_and_is_recorded_on_the_
     assert crafted.status_of(subscriber_id) == schema.BOUNCED
     [event] = crafted.events()
     assert (event["kind"], event["issue_id"], event["subscriber_id"], event["delivery_id"]) == (
-        schema.BOUNCE, issue_id, subscriber_id, delivery_id
+        schema.BOUNCE,
+        issue_id,
+        subscriber_id,
+        delivery_id,
     )
     assert event["detail"]["permanent"] is True and event["detail"]["soft"] is False
     assert event["detail"]["bounce_type"] == "Permanent"
@@ -68,7 +71,10 @@ def test_a_complaint_marks_the_subscriber_complained(store, crafted, sent):
 
 def test_a_not_spam_feedback_report_is_recorded_but_suppresses_nobody(store, crafted, sent):
     _, subscriber_id, _ = sent
-    apply(store, ses_record("Complaint", message_id="ses-1", recipient="reader@example.org", complaintFeedbackType="not-spam"))
+    apply(
+        store,
+        ses_record("Complaint", message_id="ses-1", recipient="reader@example.org", complaintFeedbackType="not-spam"),
+    )
     assert crafted.status_of(subscriber_id) == schema.ACTIVE
     assert [e["kind"] for e in crafted.events()] == [schema.COMPLAINT]
 
@@ -83,7 +89,12 @@ def test_the_same_event_applied_twice_is_recorded_once_and_changes_nothing_the_s
 
 def soft_bounce(at, *, message_id: str = "ses-1", subtype: str = "MailboxFull"):
     return ses_record(
-        "Bounce", message_id=message_id, recipient="reader@example.org", at=at, bounceType="Transient", bounceSubType=subtype
+        "Bounce",
+        message_id=message_id,
+        recipient="reader@example.org",
+        at=at,
+        bounceType="Transient",
+        bounceSubType=subtype,
     )
 
 
@@ -136,7 +147,9 @@ def test_every_other_kind_is_recorded_on_the_row_and_leaves_the_subscriber_activ
         assert apply(store, record).applied is Applied.RECORDED, event_type
     recorded = crafted.events()
     assert [event["kind"] for event in recorded] == list(kinds.values())
-    assert {(e["issue_id"], e["subscriber_id"], e["delivery_id"]) for e in recorded} == {(issue_id, subscriber_id, delivery_id)}
+    assert {(e["issue_id"], e["subscriber_id"], e["delivery_id"]) for e in recorded} == {
+        (issue_id, subscriber_id, delivery_id)
+    }
     assert crafted.status_of(subscriber_id) == schema.ACTIVE
 
 
@@ -154,7 +167,10 @@ def test_an_event_that_overtakes_the_senders_bookkeeping_is_found_by_our_message
     header = f"<{issue_id}.{subscriber_id}.0123456789abcdef@example.com>"
     delivery_id = crafted.delivery(issue_id, subscriber_id, status=schema.SENDING, message_id=header)
     result = apply(
-        store, ses_record("Delivery", message_id="ses-not-yet-recorded", recipient="early@example.org", message_id_header=header)
+        store,
+        ses_record(
+            "Delivery", message_id="ses-not-yet-recorded", recipient="early@example.org", message_id_header=header
+        ),
     )
     assert result.applied is Applied.RECORDED
     assert crafted.events()[0]["delivery_id"] == delivery_id
@@ -202,8 +218,14 @@ def test_an_ses_list_management_unsubscribe_unsubscribes(store, crafted, sent):
 
 def test_an_ses_opt_in_changes_nothing(store, crafted, sent):
     _, subscriber_id, _ = sent
-    opt_in = {"unsubscribeAll": False, "topicSubscriptionStatus": [{"topicName": "News", "subscriptionStatus": "OptIn"}]}
-    apply(store, ses_record("Subscription", message_id="ses-1", recipient="reader@example.org", newTopicPreferences=opt_in))
+    opt_in = {
+        "unsubscribeAll": False,
+        "topicSubscriptionStatus": [{"topicName": "News", "subscriptionStatus": "OptIn"}],
+    }
+    apply(
+        store,
+        ses_record("Subscription", message_id="ses-1", recipient="reader@example.org", newTopicPreferences=opt_in),
+    )
     assert crafted.status_of(subscriber_id) == schema.ACTIVE
 
 

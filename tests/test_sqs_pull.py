@@ -17,10 +17,8 @@ import uuid
 import pytest
 from crafted_ledger import CraftedLedger
 from ses_records import CERT_PATH, TOPIC, ses_record, sns_notification
-from sns_signing import (  # noqa: F401 - fixtures are used by name
+from sns_signing import (
     LOCAL_SNS_ORIGIN_PATTERN,
-    sns_certificate_server,
-    sns_signing_identity,
 )
 
 from newsletter.config import SesSettings, Settings, replace
@@ -29,7 +27,7 @@ from newsletter.transports.ses.sns import SnsVerifier
 from newsletter.transports.ses.sqs import QueueError, pull_events
 
 pytest.register_assert_rewrite("tests.transport_servers")
-from tests.transport_servers import LocalSes  # noqa: E402
+from tests.transport_servers import LocalSes
 
 pytest_plugins = ["tests.transport_servers"]
 
@@ -69,7 +67,9 @@ def queue(local_ses: LocalSes) -> Queue:
 
 @pytest.fixture
 def settings(local_ses: LocalSes) -> Settings:
-    return replace(Settings(), transport={"ses": SesSettings(region=local_ses.region, endpoint_url=local_ses.endpoint_url)})
+    return replace(
+        Settings(), transport={"ses": SesSettings(region=local_ses.region, endpoint_url=local_ses.endpoint_url)}
+    )
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_raw_and_enveloped_events_are_applied_and_then_deleted(
 
 
 def test_a_redelivered_message_is_deleted_and_counted_once(sqlite_store, queue, settings, sqlite_ledger):
-    crafted, a, _ = sqlite_ledger
+    crafted, _a, _ = sqlite_ledger
     record = ses_record("Delivery", message_id="ses-a", recipient="a@example.org")
     queue.send(record)
     queue.send(record)  # what SQS does after a crash between our commit and our delete
@@ -183,7 +183,9 @@ def test_max_stops_after_that_many_messages(sqlite_store, queue, settings, sqlit
 
 def test_a_queue_that_does_not_exist_is_one_clear_error(sqlite_store, settings, local_ses):
     with pytest.raises(QueueError, match="cannot read .*no-such-queue"):
-        pull_events(settings, sqlite_store, f"{local_ses.endpoint_url}/123456789012/no-such-queue", once=True, wait_seconds=0)
+        pull_events(
+            settings, sqlite_store, f"{local_ses.endpoint_url}/123456789012/no-such-queue", once=True, wait_seconds=0
+        )
 
 
 # ---- the command ----
@@ -227,6 +229,7 @@ def test_events_pull_command_applies_the_queue_and_prints_a_summary(tmp_path, qu
         text=True,
         timeout=60,
         env=command_environment(local_ses),
+        check=False,
     )
 
     assert done.returncode == 0, done.stderr
@@ -250,7 +253,7 @@ def test_events_pull_stops_cleanly_on_ctrl_c(tmp_path, queue, local_ses):
         # The first line says it has started and is about to wait on the queue.
         assert process.stdout.readline().startswith(f"reading {queue.url} (Ctrl-C to stop)")
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        _out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()

@@ -39,9 +39,10 @@ def craft(store) -> CraftedLedger:
     """The issue of the module docstring's numbers; see EXPECTED."""
     ledger = CraftedLedger(store)
     issue = ledger.issue(SLUG, link_urls=LINKS)
-    ids = {name: ledger.subscriber(f"{name}@example.org") for name in (
-        "ann", "bot", "cat", "dead", "full", "angry", "temp", "perm", "later", "gone", "left", "virus"
-    )}
+    ids = {
+        name: ledger.subscriber(f"{name}@example.org")
+        for name in ("ann", "bot", "cat", "dead", "full", "angry", "temp", "perm", "later", "gone", "left", "virus")
+    }
     delivery = {}
     for name, sid in ids.items():
         status, failure = {
@@ -194,9 +195,9 @@ def test_stats_command_prints_every_number(sqlite_store, sqlite_config):
         ("clicked \\(people\\)", 2, "25.0%"),
     ]:
         pattern = rf"^\s*{label}\s+{number}" + (rf"\s+{re.escape(share)}" if share else r"\s*$")
-        assert re.search(pattern, text, re.M), f"{label}: {number} {share}\n{text}"
-    assert re.search(r"^\s*0\s+https://news\.example\.com/edge-llm\s+3\s+1\s+1\s*$", text, re.M), text
-    assert re.search(r"^\s*1\s+2026-11-30 09:00\s+1\s+0\s+1\s+0\s*$", text, re.M), text
+        assert re.search(pattern, text, re.MULTILINE), f"{label}: {number} {share}\n{text}"
+    assert re.search(r"^\s*0\s+https://news\.example\.com/edge-llm\s+3\s+1\s+1\s*$", text, re.MULTILINE), text
+    assert re.search(r"^\s*1\s+2026-11-30 09:00\s+1\s+0\s+1\s+0\s*$", text, re.MULTILINE), text
 
 
 def test_stats_command_json_is_the_same_numbers(store, config):
@@ -273,9 +274,9 @@ def test_the_stats_page_shows_the_numbers_and_an_accessible_svg_chart(site):
     assert re.search(r"<th scope=\"row\">Recipients</th><td class=\"num\">12</td>", page)
     assert re.search(r"<th scope=\"row\">Delivered</th><td class=\"num\">4</td><td class=\"num\">50.0%</td>", page)
     assert re.search(r"<th scope=\"row\">Opened \(people\)</th><td class=\"num\">2</td>", page)
-    svg = re.search(r"<svg class=\"chart\".*?</svg>", page, re.S).group(0)
+    svg = re.search(r"<svg class=\"chart\".*?</svg>", page, re.DOTALL).group(0)
     assert 'role="img"' in svg and 'aria-labelledby="chart-title chart-desc"' in svg
-    assert "<title id=\"chart-title\">Opens and clicks per hour since sending</title>" in svg
+    assert '<title id="chart-title">Opens and clicks per hour since sending</title>' in svg
     assert "5 opens and 4 clicks" in svg  # the <desc>: every open and click, machines included
     # One group per bin and one bar per non-zero series: hour 0 has people and machines for
     # both opens and clicks (4 bars), hours 1 and 2 people only (2 bars each).
@@ -308,7 +309,7 @@ def test_the_stats_pages_are_closed_without_a_configured_password(sqlite_store, 
 def test_text_from_the_issue_is_escaped_on_the_stats_pages(sqlite_store, serve_asgi):
     store = sqlite_store
     ledger = CraftedLedger(store)
-    ledger.issue("2026-12-07", title='<script>alert("t")</script>', link_urls=('https://x.example.com/?a=1&b=<i>',))
+    ledger.issue("2026-12-07", title='<script>alert("t")</script>', link_urls=("https://x.example.com/?a=1&b=<i>",))
     site = site_for(store, serve_asgi, password=PASSWORD)
     for path in ("/stats/", "/stats/2026-12-07"):
         page = site.get(path).text

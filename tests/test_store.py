@@ -10,7 +10,7 @@ import multiprocessing
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from newsletter.cli.main import main
 from newsletter.errors import StoreError
 from newsletter.store import Store, head_revision
-from newsletter.store.lists import get_or_create_list
 from newsletter.store.database import alembic_config, known_revisions
+from newsletter.store.lists import get_or_create_list
 from newsletter.store.schema import lists, metadata, subscribers, utcnow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def test_revision_ids_from_file_names_match_alembics_own_chain():
     assert scripts.get_heads() == [head_revision()]
     chain = [script.revision for script in scripts.walk_revisions()][::-1]
     assert chain == known_revisions()
-    for previous, script in zip([None, *chain], chain):
+    for previous, script in zip([None, *chain], chain, strict=False):
         assert scripts.get_revision(script).down_revision == previous
 
 
@@ -91,9 +91,8 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_once(database_url
     for process in openers:
         process.join(60)
     assert [process.exitcode for process in openers] == [0, 0, 0]
-    with Store.open(database_url) as store:
-        with store.read() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+    with Store.open(database_url) as store, store.read() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
 
 
 def test_sqlite_settings_hold_on_every_pooled_connection(tmp_path):
@@ -121,9 +120,8 @@ def test_sqlite_settings_hold_on_every_pooled_connection(tmp_path):
 def test_foreign_keys_are_enforced(store):
     from newsletter.store.schema import memberships
 
-    with pytest.raises(sa.exc.IntegrityError):
-        with store.begin() as conn:
-            conn.execute(memberships.insert().values(list_id=12345, subscriber_id=67890, created_at=utcnow()))
+    with pytest.raises(sa.exc.IntegrityError), store.begin() as conn:
+        conn.execute(memberships.insert().values(list_id=12345, subscriber_id=67890, created_at=utcnow()))
 
 
 def test_times_come_back_timezone_aware_in_utc(store):
@@ -132,43 +130,61 @@ def test_times_come_back_timezone_aware_in_utc(store):
     with store.begin() as conn:
         conn.execute(
             subscribers.insert().values(
-                email="a@example.com", email_key="a@example.com", status="active", attributes={}, created_at=moment, updated_at=moment
+                email="a@example.com",
+                email_key="a@example.com",
+                status="active",
+                attributes={},
+                created_at=moment,
+                updated_at=moment,
             )
         )
     with store.read() as conn:
         stored = conn.execute(sa.select(subscribers.c.created_at)).scalar_one()
-    assert stored == moment and stored.tzinfo == timezone.utc
+    assert stored == moment and stored.tzinfo == UTC
     assert stored.hour == 1
 
 
 def test_naive_times_are_refused(store):
-    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
-        with store.begin() as conn:
-            conn.execute(
-                subscribers.insert().values(
-                    email="a@example.com", email_key="a@example.com", status="active", attributes={},
-                    created_at=datetime(2026, 1, 22), updated_at=datetime(2026, 1, 22),
-                )
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"), store.begin() as conn:
+        conn.execute(
+            subscribers.insert().values(
+                email="a@example.com",
+                email_key="a@example.com",
+                status="active",
+                attributes={},
+                created_at=datetime(2026, 1, 22),
+                updated_at=datetime(2026, 1, 22),
             )
+        )
 
 
 def test_status_outside_the_five_is_refused_by_the_database(store):
-    with pytest.raises(sa.exc.IntegrityError):
-        with store.begin() as conn:
-            conn.execute(
-                subscribers.insert().values(
-                    email="a@example.com", email_key="a@example.com", status="sleeping", attributes={}, created_at=utcnow(), updated_at=utcnow()
-                )
+    with pytest.raises(sa.exc.IntegrityError), store.begin() as conn:
+        conn.execute(
+            subscribers.insert().values(
+                email="a@example.com",
+                email_key="a@example.com",
+                status="sleeping",
+                attributes={},
+                created_at=utcnow(),
+                updated_at=utcnow(),
             )
+        )
 
 
 def test_email_key_is_unique(store):
-    values = dict(email="A@example.com", email_key="a@example.com", status="active", attributes={}, created_at=utcnow(), updated_at=utcnow())
+    values = {
+        "email": "A@example.com",
+        "email_key": "a@example.com",
+        "status": "active",
+        "attributes": {},
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
     with store.begin() as conn:
         conn.execute(subscribers.insert().values(**values))
-    with pytest.raises(sa.exc.IntegrityError):
-        with store.begin() as conn:
-            conn.execute(subscribers.insert().values(**{**values, "email": "a@example.com"}))
+    with pytest.raises(sa.exc.IntegrityError), store.begin() as conn:
+        conn.execute(subscribers.insert().values(**{**values, "email": "a@example.com"}))
 
 
 def test_get_or_create_list_returns_the_same_list(store):
@@ -196,7 +212,10 @@ def test_read_then_write_transactions_in_threads_queue_instead_of_failing(store)
                         subscribers.insert().values(
                             email=f"w{worker}-{round_}-{count}@example.com",
                             email_key=f"w{worker}-{round_}-{count}@example.com",
-                            status="active", attributes={"list": list_id}, created_at=now, updated_at=now,
+                            status="active",
+                            attributes={"list": list_id},
+                            created_at=now,
+                            updated_at=now,
                         )
                     )
         except BaseException as err:  # noqa: BLE001 - reported below, in the test's thread

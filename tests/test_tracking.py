@@ -73,7 +73,18 @@ def test_a_token_signed_under_another_secret_is_refused(tokens: Tokens):
         tokens.verify(other.sign(Purpose.UNSUBSCRIBE, 1, 2), Purpose.UNSUBSCRIBE)
 
 
-@pytest.mark.parametrize("malformed", ["", "abc", "A" * (TOKEN_LENGTH - 1), "A" * (TOKEN_LENGTH + 1), "*" * TOKEN_LENGTH, "=" * TOKEN_LENGTH, "é" * TOKEN_LENGTH])
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        "",
+        "abc",
+        "A" * (TOKEN_LENGTH - 1),
+        "A" * (TOKEN_LENGTH + 1),
+        "*" * TOKEN_LENGTH,
+        "=" * TOKEN_LENGTH,
+        "é" * TOKEN_LENGTH,
+    ],
+)
 def test_malformed_tokens_are_refused_cleanly(tokens: Tokens, malformed: str):
     with pytest.raises(TokenError):
         tokens.verify(malformed, Purpose.UNSUBSCRIBE)
@@ -91,7 +102,9 @@ def test_tokens_have_one_fixed_url_safe_length(tokens: Tokens, issue_id: int, su
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 40])
 def test_sign_clicks_equals_sign_for_each_link(tokens: Tokens, count: int):
     batch = tokens.sign_clicks(17, 2**40 + 3, count)
-    assert [token.decode("ascii") for token in batch] == [tokens.sign(Purpose.CLICK, 17, 2**40 + 3, n) for n in range(count)]
+    assert [token.decode("ascii") for token in batch] == [
+        tokens.sign(Purpose.CLICK, 17, 2**40 + 3, n) for n in range(count)
+    ]
 
 
 @pytest.mark.parametrize("secret", ["", None])

@@ -24,7 +24,7 @@ from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.smtp import SmtpTransport
 
 pytest.register_assert_rewrite("tests.transport_servers")
-from tests.transport_servers import LocalSes, LocalSmtp  # noqa: E402
+from tests.transport_servers import LocalSes, LocalSmtp
 
 pytest_plugins = ["tests.transport_servers"]
 
@@ -142,7 +142,9 @@ def test_outbox_is_safe_to_share_between_threads(tmp_path: Path):
 
     def worker(number: int) -> None:
         for index in range(25):
-            keys.append(transport.send(make_message(number=number * 100 + index), sender=SENDER, recipient="r@example.org"))
+            keys.append(
+                transport.send(make_message(number=number * 100 + index), sender=SENDER, recipient="r@example.org")
+            )
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -264,9 +266,8 @@ def test_smtp_reconnects_once_on_421_at_mail_from(local_smtp: LocalSmtp):
 
 def test_smtp_gives_up_when_a_fresh_connection_says_421(local_smtp: LocalSmtp):
     local_smtp.rcpt_replies["busy@example.org"] = "421 4.7.0 Too many connections, try later"
-    with smtp_transport(local_smtp) as transport:
-        with pytest.raises(TransportError) as caught:
-            transport.send(make_message("busy@example.org"), sender=SENDER, recipient="busy@example.org")
+    with smtp_transport(local_smtp) as transport, pytest.raises(TransportError) as caught:
+        transport.send(make_message("busy@example.org"), sender=SENDER, recipient="busy@example.org")
 
     assert not caught.value.permanent and not caught.value.stops_send
     assert caught.value.code == "421"
@@ -275,9 +276,8 @@ def test_smtp_gives_up_when_a_fresh_connection_says_421(local_smtp: LocalSmtp):
 
 def test_smtp_does_not_resend_when_the_connection_drops_during_data(local_smtp: LocalSmtp):
     local_smtp.hang_up_in_data(1)
-    with smtp_transport(local_smtp) as transport:
-        with pytest.raises(TransportError) as caught:
-            transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+    with smtp_transport(local_smtp) as transport, pytest.raises(TransportError) as caught:
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     assert not caught.value.permanent and caught.value.code == "disconnected"
     assert "may or may not" in str(caught.value)
@@ -294,9 +294,11 @@ def test_smtp_unreachable_server_is_temporary():
 
 
 def test_smtp_starttls_with_auth(tls_certificate):
-    with LocalSmtp(tls="starttls", certificate=tls_certificate, users={"mailer": "s3cret"}) as server:
-        with smtp_transport(server, security="starttls", username="mailer", password="s3cret") as transport:
-            transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+    with (
+        LocalSmtp(tls="starttls", certificate=tls_certificate, users={"mailer": "s3cret"}) as server,
+        smtp_transport(server, security="starttls", username="mailer", password="s3cret") as transport,
+    ):
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     [delivery] = server.received
     assert delivery.tls and delivery.login == "mailer"
@@ -304,9 +306,11 @@ def test_smtp_starttls_with_auth(tls_certificate):
 
 
 def test_smtp_implicit_tls(tls_certificate):
-    with LocalSmtp(tls="ssl", certificate=tls_certificate) as server:
-        with smtp_transport(server, security="ssl") as transport:
-            transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+    with (
+        LocalSmtp(tls="ssl", certificate=tls_certificate) as server,
+        smtp_transport(server, security="ssl") as transport,
+    ):
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
     assert server.received[0].tls
 
 
@@ -345,9 +349,12 @@ def test_smtp_non_ascii_recipient_uses_smtputf8_when_offered(local_smtp: LocalSm
 
 
 def test_smtp_non_ascii_recipient_without_smtputf8_is_permanent():
-    with LocalSmtp(smtputf8=False) as server, smtp_transport(server) as transport:
-        with pytest.raises(TransportError) as caught:
-            transport.send(make_message(), sender=SENDER, recipient="读者@example.org")
+    with (
+        LocalSmtp(smtputf8=False) as server,
+        smtp_transport(server) as transport,
+        pytest.raises(TransportError) as caught,
+    ):
+        transport.send(make_message(), sender=SENDER, recipient="读者@example.org")
     assert caught.value.permanent and not caught.value.stops_send and caught.value.code == "SMTPUTF8"
 
 
@@ -360,7 +367,7 @@ def test_smtp_keeps_one_connection_per_thread_and_closes_them_all(local_smtp: Lo
             for index in range(5):
                 address = f"r{number}-{index}@example.org"
                 transport.send(make_message(address, number * 10 + index), sender=SENDER, recipient=address)
-        except BaseException as err:  # pragma: no cover - reported below
+        except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
@@ -393,7 +400,9 @@ def test_ses_sends_the_raw_bytes_with_tags_and_configuration_set(local_ses: Loca
     messages = [make_message(f"reader{n}@example.org", n) for n in range(2)]
     with ses_transport(local_ses, configuration_set="newsletter-events") as transport:
         ids = [
-            transport.send(m, sender=SENDER, recipient=f"reader{n}@example.org", tags={"issue": "2026-01-22", "list": "科技 news"})
+            transport.send(
+                m, sender=SENDER, recipient=f"reader{n}@example.org", tags={"issue": "2026-01-22", "list": "科技 news"}
+            )
             for n, m in enumerate(messages)
         ]
 
@@ -406,7 +415,10 @@ def test_ses_sends_the_raw_bytes_with_tags_and_configuration_set(local_ses: Loca
     assert request["FromEmailAddress"] == SENDER
     assert request["Destination"] == {"ToAddresses": ["reader0@example.org"]}
     assert request["ConfigurationSetName"] == "newsletter-events"
-    assert request["EmailTags"] == [{"Name": "issue", "Value": "2026-01-22"}, {"Name": "list", "Value": "_news-246jz16k"}]
+    assert request["EmailTags"] == [
+        {"Name": "issue", "Value": "2026-01-22"},
+        {"Name": "list", "Value": "_news-246jz16k"},
+    ]
     assert local_ses.requests[0].raw == messages[0]
 
 
@@ -420,15 +432,19 @@ def test_ses_paced_send_is_released_after_signing_and_can_be_called_off(local_se
         return True
 
     with ses_transport(local_ses) as transport:
-        message_id = transport.send_paced(make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=release)
+        message_id = transport.send_paced(
+            make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=release
+        )
         with pytest.raises(TransportError) as stopped:
-            transport.send_paced(make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=lambda: False)
+            transport.send_paced(
+                make_message(), sender=SENDER, recipient="reader@example.org", tags={}, pace=lambda: False
+            )
         # A plain send afterwards is not paced by a leftover pace function.
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     assert seen_at_release == [0]
     assert stopped.value.code == STOPPED and not stopped.value.permanent
-    assert [d.message_id for d in local_ses.received()][0] == message_id
+    assert next(d.message_id for d in local_ses.received()) == message_id
     assert len(local_ses.received()) == 2, "the called-off request never left"
 
 
@@ -470,9 +486,8 @@ def test_ses_throttling_is_temporary_and_not_retried_underneath(local_ses: Local
 )
 def test_ses_classifies_errors_over_http(local_ses: LocalSes, code, text, status, permanent, quota):
     local_ses.fail_next(1, code, text, status)
-    with ses_transport(local_ses) as transport:
-        with pytest.raises(TransportError) as caught:
-            transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+    with ses_transport(local_ses) as transport, pytest.raises(TransportError) as caught:
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
 
     error = caught.value
     assert (error.permanent, error.stops_send) == (permanent, quota)
@@ -482,9 +497,8 @@ def test_ses_classifies_errors_over_http(local_ses: LocalSes, code, text, status
 
 
 def test_ses_unverified_sender_refused_by_moto_stops_the_send(local_ses: LocalSes):
-    with ses_transport(local_ses) as transport:
-        with pytest.raises(TransportError) as caught:
-            transport.send(make_message(), sender="stranger@unverified.example", recipient="reader@example.org")
+    with ses_transport(local_ses) as transport, pytest.raises(TransportError) as caught:
+        transport.send(make_message(), sender="stranger@unverified.example", recipient="reader@example.org")
     assert caught.value.code == "MessageRejected"
     assert caught.value.permanent and caught.value.stops_send
 
@@ -510,7 +524,11 @@ def test_ses_quota_comes_from_get_account(local_ses: LocalSes):
     with ses_transport(local_ses) as transport:
         quota = transport.quota()
     assert quota == SendQuota(
-        max_send_rate=14.0, max_24_hour_send=50_000.0, sent_last_24_hours=120.0, sending_enabled=True, production_access=False
+        max_send_rate=14.0,
+        max_24_hour_send=50_000.0,
+        sent_last_24_hours=120.0,
+        sending_enabled=True,
+        production_access=False,
     )
     assert quota.remaining_24_hours == 49_880
     assert SendQuota(max_send_rate=1, max_24_hour_send=-1, sent_last_24_hours=5).remaining_24_hours is None
@@ -545,9 +563,11 @@ def test_ses_unreachable_endpoint_is_temporary(local_ses: LocalSes):
 def test_ses_missing_credentials_stop_the_send(local_ses: LocalSes, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with ses_transport(local_ses) as transport:
-        with pytest.raises(TransportError, match="no usable AWS credentials") as caught:
-            transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
+    with (
+        ses_transport(local_ses) as transport,
+        pytest.raises(TransportError, match="no usable AWS credentials") as caught,
+    ):
+        transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
     assert caught.value.permanent and caught.value.stops_send
     assert local_ses.requests == []
 

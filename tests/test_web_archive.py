@@ -16,8 +16,8 @@ from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import ledger
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.send_world import World  # noqa: E402
-from tests.web_site import Site, html_part, served, text_part  # noqa: E402
+from tests.send_world import World
+from tests.web_site import Site, html_part, served, text_part
 
 pytest_plugins = ["tests.web_site"]
 

@@ -4,17 +4,17 @@ to test-artifacts/web-*.png for a person to look at."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from newsletter.store.schema import ACTIVE, UNSUBSCRIBED
 
 pytest.register_assert_rewrite("tests.web_site")
-from browser import blocked_requests, open_page, screenshot  # noqa: E402
+from browser import blocked_requests, open_page, screenshot
 
-from tests.send_world import World  # noqa: E402
-from tests.web_site import Site, served, unsubscribe_url  # noqa: E402
+from tests.send_world import World
+from tests.web_site import Site, served, unsubscribe_url
 
 pytest_plugins = ["browser", "tests.web_site"]
 pytestmark = pytest.mark.browser
@@ -107,7 +107,9 @@ def test_the_archive_an_issue_page_and_the_404_page_render(sent: Site, chromium)
         with page.expect_navigation():
             link.click()
         assert page.url == f"{sent.url}/issues/2026-11-30"
-        assert page.get_by_role("heading", name="端侧大模型走进千元机：3B 参数模型首次成为国产手机出厂标配").is_visible()
+        assert page.get_by_role(
+            "heading", name="端侧大模型走进千元机：3B 参数模型首次成为国产手机出厂标配"
+        ).is_visible()
         assert no_horizontal_scroll(page)
         screenshot(page, "web-issue-phone")
         page.set_viewport_size({"width": DESKTOP[0], "height": DESKTOP[1]})

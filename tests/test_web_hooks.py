@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 
@@ -20,13 +20,11 @@ import pytest
 import sqlalchemy as sa
 from http_server import run_asgi_in_thread
 from ses_records import CERT_PATH, TOPIC, fixture, iso, ses_record, sns_notification
-from sns_signing import (  # noqa: F401 - fixtures are used by name
+from sns_signing import (
     LOCAL_SNS_ORIGIN_PATTERN,
     LocalHttpServer,
     make_signing_identity,
     sign_sns_message,
-    sns_certificate_server,
-    sns_signing_identity,
 )
 
 from newsletter.config import Settings, replace
@@ -38,7 +36,7 @@ from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
 
 pytest.register_assert_rewrite("tests.send_world")
-from tests.send_world import World  # noqa: E402
+from tests.send_world import World
 
 pytest_plugins = ["http_server"]
 
@@ -46,7 +44,9 @@ pytest_plugins = ["http_server"]
 class Hook:
     """The app serving one World's database, and a way to post SNS messages to it."""
 
-    def __init__(self, world: World, base_url: str, cert_server: LocalHttpServer, identity, client: httpx.Client) -> None:
+    def __init__(
+        self, world: World, base_url: str, cert_server: LocalHttpServer, identity, client: httpx.Client
+    ) -> None:
         self.world = world
         self.url = base_url + "/hooks/ses"
         self.cert_server = cert_server
@@ -127,7 +127,7 @@ def shared_hooks(tmp_path_factory, sns_signing_identity, http_client):
             url = f"sqlite:///{root / 'newsletter.db'}"
             world = sent_world(root, url) if name == "sent" else World(root, url)
             stack.callback(world.close)
-            serve = lambda app: stack.enter_context(run_asgi_in_thread(app))  # noqa: E731
+            serve = lambda app: stack.enter_context(run_asgi_in_thread(app))
             hooks[name] = serve_hook(world, serve, cert_server, sns_signing_identity, http_client)
         yield hooks
 
@@ -181,7 +181,9 @@ def addressee(path) -> str:
 
 def test_a_complaint_signed_with_signature_version_2_marks_the_subscriber_complained(hook, readers):
     world, (angry, _, _) = readers
-    answer = hook.notify(ses_record("Complaint", message_id=ses_id(world, angry), recipient=address(world, angry)), version="2")
+    answer = hook.notify(
+        ses_record("Complaint", message_id=ses_id(world, angry), recipient=address(world, angry)), version="2"
+    )
     assert answer.status_code == 200
     assert hook.status(angry) == schema.COMPLAINED
 
@@ -195,14 +197,16 @@ def test_the_same_notification_delivered_twice_counts_once(hook, readers):
     )
     assert [hook.post(body).status_code for _ in range(2)] == [200, 200]
     # SNS's retry of the same event arrives as a new SNS message with a new MessageId.
-    retry = sns_notification(json.loads(body["Message"]), cert_url=body["SigningCertURL"], key=hook.identity.private_key)
+    retry = sns_notification(
+        json.loads(body["Message"]), cert_url=body["SigningCertURL"], key=hook.identity.private_key
+    )
     assert hook.post(retry).status_code == 200
     assert [event["kind"] for event in hook.events()] == [schema.DELIVERY]
 
 
 def test_three_soft_bounces_within_thirty_days_suppress(hook, readers):
     world, (reader, _, _) = readers
-    start = datetime(2026, 11, 30, 8, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 30, 8, tzinfo=UTC)
     statuses = []
     for days in (0, 12, 25):
         record = ses_record(
@@ -273,7 +277,7 @@ def test_a_subscription_confirmation_visits_its_subscribe_url(bare_hook):
     body = fixture("sns_subscription_confirmation.json")
     body.update(
         TopicArn=TOPIC,
-        Timestamp=iso(datetime.now(timezone.utc)),
+        Timestamp=iso(datetime.now(UTC)),
         SigningCertURL=hook.cert_server.url(CERT_PATH),
         SubscribeURL=hook.cert_server.url(subscribe_path) + "?Action=ConfirmSubscription&Token=abc",
     )
@@ -287,7 +291,7 @@ def test_an_unsubscribe_confirmation_is_acknowledged_without_visiting_anything(b
     body = fixture("sns_unsubscribe_confirmation.json")
     body.update(
         TopicArn=TOPIC,
-        Timestamp=iso(datetime.now(timezone.utc)),
+        Timestamp=iso(datetime.now(UTC)),
         SigningCertURL=hook.cert_server.url(CERT_PATH),
         SubscribeURL=hook.cert_server.url("/resubscribe"),
     )

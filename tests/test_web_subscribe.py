@@ -24,7 +24,7 @@ from newsletter.store.schema import (
 )
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.web_site import BROWSER, Site, form_token  # noqa: E402
+from tests.web_site import BROWSER, Site, form_token
 
 pytest_plugins = ["tests.web_site"]
 
@@ -123,9 +123,11 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
     row = shop.subscriber("new.reader@example.org")
     assert row["status"] == ACTIVE and row["confirmed_at"] is not None
     with shop.world.store.read() as conn:
-        member_of = conn.execute(
-            sa.select(lists.c.slug).join(memberships).where(memberships.c.subscriber_id == row["id"])
-        ).scalars().all()
+        member_of = (
+            conn.execute(sa.select(lists.c.slug).join(memberships).where(memberships.c.subscriber_id == row["id"]))
+            .scalars()
+            .all()
+        )
     assert member_of == ["default"]
     (event,) = shop.events(CONFIRM, "new.reader@example.org")
     assert event["detail"] == {"list": "default", "was": UNCONFIRMED}
@@ -255,7 +257,9 @@ def test_a_cross_site_post_is_refused(shop: Site):
         )
     assert answer.status_code == forged.status_code == 403
     with shop.world.store.read() as conn:
-        assert conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == "victim@example.org")).first() is None
+        assert (
+            conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == "victim@example.org")).first() is None
+        )
 
 
 def test_too_many_posts_from_one_address_get_429(shop: Site):
@@ -267,9 +271,10 @@ def test_too_many_posts_from_one_address_get_429(shop: Site):
     assert refused.headers["retry-after"] == "60"
     assert "请求太频繁" in refused.text
     with shop.world.store.read() as conn:
-        assert conn.execute(
-            sa.select(subscribers.c.id).where(subscribers.c.email == f"burst{limit}@example.org")
-        ).first() is None
+        assert (
+            conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == f"burst{limit}@example.org")).first()
+            is None
+        )
     # Another client is not affected.
     assert subscribe(shop, "calm@example.org", client_ip="203.0.113.10").status_code == 200
 

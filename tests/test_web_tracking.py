@@ -26,8 +26,8 @@ from newsletter.tokens import Purpose
 from newsletter.web.serve import refuse_demo_secret_in_public
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.send_world import World, parse_message  # noqa: E402
-from tests.web_site import (  # noqa: E402
+from tests.send_world import World, parse_message
+from tests.web_site import (
     BROWSER,
     Site,
     html_part,
@@ -106,7 +106,9 @@ def test_an_invalid_pixel_token_still_gets_the_gif_and_records_nothing(sent: Sit
     elif bad == "garbage":
         token = "x"
     else:
-        token = sent.context.tokens.sign(Purpose.UNSUBSCRIBE, sent.world.issue_row()["id"], sent.subscriber(reader(2))["id"])
+        token = sent.context.tokens.sign(
+            Purpose.UNSUBSCRIBE, sent.world.issue_row()["id"], sent.subscriber(reader(2))["id"]
+        )
     before = len(sent.events())
     with sent.client() as mail_client:
         answer = mail_client.get(f"/o/{token}.gif")
@@ -283,7 +285,12 @@ def test_judge_tells_people_from_machines():
     assert person.machine is False and person.detail() is None
     quick = judge(kind=CLICK, user_agent=BROWSER, occurred_at=now, sent_at=now - timedelta(seconds=3))
     assert quick.machine and "3.0 s" in quick.reason
-    later = judge(kind=CLICK, user_agent=BROWSER, occurred_at=now, sent_at=now - timedelta(seconds=CLICK_SECONDS_AFTER_SENDING + 1))
+    later = judge(
+        kind=CLICK,
+        user_agent=BROWSER,
+        occurred_at=now,
+        sent_at=now - timedelta(seconds=CLICK_SECONDS_AFTER_SENDING + 1),
+    )
     assert not later.machine
     # An open seconds after sending is a person reading at once; only clicks are timed.
     assert not judge(kind=OPEN, user_agent=BROWSER, occurred_at=now, sent_at=now).machine
@@ -291,11 +298,16 @@ def test_judge_tells_people_from_machines():
     outlook = "Mozilla/4.0 (compatible; ms-office; MSOffice 16)"
     assert not judge(kind=OPEN, user_agent=outlook).machine
     assert judge(kind=CLICK, user_agent=outlook).machine
-    gmail = judge(kind=OPEN, user_agent="Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)")
+    gmail = judge(
+        kind=OPEN,
+        user_agent="Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    )
     assert not gmail.machine and gmail.detail() == {"proxy": "gmail"}
     assert judge(kind=OPEN, user_agent="Mozilla/5.0").machine
     # Apple Mail itself (not its proxy) is a person.
-    apple_mail = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+    apple_mail = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+    )
     assert not judge(kind=OPEN, user_agent=apple_mail).machine
 
 
@@ -333,14 +345,18 @@ def test_newsletter_serve_writes_buffered_opens_when_stopped_with_ctrl_c(tmp_pat
             _, stderr = server.communicate(timeout=30)
         assert server.returncode == 0, stderr
         with world.store.read() as conn:
-            stored = conn.execute(sa.select(sa.func.count()).select_from(events).where(events.c.kind == OPEN)).scalar_one()
+            stored = conn.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.kind == OPEN)
+            ).scalar_one()
         assert stored == 5
     finally:
         world.close()
 
 
 def test_newsletter_serve_refuses_the_demo_secret_beyond_loopback():
-    demo = replace(load_settings(environ={"NEWSLETTER_SECRET": DEMO_SECRET}), newsletter={"base_url": "https://news.example.com"})
+    demo = replace(
+        load_settings(environ={"NEWSLETTER_SECRET": DEMO_SECRET}), newsletter={"base_url": "https://news.example.com"}
+    )
     with pytest.raises(ConfigError, match="demo secret"):
         refuse_demo_secret_in_public(demo, "0.0.0.0")
     local = replace(demo, newsletter={"base_url": "http://127.0.0.1:8000"})

@@ -20,7 +20,7 @@ from newsletter.store.schema import (
 )
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.web_site import Site, form_token, http_client, unsubscribe_url  # noqa: E402
+from tests.web_site import Site, form_token, http_client, unsubscribe_url
 
 pytest_plugins = ["tests.web_site"]
 

@@ -26,11 +26,12 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Self
 
 import pytest
 
@@ -67,7 +68,7 @@ def make_certificate(directory: Path) -> TlsCertificate:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -278,7 +279,7 @@ class LocalSmtp:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> LocalSmtp:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -408,7 +409,7 @@ class LocalSes:
             self._thread.join()
             self._server = None
 
-    def __enter__(self) -> LocalSes:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -594,7 +595,11 @@ def _json_response(start_response: Callable, status: int, body: dict, headers: l
     payload = json.dumps(body).encode()
     start_response(
         f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), ("x-amzn-RequestId", str(uuid.uuid4()))]
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ]
         + (headers or []),
     )
     return [payload]
@@ -619,7 +624,14 @@ def _moto_error_code(body: bytes) -> str | None:
     return parsed.get("__type") or parsed.get("code") or parsed.get("Code") or "unknown"
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 # ---------------------------------------------------------------------------------------

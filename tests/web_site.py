@@ -19,8 +19,8 @@ import contextlib
 import dataclasses
 import re
 import time
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
-from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -33,10 +33,10 @@ from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
 
 pytest.register_assert_rewrite("tests.send_world")
-from databases import empty_database  # noqa: E402
-from http_server import run_asgi_in_thread  # noqa: E402
+from databases import empty_database
+from http_server import run_asgi_in_thread
 
-from tests.send_world import World, parse_message  # noqa: E402
+from tests.send_world import World, parse_message
 
 # What a person's browser sends; httpx's own user agent counts as a machine (it is one).
 BROWSER = (
@@ -198,4 +198,3 @@ def pixel_url(message: EmailMessage) -> str:
 
 def form_token(page: str) -> str:
     return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
-

@@ -76,9 +76,7 @@ def _attribute_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def export_csv_file(
-    store: Store, path: str | Path, *, list_slug: str | None = None, status: str | None = None
-) -> int:
+def export_csv_file(store: Store, path: str | Path, *, list_slug: str | None = None, status: str | None = None) -> int:
     """`export_csv` into a file, written whole or not at all.
 
     UTF-8 with a BOM, because Excel opens a BOM-less CSV as the system code page and shows

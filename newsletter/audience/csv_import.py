@@ -16,11 +16,12 @@ import gc
 import json
 import re
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -48,7 +49,9 @@ from newsletter.store.schema import (
 
 # Header names (compared trimmed and lowercased) that mean the address, the name, the lists
 # and the status; every other named column is kept as an attribute.
-EMAIL_COLUMNS = frozenset({"email", "e-mail", "email address", "email_address", "mail", "邮箱", "电子邮箱", "电子邮件", "邮件地址"})
+EMAIL_COLUMNS = frozenset(
+    {"email", "e-mail", "email address", "email_address", "mail", "邮箱", "电子邮箱", "电子邮件", "邮件地址"}
+)
 NAME_COLUMNS = frozenset({"name", "full name", "full_name", "姓名", "名字"})
 LIST_COLUMNS = frozenset({"lists", "list", "tags", "tag"})
 STATUS_COLUMNS = frozenset({"status"})
@@ -193,7 +196,9 @@ def import_csv(
         columns = _columns(path, header[1])
         rows = _parse_rows(path, records, columns, report, problem, list_slug=list_slug, default_list=default_list)
         with _cyclic_gc_paused(), store.connect() as conn:
-            writer = _BatchWriter(conn, report, problem, dry_run=dry_run, resubscribe=resubscribe, source=f"import:{path.name}")
+            writer = _BatchWriter(
+                conn, report, problem, dry_run=dry_run, resubscribe=resubscribe, source=f"import:{path.name}"
+            )
             try:
                 for batch in _batches(rows, batch_size):
                     writer.write(batch)
@@ -257,7 +262,9 @@ def _scan(path: Path, codec: codecs.CodecInfo) -> None:
         if start.startswith(b"PK\x03\x04"):
             raise InputError(f"{path}: this is an Excel workbook (.xlsx), not CSV; in Excel use Save As > 'CSV UTF-8'")
         if start.startswith(b"\xd0\xcf\x11\xe0"):
-            raise InputError(f"{path}: this is an old Excel workbook (.xls), not CSV; in Excel use Save As > 'CSV UTF-8'")
+            raise InputError(
+                f"{path}: this is an old Excel workbook (.xls), not CSV; in Excel use Save As > 'CSV UTF-8'"
+            )
         if start.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise InputError(f"{path}: the file is UTF-16 text (Excel's 'Unicode Text'); save it as 'CSV UTF-8'")
         handle.seek(0)
@@ -428,7 +435,10 @@ def _parse_rows(
             fields = fields + [""] * (width - len(fields))
         raw_email = fields[email_index]
         if not raw_email.strip():
-            problem(number, "empty row" if not any(c.strip() for c in fields) else f"no address in column {columns.email_header!r}")
+            problem(
+                number,
+                "empty row" if not any(c.strip() for c in fields) else f"no address in column {columns.email_header!r}",
+            )
             continue
         try:
             address = normalize_address(raw_email)
@@ -627,7 +637,9 @@ class _BatchWriter:
             current_memberships: set[tuple[int, int]] = set()
             if existing:
                 ids = [record.id for record in existing.values()]
-                current_memberships = {tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})}
+                current_memberships = {
+                    tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})
+                }
             list_ids = self._list_ids({slug for row in rows for slug in row.lists})
 
             now = utcnow()

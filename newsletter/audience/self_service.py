@@ -121,7 +121,9 @@ def undo_unsubscribe(
     return reader, bool(changed)
 
 
-def _record(store: Store, kind: str, issue_id: int | None, subscriber_id: int, user_agent: str | None, detail: dict) -> None:
+def _record(
+    store: Store, kind: str, issue_id: int | None, subscriber_id: int, user_agent: str | None, detail: dict
+) -> None:
     with store.begin() as conn:
         _record_in(conn, kind, issue_id, subscriber_id, user_agent, detail)
 
@@ -184,7 +186,9 @@ def request_subscription(
         # A public form must not create lists; only the configured one exists by default.
         raise InputError(f"there is no list {list_slug!r}")
     if existing is None:
-        created, _ = add_subscriber(store, address.email, name=name, list_slug=list_slug, status=UNCONFIRMED, source="web")
+        created, _ = add_subscriber(
+            store, address.email, name=name, list_slug=list_slug, status=UNCONFIRMED, source="web"
+        )
         subscriber_id = created.id
     elif existing.status == ACTIVE and member:
         return None
@@ -287,13 +291,17 @@ def confirm_subscription(
     return CONFIRMED, Reader(row.id, row.email, row.name, ACTIVE), list_row.name
 
 
-def send_confirmation(settings: Settings, store: Store, transport: Transport, pending: PendingConfirmation, url: str) -> bool:
+def send_confirmation(
+    settings: Settings, store: Store, transport: Transport, pending: PendingConfirmation, url: str
+) -> bool:
     """Send a due confirmation email; on failure release the hour's claim and log it."""
     from newsletter.errors import TransportError
 
     try:
         message = confirmation_message(settings, to=pending.email, url=url)
-        transport.send(message, sender=settings.from_address, recipient=ascii_address(pending.email), tags={"kind": "confirmation"})
+        transport.send(
+            message, sender=settings.from_address, recipient=ascii_address(pending.email), tags={"kind": "confirmation"}
+        )
         return True
     except (TransportError, InputError) as err:
         log.warning("confirmation email to subscriber #%d not sent: %s", pending.subscriber_id, err)

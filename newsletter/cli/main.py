@@ -80,8 +80,18 @@ def _print_findings(findings) -> None:
 
 @main.command()
 @click.argument("issue_file", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default: build/<issue-slug>/).")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Directory of templates that override the packaged ones.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (default: build/<issue-slug>/).",
+)
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
 @pass_context
 def build(context: Context, issue_file: Path, out_dir: Path | None, templates_dir: Path | None) -> None:
     """Render ISSUE_FILE into email.html, email.txt and web.html.
@@ -107,7 +117,12 @@ def build(context: Context, issue_file: Path, out_dir: Path | None, templates_di
 
 @main.command()
 @click.argument("issue_file", type=click.Path(path_type=Path))
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Directory of templates that override the packaged ones.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
 @pass_context
 def check(context: Context, issue_file: Path, templates_dir: Path | None) -> None:
     """Check ISSUE_FILE against what mail clients enforce.
@@ -134,7 +149,12 @@ def check(context: Context, issue_file: Path, templates_dir: Path | None) -> Non
 @click.argument("issue_file", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Directory of templates that override the packaged ones.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
 @pass_context
 def preview(context: Context, issue_file: Path, host: str, port: int, templates_dir: Path | None) -> None:
     """Serve ISSUE_FILE in the browser, reloading when it or a template changes.
@@ -153,16 +173,40 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 
 @main.command()
 @click.argument("issue_file", type=click.Path(path_type=Path))
-@click.option("--list", "list_slug", metavar="SLUG", help="List to send to (default: the issue's front matter 'list', else [newsletter] list).")
-@click.option("--test", "test_addresses", metavar="ADDR", multiple=True, help="Send only to ADDR (repeatable), subject prefixed [TEST], no ledger.")
+@click.option(
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="List to send to (default: the issue's front matter 'list', else [newsletter] list).",
+)
+@click.option(
+    "--test",
+    "test_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="Send only to ADDR (repeatable), subject prefixed [TEST], no ledger.",
+)
 @click.option("--dry-run", is_flag=True, help="Build every message, send none, change nothing.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Messages per second (default: configured, else SES MaxSendRate, never above it).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Messages per second (default: configured, else SES MaxSendRate, never above it).",
+)
 @click.option("--workers", type=click.IntRange(min=1, max=64), help="Sending threads (default: enough for the rate).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--retry-failed", is_flag=True, help="Also retry rows that failed temporarily last time.")
-@click.option("--resend-uncertain", is_flag=True, help="Resend rows left in flight by a crash (may duplicate those that got through).")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Resend rows left in flight by a crash (may duplicate those that got through).",
+)
 @click.option("--force", is_flag=True, help="Send even if checks fail.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Directory of templates that override the packaged ones.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
 @pass_context
 def send(
     context: Context,
@@ -233,12 +277,26 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--list", "list_slug", metavar="SLUG", help="Also put every row on this list (default: rows naming no list join [newsletter] list).")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file, e.g. gbk for Excel on Chinese Windows.")
+@click.option(
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="Also put every row on this list (default: rows naming no list join [newsletter] list).",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Text encoding of the file, e.g. gbk for Excel on Chinese Windows.",
+)
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
-@click.option("--resubscribe", is_flag=True, help="Make unsubscribed, bounced or complained people in the file active again.")
+@click.option(
+    "--resubscribe", is_flag=True, help="Make unsubscribed, bounced or complained people in the file active again."
+)
 @pass_context
-def subscribers_import(context: Context, csv_file: Path, list_slug: str | None, encoding: str, dry_run: bool, resubscribe: bool) -> None:
+def subscribers_import(
+    context: Context, csv_file: Path, list_slug: str | None, encoding: str, dry_run: bool, resubscribe: bool
+) -> None:
     """Import subscribers from CSV_FILE.
 
     Columns: email (required), name, lists or tags (comma-separated), status; any other
@@ -272,7 +330,9 @@ def subscribers_import(context: Context, csv_file: Path, list_slug: str | None, 
 @click.argument("email")
 @click.option("--name", default="", help="Display name.")
 @click.option("--list", "list_slug", metavar="SLUG", help="List to join (default: [newsletter] list).")
-@click.option("--resubscribe", is_flag=True, help="Make them active again if they had unsubscribed, bounced or complained.")
+@click.option(
+    "--resubscribe", is_flag=True, help="Make them active again if they had unsubscribed, bounced or complained."
+)
 @pass_context
 def subscribers_add(context: Context, email: str, name: str, list_slug: str | None, resubscribe: bool) -> None:
     """Add EMAIL as an active subscriber (or add an existing one to a list).
@@ -361,7 +421,12 @@ def subscribers_list(context: Context, list_slug: str | None, status: str | None
 @subscribers.command("export")
 @click.option("--list", "list_slug", metavar="SLUG", help="Only members of this list.")
 @click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (UTF-8 with BOM, for Excel); default: standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (UTF-8 with BOM, for Excel); default: standard output.",
+)
 @pass_context
 def subscribers_export(context: Context, list_slug: str | None, status: str | None, output: Path | None) -> None:
     """Export subscribers as CSV that imports back unchanged.
@@ -443,7 +508,14 @@ def events() -> None:
 @click.option("--queue-url", required=True, metavar="URL", help="The SQS queue subscribed to the SES event topic.")
 @click.option("--once", is_flag=True, help="Stop when the queue is empty instead of waiting for more.")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
-@click.option("--wait", "wait_seconds", type=click.IntRange(0, 20), default=20, show_default=True, help="Seconds each receive waits for messages (SQS long polling).")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(0, 20),
+    default=20,
+    show_default=True,
+    help="Seconds each receive waits for messages (SQS long polling).",
+)
 @pass_context
 def events_pull(context: Context, queue_url: str, once: bool, max_messages: int | None, wait_seconds: int) -> None:
     """Apply SES events from an SQS queue; each message is deleted once stored.

@@ -166,7 +166,9 @@ def _report(plan: SendPlan, summary: SendSummary) -> None:
     if ledger.queued:
         click.echo(f"{ledger.queued} still queued: run the same command again to resume", err=True)
     if ledger.failed_temporary:
-        click.echo(f"{ledger.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True)
+        click.echo(
+            f"{ledger.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True
+        )
     if summary.complete:
         click.echo(f"{plan.stored.slug}: sent completely ({ledger.sent} in all)")
     _where_messages_are(plan)

@@ -40,13 +40,18 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
         links.add_column("machines", justify="right")
         links.add_column("people", justify="right")
         for link in stats.links:
-            links.add_row(str(link.index), _escape(link.url), str(link.clicks), str(link.machine_clicks), str(link.people))
+            links.add_row(
+                str(link.index), _escape(link.url), str(link.clicks), str(link.machine_clicks), str(link.people)
+            )
         console.print(links)
         console.print()
 
     if stats.timeline:
         timeline = Table(
-            title="opens and clicks by hour (hours with any)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False
+            title="opens and clicks by hour (hours with any)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
         )
         for name in ("hour", "starts (UTC)", "opens", "machine opens", "clicks", "machine clicks"):
             timeline.add_column(name, justify="left" if name == "starts (UTC)" else "right")

@@ -25,7 +25,9 @@ def render_issue(settings: Settings, issue_file: Path, *, templates_dir: Path | 
     return Renderer(settings, templates_dir).render(issue)
 
 
-def check_issue(settings: Settings, issue_file: Path, *, templates_dir: Path | None = None) -> tuple[Issue, list[Finding]]:
+def check_issue(
+    settings: Settings, issue_file: Path, *, templates_dir: Path | None = None
+) -> tuple[Issue, list[Finding]]:
     rendered = render_issue(settings, issue_file, templates_dir=templates_dir)
     return rendered.issue, check_rendered(rendered, settings)
 

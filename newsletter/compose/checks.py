@@ -7,9 +7,9 @@ Each check yields `Finding`s; an `error` fails `newsletter check` and stops `new
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Iterator
 
 from newsletter.compose.render import Rendered
 from newsletter.config import Settings
@@ -140,9 +140,7 @@ def _markup(html: str, where: str) -> Iterator[Finding]:
     if not scan.lang or scan.lang.strip().lower() == "und":
         yield Finding("error", "lang", "the <html> element has no lang attribute; screen readers need it", where)
     for src in scan.images_without_alt:
-        yield Finding(
-            "error", "alt", f"image {src!r} has no alt text; write ![description]({src}) in the issue", where
-        )
+        yield Finding("error", "alt", f"image {src!r} has no alt text; write ![description]({src}) in the issue", where)
     for href, reason in scan.bad_links:
         yield Finding("error", "links", f"link {href!r} {reason}; mail needs absolute https:// or mailto: links", where)
     if scan.scripts:
@@ -168,4 +166,3 @@ def _leftovers(part: str, text: str, source: str, where: str) -> Iterator[Findin
         name = "unfilled slot" if match.group(0) == "%%nl:" else "leftover template syntax"
         yield Finding("error", "leftovers", f"{name} in the {part}: …{context}…", where)
         return
-

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -62,12 +62,14 @@ class SlottedText:
 
     def marked(self) -> str:
         """The text with its slot markers, as `parse` read it (for storing)."""
-        return self.parts[0] + "".join(SLOT_MARK.format(name) + part for name, part in zip(self.slots, self.parts[1:]))
+        return self.parts[0] + "".join(
+            SLOT_MARK.format(name) + part for name, part in zip(self.slots, self.parts[1:], strict=True)
+        )
 
     def fill(self, values: Mapping[str, str]) -> str:
         """The text with every slot replaced by its value (already escaped as needed)."""
         out = [self.parts[0]]
-        for name, part in zip(self.slots, self.parts[1:]):
+        for name, part in zip(self.slots, self.parts[1:], strict=True):
             out.append(values[name])
             out.append(part)
         return "".join(out)
@@ -80,7 +82,7 @@ class SlottedText:
     def fill_bytes(self, values: Mapping[str, bytes]) -> bytes:
         parts = self.encoded_parts
         out = [parts[0]]
-        for name, part in zip(self.slots, parts[1:]):
+        for name, part in zip(self.slots, parts[1:], strict=True):
             out.append(values[name])
             out.append(part)
         return b"".join(out)

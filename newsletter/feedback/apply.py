@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -81,6 +82,7 @@ SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
 
 # Kinds that still matter when the message is in no ledger row: they are about the address.
 _ABOUT_THE_ADDRESS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION})
+
 
 class Applied(StrEnum):
     RECORDED = "recorded"
@@ -198,7 +200,9 @@ def _apply(
         status = _new_status(conn, event, policy, subscriber_id)
         if status is not None and suppress_subscriber(conn, subscriber_id, status, since=event.timestamp):
             suppressed.append((subscriber_id, status))
-            log.info("subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.provider_message_id)
+            log.info(
+                "subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.provider_message_id
+            )
     return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed))
 
 

@@ -4,11 +4,12 @@ unsubscribe about one message we sent, as every source of feedback reports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 class EventKind(StrEnum):
@@ -89,7 +90,5 @@ class FeedbackEvent:
     def soft_bounce(self) -> bool:
         """A Transient or Undetermined bounce that says something about the mailbox."""
         return (
-            self.kind is EventKind.BOUNCE
-            and not self.permanent
-            and self.bounce_subtype not in CONTENT_BOUNCE_SUBTYPES
+            self.kind is EventKind.BOUNCE and not self.permanent and self.bounce_subtype not in CONTENT_BOUNCE_SUBTYPES
         )

@@ -4,10 +4,10 @@ bounces past a limit within a window.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Iterable
 
 from newsletter.config import EventsSettings
 from newsletter.feedback.event import EventKind, FeedbackEvent
@@ -47,7 +47,9 @@ class SuppressionPolicy:
         recent = sum(1 for moment in soft_bounce_times if start < moment <= now)
         return recent >= self.transient_bounce_limit
 
-    def suppression_for(self, event: FeedbackEvent, earlier_soft_bounces: Iterable[datetime] = ()) -> Suppression | None:
+    def suppression_for(
+        self, event: FeedbackEvent, earlier_soft_bounces: Iterable[datetime] = ()
+    ) -> Suppression | None:
         """What `event` does to its recipients, given the times of their earlier soft bounces
         (those for which `FeedbackEvent.soft_bounce` was true)."""
         if event.kind is EventKind.BOUNCE and event.permanent:

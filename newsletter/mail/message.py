@@ -20,9 +20,9 @@ import hashlib
 import html
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Mapping
 from urllib.parse import quote
 
 from newsletter.compose.render import (
@@ -116,7 +116,7 @@ class _Base64Layout:
         self.size = len(filled)
         dynamic: set[int] = set()
         offset = len(slotted.encoded_parts[0])
-        for name, part in zip(slotted.slots, slotted.encoded_parts[1:]):
+        for name, part in zip(slotted.slots, slotted.encoded_parts[1:], strict=True):
             end = offset + self.lengths[name]
             if end > offset:
                 # The margin joins runs separated by a few static lines: encoding a line
@@ -193,7 +193,11 @@ class MessageFactory:
         # Gmail's Feedback Loop groups complaints by these fields (CampaignId:CustomerId:
         # MailType:SenderId); they must not contain ':'.
         campaign = re.sub(r"[^A-Za-z0-9_.-]", "-", rendered.issue.slug)
-        head.append(header_line("Feedback-ID", f"{campaign}:{re.sub(r'[^A-Za-z0-9_.-]', '-', list_slug)}:newsletter:{self.domain}"))
+        head.append(
+            header_line(
+                "Feedback-ID", f"{campaign}:{re.sub(r'[^A-Za-z0-9_.-]', '-', list_slug)}:newsletter:{self.domain}"
+            )
+        )
         head.append(header_line("MIME-Version", "1.0"))
         self._head = b"".join(head)
         mailbox = settings.newsletter.unsubscribe_mailto or self.sender
@@ -218,7 +222,7 @@ class MessageFactory:
         self._link_count = len(rendered.links)
         self._link_slots = [f"{LINK_PREFIX}{index}" for index in range(self._link_count)]
         self._original_links = {
-            slot: html.escape(url).encode("utf-8") for slot, url in zip(self._link_slots, rendered.links)
+            slot: html.escape(url).encode("utf-8") for slot, url in zip(self._link_slots, rendered.links, strict=True)
         }
         self._view_html = html.escape(self._view).encode("utf-8")
         sample_html, sample_text = self._slot_values(0)
@@ -246,7 +250,7 @@ class MessageFactory:
         if self.tracking.clicks:
             prefix = self._click_prefix
             tokens = self.links.tokens.sign_clicks(self.issue_id, subscriber_id, self._link_count)
-            html_values.update(zip(self._link_slots, [prefix + token for token in tokens]))
+            html_values.update(zip(self._link_slots, [prefix + token for token in tokens], strict=True))
         else:
             html_values.update(self._original_links)
         text_values = {UNSUBSCRIBE_URL: unsubscribe, VIEW_URL: self._view.encode("utf-8"), OPEN_PIXEL: b""}

@@ -25,8 +25,8 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.errors import InputError, NewsletterError, TransportError
 from newsletter.interrupts import stop_on_signals
@@ -79,8 +79,9 @@ class SendSummary:
 ProgressCallback = Callable[[SendSummary, int], None]
 
 
-
-def run_send(plan: SendPlan, *, progress: ProgressCallback | None = None, transport: Transport | None = None) -> SendSummary:
+def run_send(
+    plan: SendPlan, *, progress: ProgressCallback | None = None, transport: Transport | None = None
+) -> SendSummary:
     """Send the issue to everyone still queued; resumable at any point."""
     if plan.blocked:
         failed = "; ".join(str(f) for f in plan.findings if f.failed)
@@ -143,8 +144,16 @@ class _Campaign:
         if not uncertain:
             return
         if isinstance(self.transport, RecordingTransport):
-            arrived = [Outcome(row_id, SENT) for row_id, message_id, _ in uncertain if message_id and self.transport.contains(message_id)]
-            missing = [row_id for row_id, message_id, _ in uncertain if not (message_id and self.transport.contains(message_id))]
+            arrived = [
+                Outcome(row_id, SENT)
+                for row_id, message_id, _ in uncertain
+                if message_id and self.transport.contains(message_id)
+            ]
+            missing = [
+                row_id
+                for row_id, message_id, _ in uncertain
+                if not (message_id and self.transport.contains(message_id))
+            ]
             with self.store.begin() as conn:
                 ledger.record(conn, arrived)
                 if missing:
@@ -165,7 +174,9 @@ class _Campaign:
                 ledger.requeue(conn, self.issue_id, status=FAILED, failure=TEMPORARY)
 
     def _loop(self, progress: ProgressCallback | None, started: float) -> None:
-        workers = [threading.Thread(target=self._worker, name=f"send-{n}", daemon=True) for n in range(self.plan.workers)]
+        workers = [
+            threading.Thread(target=self._worker, name=f"send-{n}", daemon=True) for n in range(self.plan.workers)
+        ]
         for worker in workers:
             worker.start()
         window = self._claim_window()
@@ -190,7 +201,9 @@ class _Campaign:
     def _interrupted(self) -> None:
         self.summary.stopped = self.summary.stopped or "interrupted"
 
-    def _claim_and_collect(self, progress: ProgressCallback | None, started: float, window: int, low_water: int) -> None:
+    def _claim_and_collect(
+        self, progress: ProgressCallback | None, started: float, window: int, low_water: int
+    ) -> None:
         in_flight = 0
         exhausted = False
         last_heartbeat = time.monotonic()
@@ -198,7 +211,9 @@ class _Campaign:
             try:
                 if not exhausted and not self.stop.is_set() and in_flight <= low_water:
                     with self.store.begin() as conn:
-                        claimed, skipped = ledger.claim(conn, self.issue_id, window - in_flight, self.factory.message_id)
+                        claimed, skipped = ledger.claim(
+                            conn, self.issue_id, window - in_flight, self.factory.message_id
+                        )
                     self.summary.skipped += len(skipped)
                     for item in claimed:
                         self.work.put(item)
@@ -269,7 +284,7 @@ class _Campaign:
                 return
             try:
                 outcome = self._deliver(item)
-            except Exception as err:  # a bug must not leave its row claimed forever
+            except Exception as err:  # noqa: BLE001 - a bug must not leave its row claimed forever
                 outcome = Outcome(item.delivery_id, QUEUED, error=f"internal error: {err!r}")
                 self.stop.set()
                 self.summary.stopped = f"internal error: {err!r}"
@@ -279,7 +294,9 @@ class _Campaign:
         if self.stop.is_set():
             return Outcome(item.delivery_id, QUEUED)
         try:
-            message = self.factory.build(Recipient(item.subscriber_id, item.email, item.name), message_id=item.message_id)
+            message = self.factory.build(
+                Recipient(item.subscriber_id, item.email, item.name), message_id=item.message_id
+            )
         except InputError as err:
             return Outcome(item.delivery_id, FAILED, failure=PERMANENT, error=str(err))
         return self._send_with_retries(item, message)
@@ -307,10 +324,9 @@ class _Campaign:
                     return Outcome(item.delivery_id, QUEUED, attempts=attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-
     def _paced_send(self, message: OutgoingMessage) -> str:
         """One try, released by the pacer: at the wire where the transport can do that."""
-        pace = lambda: self.pacer.wait(self.stop)  # noqa: E731
+        pace = lambda: self.pacer.wait(self.stop)
         if isinstance(self.transport, WirePacedTransport):
             return self.transport.send_paced(
                 message.data, sender=self.sender, recipient=message.recipient, tags=self.tags, pace=pace
@@ -318,5 +334,3 @@ class _Campaign:
         if not pace():
             raise TransportError("stopped before sending", permanent=False, code=STOPPED)
         return self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
-
-

@@ -7,7 +7,7 @@ import math
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Measured against LocalSes: requests reach the server ~5 ms after the pacer lets them go,
 # give or take ~10 ms on a quiet machine, which with exact 1/rate spacing puts rate + 1 of them
@@ -70,5 +70,3 @@ class Pacer:
 def backoff(attempt: int) -> float:
     """Seconds to wait before retry `attempt` (1-based): exponential with full jitter."""
     return random.uniform(0, min(MAX_BACKOFF, BASE_BACKOFF * 2 ** (attempt - 1)))
-
-

@@ -208,9 +208,13 @@ def _quota(settings: Settings) -> SendQuota | None:
         return transport.quota()
 
 
-def _effective_rate(settings: Settings, options: SendOptions, quota: SendQuota | None, notes: list[str]) -> float | None:
+def _effective_rate(
+    settings: Settings, options: SendOptions, quota: SendQuota | None, notes: list[str]
+) -> float | None:
     """--rate, else the configured rate, else SES's MaxSendRate; never above MaxSendRate."""
-    configured = {"smtp": settings.transport.smtp.rate, "ses": settings.transport.ses.rate}.get(settings.transport.kind, 0)
+    configured = {"smtp": settings.transport.smtp.rate, "ses": settings.transport.ses.rate}.get(
+        settings.transport.kind, 0
+    )
     rate = options.rate or configured or None
     if quota is not None and quota.max_send_rate > 0:
         if rate is None:
@@ -229,5 +233,3 @@ def _default_workers(settings: Settings, rate: float | None) -> int:
     latency = 0.15 if settings.transport.kind == "ses" else 0.3
     wanted = math.ceil((rate or 20) * latency) + 1
     return max(1, min(wanted, 32 if settings.transport.kind == "ses" else 8))
-
-

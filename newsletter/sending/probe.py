@@ -5,8 +5,8 @@ every message and sends none.  Neither touches the ledger.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.errors import InputError, TransportError
 from newsletter.mail.message import Recipient
@@ -43,7 +43,10 @@ def send_test(plan: SendPlan, addresses: list[str], *, transport: Transport | No
             message = factory.build(Recipient(0, address), message_id=random_message_id(plan.settings.sender_domain))
             try:
                 provider_id = transport.send(
-                    message.data, sender=plan.settings.from_address, recipient=message.recipient, tags={"issue": plan.stored.slug, "test": "yes"}
+                    message.data,
+                    sender=plan.settings.from_address,
+                    recipient=message.recipient,
+                    tags={"issue": plan.stored.slug, "test": "yes"},
                 )
                 results.append(TestResult(address, provider_id, None))
             except TransportError as err:

@@ -7,9 +7,10 @@ deployments that outgrow it.  The same tables and migrations run on both.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -80,9 +81,13 @@ def create_engine(url: str) -> sa.Engine:
             # into errors on the next request.
             engine = sa.create_engine(parsed, pool_pre_ping=True)
     except sa.exc.NoSuchModuleError as err:
-        raise StoreError(f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'") from err
+        raise StoreError(
+            f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'"
+        ) from err
     except ImportError as err:
-        raise StoreError(f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'") from err
+        raise StoreError(
+            f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'"
+        ) from err
     return engine
 
 
@@ -142,7 +147,7 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True) -> "Store":
+    def open(cls, url: str, *, upgrade: bool = True) -> Store:
         """Connect to `url` and, unless `upgrade=False`, migrate the schema to the head
         revision if it is not there yet (one cheap query when it is)."""
         store = cls(create_engine(url))
@@ -159,7 +164,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         return self.engine.dialect.name
 
     @property
@@ -170,7 +175,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -278,4 +283,3 @@ class Store:
                 if self.dialect == "sqlite":
                     raw.execute("PRAGMA foreign_keys = ON")
         return before, after or ""
-

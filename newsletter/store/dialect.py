@@ -4,8 +4,8 @@ values in the driver's own form, and the fastest bulk insert each has (executema
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
-from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -66,10 +66,18 @@ class CopyInsert:
     while COPY rows are formatted in its C extension.  Rows are tuples in `columns` order
     with values in driver form."""
 
-    def __init__(self, conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...] | None):
+    def __init__(
+        self, conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...] | None
+    ):
         stage = f"newsletter_stage_{table.name}"
         names = ", ".join(columns)
-        on_conflict = "" if conflict is None else f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else " ON CONFLICT DO NOTHING"
+        on_conflict = (
+            ""
+            if conflict is None
+            else f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+            if conflict
+            else " ON CONFLICT DO NOTHING"
+        )
         self.copy_sql = f"COPY {stage} ({names}) FROM STDIN"
         self.move_sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage}{on_conflict}"
         self.drop_sql = f"DROP TABLE IF EXISTS {stage}"
@@ -83,10 +91,9 @@ class CopyInsert:
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
         if not rows:
             return
-        with conn.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(self.copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
         conn.exec_driver_sql(self.move_sql)
 
     def close(self, conn: sa.Connection) -> None:

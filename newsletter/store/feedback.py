@@ -32,7 +32,9 @@ from newsletter.store.schema import (
 _STANDING = {ACTIVE: 0, UNCONFIRMED: 0, UNSUBSCRIBED: 1, BOUNCED: 2, COMPLAINED: 3}
 
 
-def delivery_by_message_id(conn: sa.Connection, *, issue_id: int, subscriber_id: int, message_id: str) -> DeliveryRef | None:
+def delivery_by_message_id(
+    conn: sa.Connection, *, issue_id: int, subscriber_id: int, message_id: str
+) -> DeliveryRef | None:
     """The ledger row of (issue, subscriber), if its Message-ID is `message_id`.
 
     The Message-ID names the issue and subscriber; comparing the stored one as well keeps

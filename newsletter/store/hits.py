@@ -10,9 +10,9 @@ Only SQL lives here; whether a hit was a machine's is decided by the caller's `j
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -35,7 +35,7 @@ class Hit:
 
     @property
     def occurred_at(self) -> datetime:
-        return datetime.fromtimestamp(self.at, timezone.utc)
+        return datetime.fromtimestamp(self.at, UTC)
 
 
 # judge(hit, sent_at) -> (machine, detail)
@@ -78,7 +78,7 @@ class _EventInsert:
             order = self.order
             params = [tuple(row[i] for i in order) for row in rows]
         else:
-            params = [dict(zip(_COLUMNS, row)) for row in rows]
+            params = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
         conn.exec_driver_sql(self.sql, params)
 
 

@@ -14,9 +14,9 @@ import hashlib
 import os
 import secrets
 import socket
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -148,18 +148,18 @@ def save_issue(
     Once the audience is snapshotted the stored render is frozen: every subscriber gets the
     same content and the link indices in tokens already sent keep their meaning.
     """
-    values = dict(
-        title=title,
-        subject=subject,
-        preheader=preheader,
-        issue_date=issue_date,
-        language=language,
-        list_id=list_id,
-        email_html=email_html,
-        email_text=email_text,
-        web_html=web_html,
-        source_sha256=source_sha256,
-    )
+    values = {
+        "title": title,
+        "subject": subject,
+        "preheader": preheader,
+        "issue_date": issue_date,
+        "language": language,
+        "list_id": list_id,
+        "email_html": email_html,
+        "email_text": email_text,
+        "web_html": web_html,
+        "source_sha256": source_sha256,
+    }
     existing = get_issue(conn, slug)
     if existing is None:
         conn.execute(
@@ -220,7 +220,9 @@ def _alive(sender: str, seen_at: datetime | None) -> bool:
 
 
 def refresh_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
-    conn.execute(sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender_seen_at=utcnow()))
+    conn.execute(
+        sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender_seen_at=utcnow())
+    )
 
 
 def release_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
@@ -286,7 +288,9 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
     Returns the claimed rows and the skipped ones.
     """
     query = (
-        sa.select(deliveries.c.id, deliveries.c.subscriber_id, subscribers.c.email, subscribers.c.name, subscribers.c.status)
+        sa.select(
+            deliveries.c.id, deliveries.c.subscriber_id, subscribers.c.email, subscribers.c.name, subscribers.c.status
+        )
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .where(deliveries.c.issue_id == issue_id, deliveries.c.status == QUEUED)
         .order_by(deliveries.c.id)
@@ -338,14 +342,14 @@ def record(conn: sa.Connection, outcomes: Iterable[Outcome]) -> None:
             }
         )
     for status, params in by_status.items():
-        values = dict(
-            status=status,
-            failure=sa.bindparam("new_failure"),
-            error=sa.bindparam("err"),
-            updated_at=now,
+        values = {
+            "status": status,
+            "failure": sa.bindparam("new_failure"),
+            "error": sa.bindparam("err"),
+            "updated_at": now,
             # Retries inside one claim count as attempts too.
-            attempts=deliveries.c.attempts + sa.bindparam("extra"),
-        )
+            "attempts": deliveries.c.attempts + sa.bindparam("extra"),
+        }
         if status == SENT:
             values.update(provider_message_id=sa.bindparam("pid"), sent_at=now)
         conn.execute(sa.update(deliveries).where(deliveries.c.id == sa.bindparam("row_id")).values(**values), params)
@@ -378,7 +382,9 @@ def uncertain_rows(conn: sa.Connection, issue_id: int) -> Iterator[tuple[int, st
         yield row.id, row.message_id, row.email
 
 
-def requeue(conn: sa.Connection, issue_id: int, *, status: str, failure: str | None = None, ids: Sequence[int] | None = None) -> int:
+def requeue(
+    conn: sa.Connection, issue_id: int, *, status: str, failure: str | None = None, ids: Sequence[int] | None = None
+) -> int:
     """Put rows of `status` (and `failure`) back in the queue; returns how many."""
     condition = [deliveries.c.issue_id == issue_id, deliveries.c.status == status]
     if failure is not None:

@@ -8,7 +8,7 @@ through Python.  `newsletter.stats` shapes the answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -81,7 +81,9 @@ def recipients_with(conn: sa.Connection, issue_id: int, kinds: tuple[str, ...]) 
 def event_details(conn: sa.Connection, issue_id: int, kind: str) -> list[tuple[int | None, object]]:
     """(subscriber id, detail) of each event of one kind: for bounces, whose hard/soft
     reading is in `detail`.  Bounces are a few percent of an issue at most."""
-    query = sa.select(events.c.subscriber_id, events.c.detail).where(events.c.issue_id == issue_id, events.c.kind == kind)
+    query = sa.select(events.c.subscriber_id, events.c.detail).where(
+        events.c.issue_id == issue_id, events.c.kind == kind
+    )
     return [(row.subscriber_id, row.detail) for row in conn.execute(query)]
 
 
@@ -122,7 +124,9 @@ def link_rows(conn: sa.Connection, issue_id: int) -> list[LinkRow]:
             events.c.link_idx,
             sa.func.count().label("clicks"),
             sa.func.sum(sa.case((events.c.machine.is_(sa.true()), 1), else_=0)).label("machine_clicks"),
-            sa.func.count(sa.distinct(sa.case((events.c.machine.is_(sa.false()), events.c.subscriber_id)))).label("people"),
+            sa.func.count(sa.distinct(sa.case((events.c.machine.is_(sa.false()), events.c.subscriber_id)))).label(
+                "people"
+            ),
         )
         .where(events.c.issue_id == issue_id, is_click, events.c.link_idx.is_not(None))
         .group_by(events.c.link_idx)
@@ -166,5 +170,4 @@ def _as_hour(value: object) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

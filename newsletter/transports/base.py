@@ -42,8 +42,9 @@ one atomic link into new/, so presence is exact).  SMTP and SES cannot answer it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Transport: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc_info: object) -> None: ...
 

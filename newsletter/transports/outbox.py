@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import Self
 
 from newsletter.errors import TransportError
 from newsletter.mail.message_id import read_message_id
@@ -117,7 +118,7 @@ class OutboxTransport:
     def close(self) -> None:
         """Nothing to release: every send opens and closes its own file."""
 
-    def __enter__(self) -> OutboxTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

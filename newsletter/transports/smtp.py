@@ -23,7 +23,8 @@ import smtplib
 import ssl
 import threading
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Self
 
 from newsletter.errors import TransportError
 from newsletter.mail.message_id import read_message_id
@@ -127,7 +128,7 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 connection.close()
 
-    def __enter__(self) -> SmtpTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -244,16 +245,22 @@ class SmtpTransport:
         try:
             if self.security == "ssl":
                 connection = smtplib.SMTP_SSL(
-                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout, context=self.tls_context
+                    self.host,
+                    self.port,
+                    local_hostname=self.local_hostname,
+                    timeout=self.timeout,
+                    context=self.tls_context,
                 )
             else:
-                connection = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+                connection = smtplib.SMTP(
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+                )
             connection.ehlo_or_helo_if_needed()
             if self.security == "starttls":
                 if not connection.has_extn("starttls"):
                     raise TransportError(
                         f"SMTP server {where} does not offer STARTTLS; set [transport.smtp] "
-                        f"security = \"ssl\" or, on a trusted network only, \"none\"",
+                        f'security = "ssl" or, on a trusted network only, "none"',
                         permanent=True,
                         recipient=recipient,
                         stops_send=True,

@@ -33,6 +33,7 @@ MESSAGE_TEMPLATE = "web/stats_message.html.j2"
 # Admin pages are personal to the editor: never cached by a proxy, never indexed.
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
 
+
 class StatsPages:
     def __init__(self, context) -> None:
         self.context = context
@@ -49,7 +50,7 @@ class StatsPages:
         html = self._page(
             INDEX_TEMPLATE,
             title=self.words["stats_index_title"],
-            issues=[dict(summary=s, date=format_date(s.issue_date, self.language)) for s in summaries],
+            issues=[{"summary": s, "date": format_date(s.issue_date, self.language)} for s in summaries],
         )
         return HTMLResponse(html, headers=PRIVATE_HEADERS)
 
@@ -61,7 +62,9 @@ class StatsPages:
         try:
             stats = await run_in_threadpool(issue_stats, self.context.store, slug)
         except InputError:
-            return self._message(404, self.words["not_found_title"], self.words["stats_no_such_issue"].format(slug=slug))
+            return self._message(
+                404, self.words["not_found_title"], self.words["stats_no_such_issue"].format(slug=slug)
+            )
         words = self.words
         chart_words = {
             "chart_title": words["stats_chart_title"],
@@ -74,7 +77,7 @@ class StatsPages:
             "bar_title": words["stats_bar_title"],
         }
         rows = [
-            dict(label=words[f"stats_{row.name}"], value=row.value, share=_percent(row.share))
+            {"label": words[f"stats_{row.name}"], "value": row.value, "share": _percent(row.share)}
             for row in stats.summary()
         ]
         html = self._page(

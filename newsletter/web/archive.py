@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -98,7 +98,7 @@ def atom_feed(context: WebContext, found: list[SentIssue]) -> bytes:
     element(feed, "link", rel="alternate", type="text/html", href=f"{base}/")
     # 4.2.15: the last time the feed changed significantly: its newest entry.
     newest = max((issue.updated_at for issue in found), default=None)
-    element(feed, "updated", _rfc3339(newest or datetime(1970, 1, 1, tzinfo=timezone.utc)))
+    element(feed, "updated", _rfc3339(newest or datetime(1970, 1, 1, tzinfo=UTC)))
     author = element(feed, "author")
     element(author, "name", settings.newsletter.name)
     element(feed, "generator", "newsletter")
@@ -128,4 +128,4 @@ def page_content(web_html: str) -> str:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -10,9 +10,9 @@ Colours come from the page's CSS variables, so the chart follows its light and d
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Mapping, Sequence
 
 from newsletter.stats import TimelineHour
 
@@ -105,23 +105,29 @@ def timeline_svg(timeline: Sequence[TimelineHour], words: Mapping[str, str]) -> 
     desc = words["chart_desc"].format(opens=total_opens, clicks=total_clicks, hours=span_hours)
 
     out = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="100%" role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">',
+        (
+            f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+            f'width="100%" role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">'
+        ),
         f'<title id="chart-title">{escape(title)}</title>',
         f'<desc id="chart-desc">{escape(desc)}</desc>',
-        "<style>"
-        f".chart text{{font:{FONT_SIZE}px system-ui,sans-serif;fill:var(--muted,#57606a)}}"
-        ".chart .grid{stroke:var(--line,#d0d7de);stroke-width:1}"
-        ".chart .opens{fill:var(--accent,#1a56db)}"
-        ".chart .clicks{fill:#d97706}"
-        ".chart .machine{opacity:.35}"
-        "</style>",
+        (
+            "<style>"
+            f".chart text{{font:{FONT_SIZE}px system-ui,sans-serif;fill:var(--muted,#57606a)}}"
+            ".chart .grid{stroke:var(--line,#d0d7de);stroke-width:1}"
+            ".chart .opens{fill:var(--accent,#1a56db)}"
+            ".chart .clicks{fill:#d97706}"
+            ".chart .machine{opacity:.35}"
+            "</style>"
+        ),
     ]
     # Horizontal grid lines at whole numbers, with their values.
     step = grid_step(top)
     for value in range(0, top + 1, step):
         line_y = y(value)
-        out.append(f'<line class="grid" x1="{MARGIN_LEFT}" x2="{WIDTH - MARGIN_RIGHT}" y1="{line_y:.1f}" y2="{line_y:.1f}"/>')
+        out.append(
+            f'<line class="grid" x1="{MARGIN_LEFT}" x2="{WIDTH - MARGIN_RIGHT}" y1="{line_y:.1f}" y2="{line_y:.1f}"/>'
+        )
         out.append(f'<text x="{MARGIN_LEFT - 6}" y="{line_y + 4:.1f}" text-anchor="end">{value}</text>')
 
     for index, group in enumerate(grouped):
@@ -163,7 +169,7 @@ def timeline_svg(timeline: Sequence[TimelineHour], words: Mapping[str, str]) -> 
     second_column = MARGIN_LEFT + 14 + max(_text_width(row[0][2]) for row in entries) + 18
     for row, line in enumerate(entries):
         legend_y = 8 + row * (FONT_SIZE + 6)
-        for legend_x, (kind, machine, text) in zip((float(MARGIN_LEFT), second_column), line):
+        for legend_x, (kind, machine, text) in zip((float(MARGIN_LEFT), second_column), line, strict=False):
             out.append(_rect(legend_x, legend_y, 10, 10, f"{kind} machine" if machine else kind))
             out.append(f'<text x="{legend_x + 14:.1f}" y="{legend_y + 10}">{escape(text)}</text>')
     out.append("</svg>")

@@ -6,7 +6,7 @@ from a request or the database is always escaped.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from starlette.background import BackgroundTask
 from starlette.responses import HTMLResponse
@@ -98,8 +98,12 @@ class Pages:
 
     def form_expired(self, language: str | None = None) -> HTMLResponse:
         words = self.words(language)
-        return self.message(words["form_expired_title"], words["form_expired_body"], status=403, language=language, role="alert")
+        return self.message(
+            words["form_expired_title"], words["form_expired_body"], status=403, language=language, role="alert"
+        )
 
     def too_large(self, language: str | None = None) -> HTMLResponse:
         words = self.words(language)
-        return self.message(words["server_error_title"], words["request_too_large"], status=413, language=language, role="alert")
+        return self.message(
+            words["server_error_title"], words["request_too_large"], status=413, language=language, role="alert"
+        )

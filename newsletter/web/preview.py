@@ -73,7 +73,9 @@ def create_preview_app(settings: Settings, issue_file: Path, templates_dir: Path
     state = PreviewState(settings, issue_file, templates_dir)
 
     async def shell(request: Request) -> Response:
-        return HTMLResponse(_SHELL.replace("{title}", html.escape(str(issue_file))).replace("{poll}", str(POLL_MILLISECONDS)))
+        return HTMLResponse(
+            _SHELL.replace("{title}", html.escape(str(issue_file))).replace("{poll}", str(POLL_MILLISECONDS))
+        )
 
     async def version(request: Request) -> Response:
         current, _, error = state.current()
@@ -101,7 +103,9 @@ def create_preview_app(settings: Settings, issue_file: Path, templates_dir: Path
     )
 
 
-def serve_preview(settings: Settings, issue_file: Path, *, host: str, port: int, templates_dir: Path | None = None) -> None:
+def serve_preview(
+    settings: Settings, issue_file: Path, *, host: str, port: int, templates_dir: Path | None = None
+) -> None:
     import uvicorn
 
     # Render once up front so a broken issue fails here, as one line, not in the browser.

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import FormData
@@ -217,8 +217,10 @@ def client_address(request: Request) -> str:
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; img-src * data:; form-action 'self'; "
-        b"base-uri 'none'; frame-ancestors 'none'",
+        (
+            b"default-src 'none'; style-src 'unsafe-inline'; img-src * data:; form-action 'self'; "
+            b"base-uri 'none'; frame-ancestors 'none'"
+        ),
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),

@@ -50,7 +50,15 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         # Read per request, not captured: see FormGuard.
         return context.settings
 
-    def show_form(request: Request, *, status: int = 200, error: str | None = None, email: str = "", name: str = "", list_slug: str | None = None) -> Response:
+    def show_form(
+        request: Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        email: str = "",
+        name: str = "",
+        list_slug: str | None = None,
+    ) -> Response:
         words = pages.words()
         slug = list_slug or request.query_params.get("list") or settings().newsletter.list
         try:
@@ -127,8 +135,10 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         email, name, list_slug = (str(fields[key]).strip() for key in ("email", "name", "list"))
         return await run_in_threadpool(handle, request, email, name, list_slug)
 
-    def confirm_page(request: Request, token: str, list_id: int, subscriber_id: int, user_agent: str | None) -> Response:
-        outcome, reader, list_name = confirm_subscription(
+    def confirm_page(
+        request: Request, token: str, list_id: int, subscriber_id: int, user_agent: str | None
+    ) -> Response:
+        outcome, reader, _list_name = confirm_subscription(
             context.store, list_id=list_id, subscriber_id=subscriber_id, user_agent=user_agent
         )
         if outcome not in (CONFIRMED, ALREADY_CONFIRMED) or reader is None:

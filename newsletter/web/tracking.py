@@ -72,11 +72,15 @@ class OpenPixel:
         self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX) or scope["method"] not in ("GET", "HEAD"):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(self.PREFIX)
+            or scope["method"] not in ("GET", "HEAD")
+        ):
             await self.app(scope, receive, send)
             return
         name: str = scope["path"][len(self.PREFIX) :]
-        token = name[:-4] if name.endswith(".gif") else name
+        token = name.removesuffix(".gif")
         try:
             claim = self.verify(token, Purpose.OPEN)
         except TokenError:
@@ -87,9 +91,7 @@ class OpenPixel:
                 if key == b"user-agent":
                     agent = value[:USER_AGENT_LIMIT].decode("latin-1")
                     break
-            self.recorder.add(
-                Hit(OPEN, claim.issue_id, claim.subscriber_id, time.time(), agent, scope["method"])
-            )
+            self.recorder.add(Hit(OPEN, claim.issue_id, claim.subscriber_id, time.time(), agent, scope["method"]))
         await send({"type": "http.response.start", "status": 200, "headers": PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": PIXEL_GIF if scope["method"] == "GET" else b""})
 

@@ -99,9 +99,7 @@ class UnsubscribePage:
             action_url=f"/u/{token}",
         )
 
-    def _unsubscribe(
-        self, request: Request, token: str, claim: Claim, method: str, user_agent: str | None
-    ) -> Response:
+    def _unsubscribe(self, request: Request, token: str, claim: Claim, method: str, user_agent: str | None) -> Response:
         language = self._language(claim)
         if claim.subscriber_id == 0:
             return self._test_message(language)
@@ -141,7 +139,9 @@ class UnsubscribePage:
             message=words["resubscribed_body"].format(email=reader.email, name=self.pages.name),
         )
 
-    def _done(self, request: Request, token: str, reader: Reader, language: str | None, *, status: int = 200) -> Response:
+    def _done(
+        self, request: Request, token: str, reader: Reader, language: str | None, *, status: int = 200
+    ) -> Response:
         words = self.pages.words(language)
         return self._with_form(
             request,

@@ -8,8 +8,8 @@ tuple of spans (`Inline`); the renderer turns both into HTML and text.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class LineBreak:
     pass
 
 
-Span = Union[Text, Strong, Emphasis, Code, Anchor, Image, LineBreak]
+Span = Text | Strong | Emphasis | Code | Anchor | Image | LineBreak
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Rule:
     pass
 
 
-Block = Union[Paragraph, Heading, CodeBlock, Quote, ListBlock, Rule]
+Block = Paragraph | Heading | CodeBlock | Quote | ListBlock | Rule
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import markdown_it_pyrs
 
@@ -77,7 +78,12 @@ LABELS = {
     "summary": SUMMARY,
     "highlights": SUMMARY,
 }
-LABEL_NAMES = {CATEGORY: "分类 / Category", SOURCES: "来源 / Sources", INSIGHT: "核心洞察 / Insight", SUMMARY: "内容简介 / Summary"}
+LABEL_NAMES = {
+    CATEGORY: "分类 / Category",
+    SOURCES: "来源 / Sources",
+    INSIGHT: "核心洞察 / Insight",
+    SUMMARY: "内容简介 / Summary",
+}
 RELATED_TITLES = {"其他相关资讯", "相关资讯", "other news", "related", "related news"}
 
 COLONS = ":："
@@ -85,6 +91,7 @@ SOURCE_SEPARATORS = re.compile(r"[、,，|｜]")
 # A summary label is short text before the first colon; longer text is a sentence that
 # happens to contain a colon, not a label.
 MAX_LABEL_LENGTH = 40
+_LABEL_AT_START = re.compile(rf"\s*([^:：]{{1,{MAX_LABEL_LENGTH}}}?)\s*[:：]\s*")
 
 # The renderer marks per-recipient slots with this (see render.py); an issue must not
 # contain it, or its text would be taken for a slot.
@@ -112,8 +119,21 @@ def _label_key(text: str) -> str | None:
 # `---` would turn a paragraph into a bogus entry) and indented code (an indented
 # continuation line would turn into a code block).
 _MARKDOWN_RULES = [
-    "blockquote", "fence", "heading", "hr", "list", "paragraph", "reference",
-    "autolink", "backticks", "emphasis", "entity", "escape", "image", "link", "newline",
+    "blockquote",
+    "fence",
+    "heading",
+    "hr",
+    "list",
+    "paragraph",
+    "reference",
+    "autolink",
+    "backticks",
+    "emphasis",
+    "entity",
+    "escape",
+    "image",
+    "link",
+    "newline",
 ]
 _markdown = markdown_it_pyrs.MarkdownIt("zero").enable_many(_MARKDOWN_RULES)
 
@@ -317,7 +337,8 @@ class _IssueParser:
                     pending_summary = None
                     continue
                 raise self.error(
-                    f"{LABEL_NAMES[SUMMARY]} has nothing after it; follow it with a '- label：text' list", pending_summary
+                    f"{LABEL_NAMES[SUMMARY]} has nothing after it; follow it with a '- label：text' list",
+                    pending_summary,
                 )
             if node.name == "hr":
                 continue
@@ -336,7 +357,8 @@ class _IssueParser:
                     leftover, summary_line = self.labelled_lines(inner, assign)
                     if summary_line is not None:
                         raise self.error(
-                            f"{LABEL_NAMES[SUMMARY]} inside a '>' quote; put it and its list after the quote", summary_line
+                            f"{LABEL_NAMES[SUMMARY]} inside a '>' quote; put it and its list after the quote",
+                            summary_line,
                         )
                     if leftover:
                         kept.append(Paragraph(leftover))
@@ -391,7 +413,8 @@ class _IssueParser:
             if key is None:
                 if summary_line is not None:
                     raise self.error(
-                        f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list", line
+                        f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list",
+                        line,
                     )
                 _join_softly(insight if insight is not None else leftover, tuple(spans))
                 continue
@@ -468,7 +491,9 @@ class _IssueParser:
                 elif inline.plain:
                     links.append(Link(inline.plain, None))
         if not links:
-            raise self.error("the related-news section is empty; list links as '- [title](https://…)' or remove it", line)
+            raise self.error(
+                "the related-news section is empty; list links as '- [title](https://…)' or remove it", line
+            )
         return tuple(links)
 
     def read_date(self, front: dict, title: str, title_line: int) -> dt.date:
@@ -523,7 +548,9 @@ class _IssueParser:
         if name == "hr":
             return Rule()
         # Anything this parser does not know yet is kept as its text, never dropped.
-        return Paragraph(self.inline(node.children) if node.children else Inline((Text(str(node.meta.get("content", ""))),)))
+        return Paragraph(
+            self.inline(node.children) if node.children else Inline((Text(str(node.meta.get("content", ""))),))
+        )
 
     def item_blocks(self, item: Node) -> list[Block | _NestedList]:
         """A list item's content as blocks; a tight list item holds its inline nodes directly."""
@@ -594,7 +621,9 @@ class _IssueParser:
             elif name == "image":
                 src = str(node.meta.get("url", "")).strip()
                 if not src:
-                    raise self.error("image ![…]() has no source; write ![description](https://…/image.png)", self.line_of(node))
+                    raise self.error(
+                        "image ![…]() has no source; write ![description](https://…/image.png)", self.line_of(node)
+                    )
                 alt = "".join(_node_text(child) for child in node.children).strip()
                 spans.append(Image(src, alt, str(node.meta.get("title", "") or "")))
             else:
@@ -632,9 +661,13 @@ def _split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
             return label.strip(), [Text(rest[0].text.lstrip()[1:])] + rest[1:]
         return "", spans
     if isinstance(first, Text):
-        match = re.match(r"\s*([^:：]{1,%d}?)\s*[:：]\s*" % MAX_LABEL_LENGTH, first.text)
+        match = _LABEL_AT_START.match(first.text)
         # A URL's `https://` is not a label.
-        if match and not first.text[match.end() - 1 :].startswith("//") and not first.text[: match.end()].rstrip().endswith("://"):
+        if (
+            match
+            and not first.text[match.end() - 1 :].startswith("//")
+            and not first.text[: match.end()].rstrip().endswith("://")
+        ):
             return match.group(1).strip(), [Text(first.text[match.end() :])] + spans[1:]
     return "", spans
 
@@ -698,7 +731,10 @@ def _join_softly(spans: list[Span], more: Sequence[Span]) -> None:
 
 def _is_cjk(char: str) -> bool:
     return bool(char) and (
-        "\u2e80" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" or "\uff00" <= char <= "\uffef" or "\u3000" <= char <= "\u303f"
+        "\u2e80" <= char <= "\u9fff"
+        or "\uf900" <= char <= "\ufaff"
+        or "\uff00" <= char <= "\uffef"
+        or "\u3000" <= char <= "\u303f"
     )
 
 

@@ -6,9 +6,10 @@ SQS queue; pure.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from newsletter.errors import WebhookError
 from newsletter.feedback.event import EventKind, FeedbackEvent
@@ -45,7 +46,10 @@ _EVENT_TYPES: dict[str, tuple[EventKind, str]] = {
 _SETUP_NOTIFICATION_TYPES = frozenset({"AmazonSnsSubscriptionSucceeded"})
 _SETUP_MESSAGE_PREFIX = "Successfully validated SNS topic"
 
-def parse_ses_event(record: Mapping[str, Any] | str | bytes, *, sns_message_id: str | None = None) -> FeedbackEvent | None:
+
+def parse_ses_event(
+    record: Mapping[str, Any] | str | bytes, *, sns_message_id: str | None = None
+) -> FeedbackEvent | None:
     """An SES event record (the `Message` of an SNS notification, or a raw SQS body) as an
     `FeedbackEvent`; None for SES's setup notices; `WebhookError` for anything not understood."""
     if isinstance(record, (str, bytes)) and _is_setup_text(record):

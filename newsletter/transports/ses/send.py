@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Self
 
 import boto3
 import botocore.loaders
@@ -46,9 +47,18 @@ from newsletter.errors import TransportError
 from newsletter.transports.base import STOPPED, SendQuota
 
 # Retryable: the request was refused for load, not for what it carried.
-THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled"})
+THROTTLED = frozenset(
+    {"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled"}
+)
 SERVER_TROUBLE = frozenset(
-    {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError", "RequestTimeout", "RequestTimeoutException"}
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
 )
 # About the account, the credentials or the sender, so every other message would fail alike:
 # stop the send instead of failing each subscriber.  NotFoundException is SendEmail's answer
@@ -122,7 +132,9 @@ class SesTransport:
                 "sesv2", region_name=region or None, endpoint_url=endpoint_url or None, config=config
             )
         except (NoRegionError, ValueError) as err:
-            raise TransportError(f"cannot set up SES in region {region!r}: {err}", permanent=True, stops_send=True) from err
+            raise TransportError(
+                f"cannot set up SES in region {region!r}: {err}", permanent=True, stops_send=True
+            ) from err
         self._pace = threading.local()
         self._client.meta.events.register("before-send.sesv2.SendEmail", self._before_send)
 
@@ -156,7 +168,9 @@ class SesTransport:
         try:
             response = self._client.send_email(**request)
         except _SendCalledOff:
-            raise TransportError("the send was stopped before the message left", permanent=False, recipient=recipient, code=STOPPED) from None
+            raise TransportError(
+                "the send was stopped before the message left", permanent=False, recipient=recipient, code=STOPPED
+            ) from None
         except ClientError as err:
             raise _classify(err, sender=sender, recipient=recipient) from err
         except BotoCoreError as err:
@@ -198,7 +212,7 @@ class SesTransport:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> SesTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

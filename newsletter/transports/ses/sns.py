@@ -16,10 +16,11 @@ import threading
 import urllib.error
 import urllib.request
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -63,10 +64,22 @@ class SnsMessageType(StrEnum):
 _SIGNED_FIELDS: dict[SnsMessageType, tuple[str, ...]] = {
     SnsMessageType.NOTIFICATION: ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     SnsMessageType.SUBSCRIPTION_CONFIRMATION: (
-        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
     ),
     SnsMessageType.UNSUBSCRIBE_CONFIRMATION: (
-        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
     ),
 }
 _OPTIONAL_SIGNED_FIELDS = frozenset({"Subject"})
@@ -131,7 +144,7 @@ class HttpFetcher:
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused", headers, fp)
 
 
@@ -219,9 +232,7 @@ class SnsVerifier:
 
         public_key = self._public_key(cert_url)
         try:
-            public_key.verify(
-                signature, string_to_sign(signed), padding.PKCS1v15(), _SIGNATURE_HASHES[version]()
-            )
+            public_key.verify(signature, string_to_sign(signed), padding.PKCS1v15(), _SIGNATURE_HASHES[version]())
         except InvalidSignature:
             raise WebhookError(
                 f"SNS message {signed['MessageId']}: signature does not verify (SignatureVersion {version})"
@@ -311,7 +322,7 @@ def confirm_subscription(message: SnsMessage, fetch: CertificateFetcher | None =
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def json_object(body: Mapping[str, Any] | str | bytes, *, what: str) -> Mapping[str, Any]:
@@ -343,4 +354,4 @@ def parse_timestamp(value: str, *, what: str) -> datetime:
         raise WebhookError(f"{what} {value!r} is not an ISO 8601 time") from err
     if moment.tzinfo is None:
         raise WebhookError(f"{what} {value!r} has no time zone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

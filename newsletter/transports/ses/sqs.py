@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
@@ -111,7 +112,9 @@ def pull_events(
             client = client or sqs_client(settings)
             report(f"reading {queue_url}" + (" until it is empty" if once else " (Ctrl-C to stop)"))
             if verifier is None:
-                report("note: events.topic_arns is empty, so SNS envelopes are not verified (the queue policy is trusted)")
+                report(
+                    "note: events.topic_arns is empty, so SNS envelopes are not verified (the queue policy is trusted)"
+                )
             while not stop.is_set() and (max_messages is None or summary.received < max_messages):
                 batch = min(MAX_BATCH, max_messages - summary.received) if max_messages is not None else MAX_BATCH
                 messages = _receive(client, queue_url, batch, wait_seconds)
@@ -199,7 +202,9 @@ def _delete(client, queue_url: str, entries: list[dict[str, str]], summary: Pull
         # Applied and committed, so nothing is lost: SQS delivers them again and the dedupe
         # key makes that a no-op.  Stop, though, since every further delete would fail too.
         text = _client_error_text(err) if isinstance(err, ClientError) else str(err)
-        raise QueueError(f"cannot delete from {queue_url} (the events are stored; SQS will redeliver them): {text}") from err
+        raise QueueError(
+            f"cannot delete from {queue_url} (the events are stored; SQS will redeliver them): {text}"
+        ) from err
     summary.deleted += len(answer.get("Successful", []))
     for failure in answer.get("Failed", []):
         reason = f"{failure.get('Code')}: {failure.get('Message')}"

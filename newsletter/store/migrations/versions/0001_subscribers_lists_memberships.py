@@ -58,7 +58,10 @@ def upgrade() -> None:
             ["list_id"], ["lists.id"], name=op.f("fk_memberships_list_id_lists"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["subscriber_id"], ["subscribers.id"], name=op.f("fk_memberships_subscriber_id_subscribers"), ondelete="CASCADE"
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name=op.f("fk_memberships_subscriber_id_subscribers"),
+            ondelete="CASCADE",
         ),
     )
     op.create_index(op.f("ix_memberships_subscriber_id"), "memberships", ["subscriber_id"])

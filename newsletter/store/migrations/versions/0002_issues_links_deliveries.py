@@ -73,7 +73,10 @@ def upgrade() -> None:
             ["issue_id"], ["issues.id"], name=op.f("fk_deliveries_issue_id_issues"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["subscriber_id"], ["subscribers.id"], name=op.f("fk_deliveries_subscriber_id_subscribers"), ondelete="CASCADE"
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name=op.f("fk_deliveries_subscriber_id_subscribers"),
+            ondelete="CASCADE",
         ),
     )
     op.create_index(op.f("ix_deliveries_issue_id_status_id"), "deliveries", ["issue_id", "status", "id"])

@@ -34,7 +34,9 @@ def upgrade() -> None:
         sa.Column("dedupe_key", sa.String(64)),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_events_dedupe_key")),
-        sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], name=op.f("fk_events_issue_id_issues"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["issue_id"], ["issues.id"], name=op.f("fk_events_issue_id_issues"), ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(
             ["subscriber_id"], ["subscribers.id"], name=op.f("fk_events_subscriber_id_subscribers"), ondelete="CASCADE"
         ),
@@ -43,7 +45,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_events_issue_id_kind_occurred_at"), "events", ["issue_id", "kind", "occurred_at"])
-    op.create_index(op.f("ix_events_subscriber_id_kind_occurred_at"), "events", ["subscriber_id", "kind", "occurred_at"])
+    op.create_index(
+        op.f("ix_events_subscriber_id_kind_occurred_at"), "events", ["subscriber_id", "kind", "occurred_at"]
+    )
     op.create_index(op.f("ix_events_delivery_id"), "events", ["delivery_id"])
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("confirmation_sent_at", UtcDateTime))
