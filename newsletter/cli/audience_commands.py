@@ -1,0 +1,219 @@
+"""The commands about the audience: subscribers and lists."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter.cli.context import Context, open_store, pass_context
+
+_STATUS_CHOICE = click.Choice(["active", "unconfirmed", "unsubscribed", "bounced", "complained"])
+
+
+@click.group()
+def subscribers() -> None:
+    """Import, add, list, export, unsubscribe and remove subscribers.
+
+    \b
+    Example:
+      newsletter subscribers import subscribers/example.csv
+      newsletter subscribers list --list default --status active
+    """
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="Also put every row on this list (default: rows naming no list join [newsletter] list).",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Text encoding of the file, e.g. gbk for Excel on Chinese Windows.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option(
+    "--resubscribe", is_flag=True, help="Make unsubscribed, bounced or complained people in the file active again."
+)
+@pass_context
+def subscribers_import(
+    context: Context, csv_file: Path, list_slug: str | None, encoding: str, dry_run: bool, resubscribe: bool
+) -> None:
+    """Import subscribers from CSV_FILE.
+
+    Columns: email (required), name, lists or tags (comma-separated), status; any other
+    column is kept as an attribute.  Prints the counts and one line per skipped row;
+    duplicate addresses keep their first row; nobody who unsubscribed, bounced or
+    complained is resubscribed without --resubscribe.  Importing the same file again
+    changes nothing.
+
+    \b
+    Examples:
+      newsletter subscribers import subscribers/example.csv
+      newsletter subscribers import readers.csv --encoding gbk --list weekly --dry-run
+    """
+    from newsletter.audience.csv_import import import_csv
+
+    with open_store(context) as store:
+        report = import_csv(
+            store,
+            csv_file,
+            list_slug=list_slug,
+            default_list=context.settings.newsletter.list,
+            encoding=encoding,
+            dry_run=dry_run,
+            resubscribe=resubscribe,
+            on_problem=lambda problem: click.echo(str(problem), err=True),
+        )
+    click.echo(report.summary())
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--list", "list_slug", metavar="SLUG", help="List to join (default: [newsletter] list).")
+@click.option(
+    "--resubscribe", is_flag=True, help="Make them active again if they had unsubscribed, bounced or complained."
+)
+@pass_context
+def subscribers_add(context: Context, email: str, name: str, list_slug: str | None, resubscribe: bool) -> None:
+    """Add EMAIL as an active subscriber (or add an existing one to a list).
+
+    \b
+    Example:
+      newsletter subscribers add wang.fang@example.com --name 王芳 --list weekly
+    """
+    from newsletter.audience.subscribers import add_subscriber
+
+    with open_store(context) as store:
+        subscriber, created = add_subscriber(
+            store, email, name=name, list_slug=list_slug or context.settings.newsletter.list, resubscribe=resubscribe
+        )
+    verb = "added" if created else "updated"
+    click.echo(f"{verb} {subscriber.email} ({subscriber.status}; lists: {', '.join(subscriber.lists)})")
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@pass_context
+def subscribers_unsubscribe(context: Context, email: str) -> None:
+    """Stop all mail to EMAIL; they stay on record as unsubscribed.
+
+    \b
+    Example:
+      newsletter subscribers unsubscribe alice@example.com
+    """
+    from newsletter.audience.subscribers import unsubscribe
+
+    with open_store(context) as store:
+        subscriber, changed = unsubscribe(store, email)
+    click.echo(f"unsubscribed {subscriber.email}" if changed else f"{subscriber.email} was already {subscriber.status}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def subscribers_remove(context: Context, email: str, yes: bool) -> None:
+    """Erase EMAIL and everything stored about them (a data-deletion request).
+
+    Unlike unsubscribe, nothing is kept, so a later import can add them again.
+
+    \b
+    Example:
+      newsletter subscribers remove alice@example.com --yes
+    """
+    from newsletter.audience.subscribers import remove_subscriber
+
+    if not yes:
+        click.confirm(f"Erase {email} and all their data?", abort=True)
+    with open_store(context) as store:
+        subscriber = remove_subscriber(store, email)
+    click.echo(f"removed {subscriber.email}")
+
+
+@subscribers.command("list")
+@click.option("--list", "list_slug", metavar="SLUG", help="Only members of this list.")
+@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of objects instead of text.")
+@pass_context
+def subscribers_list(context: Context, list_slug: str | None, status: str | None, as_json: bool) -> None:
+    """Show subscribers: address, status, lists, name (tab-separated).
+
+    \b
+    Example:
+      newsletter subscribers list --list default --status unsubscribed
+    """
+    import json
+
+    from newsletter.audience.subscribers import iter_subscribers
+
+    with open_store(context) as store:
+        first = True
+        for subscriber in iter_subscribers(store, list_slug=list_slug, status=status):
+            if as_json:
+                click.echo(("[" if first else ",") + json.dumps(subscriber.as_json(), ensure_ascii=False))
+            else:
+                click.echo(f"{subscriber.email}\t{subscriber.status}\t{','.join(subscriber.lists)}\t{subscriber.name}")
+            first = False
+        if as_json:
+            click.echo("[]" if first else "]")
+
+
+@subscribers.command("export")
+@click.option("--list", "list_slug", metavar="SLUG", help="Only members of this list.")
+@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (UTF-8 with BOM, for Excel); default: standard output.",
+)
+@pass_context
+def subscribers_export(context: Context, list_slug: str | None, status: str | None, output: Path | None) -> None:
+    """Export subscribers as CSV that imports back unchanged.
+
+    Columns: email, name, status, lists, then one per attribute.
+
+    \b
+    Example:
+      newsletter subscribers export --list default -o readers.csv
+    """
+    from newsletter.audience.csv_export import export_csv, export_csv_file
+
+    with open_store(context) as store:
+        if output is None:
+            export_csv(store, sys.stdout, list_slug=list_slug, status=status)
+            return
+        count = export_csv_file(store, output, list_slug=list_slug, status=status)
+    click.echo(f"{output}: {count} subscribers", err=True)
+
+
+@click.command("lists")
+@pass_context
+def lists_command(context: Context) -> None:
+    """Show every list: slug, name and its subscriber counts by status.
+
+    \b
+    Example:
+      newsletter lists
+    """
+    from newsletter.audience.lists import list_summaries
+
+    with open_store(context) as store:
+        summaries = list_summaries(store)
+    statuses = ("active", "unconfirmed", "unsubscribed", "bounced", "complained")
+    width = max([len("list"), *(len(s.slug) for s in summaries)])
+    name_width = max([len("name"), *(len(s.name) for s in summaries)])
+    click.echo(f"{'list':<{width}}  {'name':<{name_width}}  " + "  ".join(f"{s:>12}" for s in (*statuses, "total")))
+    for summary in summaries:
+        counts = "  ".join(f"{summary.counts[s]:>12}" for s in statuses)
+        click.echo(f"{summary.slug:<{width}}  {summary.name:<{name_width}}  {counts}  {summary.total:>12}")
+    if not summaries:
+        click.echo("(no lists yet: newsletter subscribers import FILE creates them)", err=True)

@@ -1,0 +1,214 @@
+"""The commands about one issue: build, check, preview, send, stats."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter.cli.context import Context, open_store, pass_context, print_findings
+
+
+@click.command()
+@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (default: build/<issue-slug>/).",
+)
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
+@pass_context
+def build(context: Context, issue_file: Path, out_dir: Path | None, templates_dir: Path | None) -> None:
+    """Render ISSUE_FILE into email.html, email.txt and web.html.
+
+    Per-recipient values (unsubscribe link, tracking) are filled with preview values.
+    Prints the sizes and the check findings; exits 1 if a check fails.
+
+    \b
+    Example:
+      newsletter build issues/2026-11-30.md --out /tmp/issue
+    """
+    from newsletter.compose.build import build_issue
+
+    result = build_issue(context.settings, issue_file, out_dir=out_dir, templates_dir=templates_dir)
+    for warning in result.issue.warnings:
+        click.echo(str(warning), err=True)
+    for path in result.files:
+        click.echo(f"{path}  {path.stat().st_size / 1024:.1f} KB")
+    print_findings(result.findings)
+    if any(f.failed for f in result.findings):
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
+@pass_context
+def check(context: Context, issue_file: Path, templates_dir: Path | None) -> None:
+    """Check ISSUE_FILE against what mail clients enforce.
+
+    Size against Gmail's 102 KB clip, image alt text, lang, links, leftover template
+    syntax, subject length.  One line per finding; exit 1 if any check fails.
+
+    \b
+    Example:
+      newsletter check issues/2026-11-30.md
+    """
+    from newsletter.compose.build import check_issue
+
+    issue, findings = check_issue(context.settings, issue_file, templates_dir=templates_dir)
+    for warning in issue.warnings:
+        click.echo(str(warning), err=True)
+    print_findings(findings)
+    if any(f.failed for f in findings):
+        sys.exit(1)
+    click.echo(f"{issue_file}: ok ({len(issue.entries)} entries)")
+
+
+@click.command()
+@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
+@pass_context
+def preview(context: Context, issue_file: Path, host: str, port: int, templates_dir: Path | None) -> None:
+    """Serve ISSUE_FILE in the browser, reloading when it or a template changes.
+
+    The page switches between desktop and phone widths and shows the plain-text part.
+
+    \b
+    Example:
+      newsletter preview issues/2026-11-30.md --port 8001
+    """
+    from newsletter.web.preview import serve_preview
+
+    click.echo(f"previewing {issue_file} at http://{host}:{port}/ (Ctrl-C to stop)")
+    serve_preview(context.settings, issue_file, host=host, port=port, templates_dir=templates_dir)
+
+
+@click.command()
+@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.option(
+    "--list",
+    "list_slug",
+    metavar="SLUG",
+    help="List to send to (default: the issue's front matter 'list', else [newsletter] list).",
+)
+@click.option(
+    "--test",
+    "test_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="Send only to ADDR (repeatable), subject prefixed [TEST], no ledger.",
+)
+@click.option("--dry-run", is_flag=True, help="Build every message, send none, change nothing.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Messages per second (default: configured, else SES MaxSendRate, never above it).",
+)
+@click.option("--workers", type=click.IntRange(min=1, max=64), help="Sending threads (default: enough for the rate).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--retry-failed", is_flag=True, help="Also retry rows that failed temporarily last time.")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Resend rows left in flight by a crash (may duplicate those that got through).",
+)
+@click.option("--force", is_flag=True, help="Send even if checks fail.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of templates that override the packaged ones.",
+)
+@pass_context
+def send(
+    context: Context,
+    issue_file: Path,
+    list_slug: str | None,
+    test_addresses: tuple[str, ...],
+    dry_run: bool,
+    rate: float | None,
+    workers: int | None,
+    yes: bool,
+    retry_failed: bool,
+    resend_uncertain: bool,
+    force: bool,
+    templates_dir: Path | None,
+) -> None:
+    """Send ISSUE_FILE: one personal copy to every active subscriber of the list.
+
+    Runs the checks first and refuses to send if they fail. Safe to interrupt (Ctrl-C) or
+    to crash: run the same command again and it resumes where it stopped, sending nobody
+    a second copy and skipping nobody.
+
+    \b
+    Examples:
+      newsletter send issues/2026-11-30.md --test me@example.com
+      newsletter send issues/2026-11-30.md --dry-run
+      newsletter send issues/2026-11-30.md --yes
+    """
+    from newsletter.cli.send import run_send_command
+    from newsletter.sending.plan import SendOptions
+
+    options = SendOptions(
+        list_slug=list_slug,
+        rate=rate,
+        workers=workers,
+        retry_failed=retry_failed,
+        resend_uncertain=resend_uncertain,
+        force=force,
+        templates_dir=templates_dir,
+    )
+    code = run_send_command(
+        context.settings, issue_file, options, test_addresses=list(test_addresses), dry_run=dry_run, assume_yes=yes
+    )
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("issue", metavar="ISSUE")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object.")
+@pass_context
+def stats(context: Context, issue: str, as_json: bool) -> None:
+    """Show what happened to ISSUE (a slug, or the issue's Markdown file).
+
+    Recipients, sent, failed, delivered, bounced (hard/soft), complained, unsubscribed,
+    unique opens and clicks (people/machines), clicks per link, and opens and clicks by hour.
+
+    \b
+    Examples:
+      newsletter stats 2026-11-30
+      newsletter stats issues/2026-11-30.md --json
+    """
+    from newsletter.stats import issue_stats, resolve_issue_slug
+
+    slug = resolve_issue_slug(issue, default_language=context.settings.newsletter.language)
+    with open_store(context) as store:
+        result = issue_stats(store, slug)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+    else:
+        from newsletter.cli.stats import print_stats
+
+        print_stats(result)

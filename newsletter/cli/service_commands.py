@@ -1,0 +1,97 @@
+"""The commands that run the service side: the web server, SES events, the database."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.context import Context, open_store, pass_context
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@pass_context
+def serve(context: Context, host: str, port: int) -> None:
+    """Serve what the emails link to: unsubscribe, open/click tracking, the archive and
+    feed, subscribe with double opt-in, the SES event hook and the stats pages.
+
+    Links in the emails point at [newsletter] base_url; put a reverse proxy (https) there
+    that forwards to this server (docs/deploy.md).
+
+    \b
+    Example:
+      newsletter serve --host 127.0.0.1 --port 8000
+    """
+    from newsletter.web.serve import serve as run_server
+
+    click.echo(f"serving {context.settings.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(context.settings, host=host, port=port)
+
+
+@click.group()
+def events() -> None:
+    """SES events (deliveries, bounces, complaints...) for servers SNS cannot reach."""
+
+
+@events.command("pull")
+@click.option("--queue-url", required=True, metavar="URL", help="The SQS queue subscribed to the SES event topic.")
+@click.option("--once", is_flag=True, help="Stop when the queue is empty instead of waiting for more.")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(0, 20),
+    default=20,
+    show_default=True,
+    help="Seconds each receive waits for messages (SQS long polling).",
+)
+@pass_context
+def events_pull(context: Context, queue_url: str, once: bool, max_messages: int | None, wait_seconds: int) -> None:
+    """Apply SES events from an SQS queue; each message is deleted once stored.
+
+    Runs until Ctrl-C (or, with --once, until the queue is empty).  Region and endpoint
+    come from [transport.ses]; credentials from the usual AWS sources.  Unreadable
+    messages are reported and left for the queue's redrive policy.
+
+    \b
+    Example:
+      newsletter events pull --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/ses-events
+    """
+    from newsletter.transports.ses.sqs import pull_events
+
+    with open_store(context) as store:
+        summary = pull_events(
+            context.settings,
+            store,
+            queue_url,
+            once=once,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            report=lambda line: click.echo(line),
+        )
+    click.echo(summary.describe(), err=True)
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(context: Context) -> None:
+    """Apply pending database migrations (other commands also do this on first use).
+
+    \b
+    Example:
+      NEWSLETTER_DATABASE_URL=postgresql://news@db/news newsletter db upgrade
+    """
+    from newsletter.store import Store
+
+    with Store.open(context.settings.database_url, upgrade=False) as store:
+        before, after = store.upgrade()
+        where = store.url
+    if before == after:
+        click.echo(f"{where}: already at revision {after}")
+    else:
+        click.echo(f"{where}: upgraded from {before or 'an empty database'} to revision {after}")
