@@ -188,7 +188,7 @@ def load_settings(
                 if not isinstance(section, dict):
                     raise ConfigError("must be a table", key=".".join(keys[:-1]), source=source)
             section[keys[-1]] = environ[variable]
-    values = _build(Settings, data, prefix="", source=source, skip={"root", "source"})
+    values = _build(Settings, data, prefix="", source=source, skip=frozenset({"root", "source"}))
     settings = Settings(**values, root=root, source=source)
     _validate(settings)
     return settings
@@ -206,7 +206,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("not UTF-8 text", source=str(path)) from err
 
 
-def _build(cls: type, data: Any, *, prefix: str, source: str, skip: set[str] = frozenset()) -> dict:
+def _build(
+    cls: type[Any], data: Any, *, prefix: str, source: str, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("must be a table", key=prefix.rstrip(".") or None, source=source)
     hints = typing.get_type_hints(cls)
@@ -219,7 +221,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str, skip: set[str] = f
             known = ", ".join(sorted(_KEY_FOR_FIELD.get(n, n) for n in fields))
             raise ConfigError(f"unknown key (known here: {known})", key=dotted, source=source)
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             values[name] = kind(**_build(kind, raw, prefix=dotted + ".", source=source))
         else:
             values[name] = _coerce(kind, raw, key=dotted, source=source)

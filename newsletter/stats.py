@@ -270,7 +270,7 @@ def _no_issue(slug: str, known: list[str]) -> str:
     return f"no issue {slug!r} in the database (issues: {shown})"
 
 
-def _bounces(rows: list[tuple[int | None, object]]) -> tuple[int, int]:
+def _bounces(rows: list[tuple[int | None, dict[str, Any] | None]]) -> tuple[int, int]:
     hard: set[int] = set()
     bounced: set[int] = set()
     for subscriber_id, detail in rows:

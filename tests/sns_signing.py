@@ -1,6 +1,6 @@
 """Sign SNS messages the way Amazon SNS does, and serve the certificate from 127.0.0.1.
 
-For any test that needs authentic-looking SNS traffic (tests/test_events.py now, the
+For any test that needs authentic-looking SNS traffic (tests/test_ses_events.py, the
 /hooks/ses web tests later).  The string to sign is built here independently of
 `newsletter.transports.ses.sns`, from the SNS Developer Guide ("Verifying the signatures of Amazon SNS
 messages"), so a mistake in the production code cannot be mirrored by the test helper.

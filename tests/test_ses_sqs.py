@@ -75,7 +75,7 @@ def settings(local_ses: LocalSes) -> Settings:
 @pytest.fixture
 def sqlite_store(tmp_path):
     """For what the queue does (the store's side runs on both databases in the first test
-    and in test_ses_feedback.py)."""
+    and in test_feedback.py)."""
     from newsletter.store import Store
 
     with Store.open(f"sqlite:///{tmp_path / 'newsletter.db'}") as opened:

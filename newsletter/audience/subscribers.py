@@ -178,6 +178,7 @@ def add_subscriber(
                     confirmed_at=now if status == ACTIVE else None,
                 )
             )
+            assert inserted.inserted_primary_key is not None  # an INSERT of one row
             subscriber_id = inserted.inserted_primary_key[0]
             created = True
         else:

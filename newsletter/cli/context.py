@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,6 @@ def open_store(context: Context) -> Store:
     return Store.open(context.settings.database_url)
 
 
-def print_findings(findings: list[Finding]) -> None:
+def print_findings(findings: Iterable[Finding]) -> None:
     for finding in findings:
         click.echo(str(finding), err=True)

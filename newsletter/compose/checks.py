@@ -105,7 +105,7 @@ def _subject(subject: str, where: str) -> Iterator[Finding]:
 class _MarkupScan(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.lang = None
+        self.lang: str | None = None
         self.images_without_alt: list[str] = []
         self.bad_links: list[tuple[str, str]] = []
         self.scripts = 0

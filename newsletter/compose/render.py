@@ -153,7 +153,7 @@ class Renderer:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(search),
             # MJML is XML: a bare `<` from article text would break its parser.
-            autoescape=lambda name: bool(name) and name.endswith((".mjml.j2", ".html.j2")),
+            autoescape=lambda name: name is not None and name.endswith((".mjml.j2", ".html.j2")),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

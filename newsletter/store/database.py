@@ -258,6 +258,7 @@ class Store:
 
         with self.connect() as conn:
             raw = conn.connection.dbapi_connection
+            assert raw is not None  # an open connection has its driver's
             if self.dialect == "sqlite":
                 # Rebuilding a table in batch mode drops the old one; with foreign keys on,
                 # that would cascade-delete every row pointing at it.  The pragma is a no-op

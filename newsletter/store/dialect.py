@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -14,10 +15,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table):
     """An INSERT for this connection's dialect, which offers `.on_conflict_do_nothing()`."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def keys_condition(column: sa.Column, dialect: str, parameter: str = "keys") -> sa.ColumnElement:
@@ -25,7 +28,9 @@ def keys_condition(column: sa.Column, dialect: str, parameter: str = "keys") -> 
     SQLite, an array on PostgreSQL (see `audience/csv_import.py`).  Unlike an expanding IN,
     the statement compiles once however many values a batch has."""
     if dialect == "sqlite":
-        members = sa.select(sa.literal_column("value")).select_from(sa.func.json_each(sa.bindparam(parameter)))
+        members: sa.Select[Any] = sa.select(sa.literal_column("value")).select_from(
+            sa.func.json_each(sa.bindparam(parameter))
+        )
         return column.in_(members)
     return column == sa.any_(sa.bindparam(parameter, type_=ARRAY(column.type)))
 
@@ -47,7 +52,7 @@ class DriverInsert:
             raise AssertionError(f"expected a positional paramstyle, got {conn.dialect.paramstyle}")
         self.sql = compiled.string
         # The statement lists the table's columns in table order, which may differ from ours.
-        order = tuple(columns.index(name) for name in compiled.positiontup)
+        order = tuple(columns.index(name) for name in compiled.positiontup or ())
         self.reorder = itemgetter(*order) if order != tuple(range(len(columns))) else None
 
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
@@ -91,7 +96,9 @@ class CopyInsert:
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
         if not rows:
             return
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection has its driver's
+        with driver.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
             for row in rows:
                 copy.write_row(row)
         conn.exec_driver_sql(self.move_sql)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -68,12 +69,13 @@ class _EventInsert:
         self.sql = compiled.string
         self.positional = compiled.positional
         if self.positional:
-            self.order = [_COLUMNS.index(name) for name in compiled.positiontup]
+            self.order = [_COLUMNS.index(name) for name in compiled.positiontup or ()]
         self.time = _driver_form(events.c.occurred_at, dialect)
         self.boolean = _driver_form(events.c.machine, dialect)
         self.json = _driver_form(events.c.detail, dialect)
 
     def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        params: list[tuple] | list[dict[str, Any]]
         if self.positional:
             order = self.order
             params = [tuple(row[i] for i in order) for row in rows]

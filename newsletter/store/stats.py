@@ -8,7 +8,8 @@ through Python.  `newsletter.stats` shapes the answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -36,7 +37,7 @@ class IssueRow:
     title: str
     subject: str
     language: str
-    issue_date: object
+    issue_date: date
     snapshot_at: datetime | None
     completed_at: datetime | None
 
@@ -78,7 +79,7 @@ def recipients_with(conn: sa.Connection, issue_id: int, kinds: tuple[str, ...]) 
     return conn.execute(query).scalar_one()
 
 
-def event_details(conn: sa.Connection, issue_id: int, kind: str) -> list[tuple[int | None, object]]:
+def event_details(conn: sa.Connection, issue_id: int, kind: str) -> list[tuple[int | None, dict[str, Any] | None]]:
     """(subscriber id, detail) of each event of one kind: for bounces, whose hard/soft
     reading is in `detail`.  Bounces are a few percent of an issue at most."""
     query = sa.select(events.c.subscriber_id, events.c.detail).where(
@@ -166,7 +167,8 @@ def _hour(conn: sa.Connection, column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.strftime("%Y-%m-%d %H:00:00", column)
 
 
-def _as_hour(value: object) -> datetime:
+def _as_hour(value: datetime | str) -> datetime:
+    # SQLite's strftime gives text, PostgreSQL's date_trunc a timestamp.
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from newsletter.compose.render import Renderer
 from newsletter.config import Settings
@@ -11,6 +12,9 @@ from newsletter.store import Store
 from newsletter.tokens import Links, Tokens
 from newsletter.transports.base import Transport
 from newsletter.transports.configured import open_transport
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from newsletter.transports.ses.sns import SnsVerifier
 
 
 @dataclass
@@ -24,10 +28,10 @@ class WebContext:
     open_transport: Callable[[], Transport]
     # SNS message verification for /hooks/ses (newsletter.transports.ses.sns.SnsVerifier); tests pass
     # one that trusts a local certificate URL.  None builds the default from the settings.
-    sns_verifier: object | None = None
+    sns_verifier: SnsVerifier | None = None
 
     @classmethod
-    def create(cls, settings: Settings, store: Store, *, sns_verifier: object | None = None) -> WebContext:
+    def create(cls, settings: Settings, store: Store, *, sns_verifier: SnsVerifier | None = None) -> WebContext:
         tokens = Tokens(settings.newsletter.secret)
         return cls(
             settings=settings,

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -149,7 +149,8 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("latin-1")
-    return FormData(parse_qsl(text, keep_blank_values=True, max_num_fields=50))
+    fields: list[tuple[str, str | UploadFile]] = list(parse_qsl(text, keep_blank_values=True, max_num_fields=50))
+    return FormData(fields)
 
 
 async def _multipart(request: Request, body: bytes) -> FormData:

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import markdown_it_pyrs
 
@@ -135,7 +135,7 @@ _MARKDOWN_RULES = [
     "link",
     "newline",
 ]
-_markdown = markdown_it_pyrs.MarkdownIt("zero").enable_many(_MARKDOWN_RULES)
+_markdown = markdown_it_pyrs.MarkdownIt("zero").enable_many(_MARKDOWN_RULES)  # type: ignore[arg-type]
 
 _INLINE_NODES = frozenset(
     {"text", "text_special", "softbreak", "hardbreak", "strong", "em", "code_inline", "link", "autolink", "image"}
@@ -260,7 +260,7 @@ class _IssueParser:
         if not isinstance(data, dict):
             raise self.error("front matter must be 'key: value' lines", 2)
         for key, value in data.items():
-            line = _line_of_key(lines[1:index], key) + 1
+            line = _line_of_key(lines[1:index], str(key)) + 1
             if key not in FRONT_MATTER_KEYS:
                 raise self.error(f"unknown front matter key {key!r}; known keys: {', '.join(FRONT_MATTER_KEYS)}", line)
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -313,7 +313,7 @@ class _IssueParser:
     def read_entry(self, title: str, line: int, nodes: list[Node]) -> Entry:
         if not title:
             raise self.error("an entry's '## ' title is empty; write it after '## '", line)
-        fields: dict[str, object] = {}
+        fields: dict[str, _EntryField] = {}
         field_lines: dict[str, int] = {}
         lead: list[Block] = []
         after: list[Block] = []
@@ -322,7 +322,7 @@ class _IssueParser:
         def target() -> list[Block]:
             return after if (INSIGHT in fields or SUMMARY in fields) else lead
 
-        def assign(key: str, value: object, at: int) -> None:
+        def assign(key: str, value: _EntryField, at: int) -> None:
             if key in fields:
                 raise self.error(
                     f"second {LABEL_NAMES[key]} in this entry (the first is on line {field_lines[key]}); keep one", at
@@ -376,10 +376,10 @@ class _IssueParser:
         return Entry(
             title=title,
             line=line,
-            category=fields.get(CATEGORY, ""),  # type: ignore[arg-type]
-            sources=fields.get(SOURCES, ()),  # type: ignore[arg-type]
-            insight=fields.get(INSIGHT, Inline()),  # type: ignore[arg-type]
-            summary=fields.get(SUMMARY, ()),  # type: ignore[arg-type]
+            category=_field(fields, CATEGORY, str, ""),
+            sources=_field(fields, SOURCES, tuple, ()),
+            insight=_field(fields, INSIGHT, Inline, Inline()),
+            summary=_field(fields, SUMMARY, tuple, ()),
             lead_blocks=tuple(lead),
             blocks=tuple(after),
         )
@@ -578,7 +578,7 @@ class _IssueParser:
             if child.name in ("softbreak", "hardbreak"):
                 if run:
                     # A hard break (two trailing spaces or a backslash) stays a line break.
-                    end = [LineBreak()] if child.name == "hardbreak" else []
+                    end: list[Span] = [LineBreak()] if child.name == "hardbreak" else []
                     yield self.line_of(run[0]), list(self.inline(run).spans) + end
                 run = []
             else:
@@ -755,9 +755,20 @@ def _blocks_as_inline(blocks: list[Block]) -> Inline:
     return Inline(_trim(tuple(spans)))
 
 
-def _line_of_key(lines: list[str], key: object) -> int:
+# What a label of an entry holds: the category's text, the sources, the insight, the summary.
+_EntryField = str | tuple[Link, ...] | Inline | tuple[SummaryItem, ...]
+_F = TypeVar("_F")
+
+
+def _field(fields: dict[str, _EntryField], key: str, kind: type[_F], default: _F) -> _F:
+    value = fields.get(key, default)
+    assert isinstance(value, kind), (key, value)  # `assign` stores each label's own type
+    return value
+
+
+def _line_of_key(lines: list[str], key: str) -> int:
     for index, line in enumerate(lines):
-        if line.split(":", 1)[0].strip() == str(key):
+        if line.split(":", 1)[0].strip() == key:
             return index + 1
     return 1
 

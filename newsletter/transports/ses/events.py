@@ -155,6 +155,9 @@ def event_from_sqs_body(body: str | bytes, *, verifier: SnsVerifier | None = Non
         return parse_ses_event(fields)
     if "Type" not in fields:
         raise WebhookError("SQS message body is neither an SNS envelope nor an SES event")
+    message_type: Any
+    message_id: Any
+    text: Any
     if verifier is not None:
         message = verifier.verify(fields)
         message_type, message_id, text = message.type, message.message_id, message.message

@@ -196,7 +196,7 @@ class SnsVerifier:
         fields = json_object(body, what="SNS message")
         raw_type = fields.get("Type")
         try:
-            message_type = SnsMessageType(raw_type)
+            message_type = SnsMessageType(str(raw_type))
         except ValueError:
             raise WebhookError(f"SNS message: unknown Type {raw_type!r}") from None
         signed = self._signed_values(fields, message_type)
@@ -285,10 +285,10 @@ class SnsVerifier:
 
     def _public_key(self, cert_url: str) -> RSAPublicKey:
         with self._lock:
-            key = self._public_keys.get(cert_url)
-            if key is not None:
+            cached = self._public_keys.get(cert_url)
+            if cached is not None:
                 self._public_keys.move_to_end(cert_url)
-                return key
+                return cached
         # Fetched outside the lock so one slow fetch does not stall verifications that hit the
         # cache; two threads may fetch the same new URL at once, which is harmless.
         pem = self.fetch_certificate(cert_url)
