@@ -13,38 +13,21 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
-import json
 import re
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-import sqlalchemy as sa
-
 from newsletter.audience.addresses import Address, clean_name, normalize_address
-from newsletter.audience.subscribers import since_text
+from newsletter.audience.import_writer import BatchWriter
 from newsletter.errors import InputError
 from newsletter.store import Store
-from newsletter.store.dialect import (
-    CopyInsert,
-    bulk_insert,
-    driver_form,
-    keys_condition,
-)
-from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list
+from newsletter.store.lists import check_list_slug
 from newsletter.store.schema import (
     ACTIVE,
     STATUSES,
-    SUPPRESSED,
-    UNCONFIRMED,
-    UNSUBSCRIBED,
-    memberships,
-    subscribers,
-    utcnow,
 )
 
 # Header names (compared trimmed and lowercased) that mean the address, the name, the lists
@@ -111,7 +94,7 @@ class ImportReport:
         return text
 
 
-class _Row(NamedTuple):
+class ImportRow(NamedTuple):
     number: int
     address: Address
     name: str
@@ -196,7 +179,7 @@ def import_csv(
         columns = _columns(path, header[1])
         rows = _parse_rows(path, records, columns, report, problem, list_slug=list_slug, default_list=default_list)
         with _cyclic_gc_paused(), store.connect() as conn:
-            writer = _BatchWriter(
+            writer = BatchWriter(
                 conn, report, problem, dry_run=dry_run, resubscribe=resubscribe, source=f"import:{path.name}"
             )
             try:
@@ -413,7 +396,7 @@ def _parse_rows(
     *,
     list_slug: str | None,
     default_list: str,
-) -> Iterator[_Row]:
+) -> Iterator[ImportRow]:
     """Valid rows; every other row is reported through `problem` and counted."""
     email_index, name_index, status_index = columns.email, columns.name, columns.status
     width = columns.width
@@ -480,7 +463,7 @@ def _parse_rows(
             )
             report.flagged += 1
         name = fields[name_index] if name_index is not None else ""
-        yield _Row(number, address, clean_name(name) if name else "", status, row_lists, attributes)
+        yield ImportRow(number, address, clean_name(name) if name else "", status, row_lists, attributes)
 
 
 def _parse_lists(cell: str) -> tuple[str, ...] | str:
@@ -498,8 +481,8 @@ def _parse_lists(cell: str) -> tuple[str, ...] | str:
     return tuple(slugs)
 
 
-def _batches(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
-    batch: list[_Row] = []
+def _batches(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
+    batch: list[ImportRow] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= size:
@@ -507,298 +490,3 @@ def _batches(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
             batch = []
     if batch:
         yield batch
-
-
-# How the first row wins, within the memory limit.  Holding every address of a million-row
-# file in a Python set costs over 100 MB.  Every address that reaches the database has a
-# subscriber id, and ids are small dense integers, so an array indexed by id holding the row
-# that first used it costs 4 bytes per subscriber and is exact.  A dry run writes no rows
-# and so gets no ids for new addresses; it records the addresses it has seen in a temporary
-# table on its connection instead (on disk, not in memory).
-_dry_run_seen = sa.Table(
-    "newsletter_import_seen",
-    sa.MetaData(),
-    sa.Column("email_key", sa.String(320), primary_key=True),
-    sa.Column("row_number", sa.Integer, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-
-# Column order of the tuples the writer builds for new subscribers.
-_NEW_SUBSCRIBER_COLUMNS = (
-    "email",
-    "email_key",
-    "name",
-    "status",
-    "attributes",
-    "source",
-    "created_at",
-    "updated_at",
-    "confirmed_at",
-    "unsubscribed_at",
-)
-
-
-class _BatchWriter:
-    """Applies batches of rows, one transaction each, on one connection.
-
-    New rows go to the database in bulk with values already in the driver's form (each
-    column type's own bind processor, applied once per batch where the value is shared):
-    SQLAlchemy's per-row parameter processing cost ~25 us a row here, more than everything
-    else together.  SQLite gets sqlite3's executemany (`DriverInsert`), PostgreSQL a COPY
-    (`CopyInsert`).  Look-ups pass a batch's keys as one parameter (a JSON array on
-    SQLite, an array on PostgreSQL) so their statements compile once.
-    """
-
-    def __init__(
-        self,
-        conn: sa.Connection,
-        report: ImportReport,
-        problem: Callable[..., None],
-        *,
-        dry_run: bool,
-        resubscribe: bool,
-        source: str,
-    ) -> None:
-        self.conn = conn
-        self.report = report
-        self.problem = problem
-        self.dry_run = dry_run
-        self.resubscribe = resubscribe
-        self.source = source
-        self.list_ids: dict[str, int | None] = {}
-        # first_row[subscriber id] = the row that first used that subscriber, 0 if none yet.
-        self.first_row = array("I")
-        dialect = conn.dialect
-        self.many = json.dumps if dialect.name == "sqlite" else list
-        self.select_existing = sa.select(
-            subscribers.c.id,
-            subscribers.c.email_key,
-            subscribers.c.name,
-            subscribers.c.status,
-            subscribers.c.attributes,
-            subscribers.c.confirmed_at,
-            subscribers.c.unsubscribed_at,
-        ).where(keys_condition(subscribers.c.email_key, dialect.name))
-        self.select_ids = sa.select(subscribers.c.email_key, subscribers.c.id).where(
-            keys_condition(subscribers.c.email_key, dialect.name)
-        )
-        self.select_memberships = sa.select(memberships.c.subscriber_id, memberships.c.list_id).where(
-            keys_condition(memberships.c.subscriber_id, dialect.name, "ids")
-        )
-        self.insert_subscribers = bulk_insert(conn, subscribers, _NEW_SUBSCRIBER_COLUMNS, conflict=("email_key",))
-        self.insert_memberships = bulk_insert(conn, memberships, ("subscriber_id", "list_id", "created_at"))
-        self.driver_time = driver_form(subscribers.c.created_at, dialect)
-        self.driver_attributes = driver_form(subscribers.c.attributes, dialect)
-        self.no_attributes = self.driver_attributes({})
-        self.update_subscriber = (
-            subscribers.update()
-            .where(subscribers.c.id == sa.bindparam("subscriber_id"))
-            .values(
-                name=sa.bindparam("new_name"),
-                status=sa.bindparam("new_status"),
-                attributes=sa.bindparam("new_attributes", type_=subscribers.c.attributes.type),
-                confirmed_at=sa.bindparam("new_confirmed_at", type_=subscribers.c.confirmed_at.type),
-                unsubscribed_at=sa.bindparam("new_unsubscribed_at", type_=subscribers.c.unsubscribed_at.type),
-                updated_at=sa.bindparam("new_updated_at", type_=subscribers.c.updated_at.type),
-            )
-        )
-        if dry_run:
-            self.select_seen = sa.select(_dry_run_seen.c.email_key, _dry_run_seen.c.row_number).where(
-                keys_condition(_dry_run_seen.c.email_key, dialect.name)
-            )
-            with conn.begin():
-                _dry_run_seen.create(conn, checkfirst=True)
-                conn.execute(_dry_run_seen.delete())
-            self.insert_seen = bulk_insert(conn, _dry_run_seen, ("email_key", "row_number"), conflict=None)
-
-    def close(self) -> None:
-        # Temporary tables live as long as the pooled connection, not the import.
-        try:
-            for insert in (self.insert_subscribers, self.insert_memberships, getattr(self, "insert_seen", None)):
-                if isinstance(insert, CopyInsert):
-                    insert.close(self.conn)
-            if self.dry_run:
-                with self.conn.begin():
-                    _dry_run_seen.drop(self.conn, checkfirst=True)
-        except sa.exc.DBAPIError:  # pragma: no cover - the connection is gone; so are the tables
-            pass
-
-    def write(self, batch: list[_Row]) -> None:
-        conn = self.conn
-        report = self.report
-        with conn.begin():
-            rows = self._first_in_batch(batch)
-            if self.dry_run:
-                rows = self._not_seen_in_dry_run(rows)
-            keys = self.many([row.address.key for row in rows])
-            existing = {record.email_key: record for record in conn.execute(self.select_existing, {"keys": keys})}
-            if not self.dry_run:
-                rows = self._not_claimed(rows, existing)
-            current_memberships: set[tuple[int, int]] = set()
-            if existing:
-                ids = [record.id for record in existing.values()]
-                current_memberships = {
-                    tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})
-                }
-            list_ids = self._list_ids({slug for row in rows for slug in row.lists})
-
-            now = utcnow()
-            new_rows: list[_Row] = []
-            updates: list[dict] = []
-            joins: list[tuple[int, int | None]] = []  # (subscriber id, list id) for existing subscribers
-            for row in rows:
-                record = existing.get(row.address.key)
-                if record is None:
-                    new_rows.append(row)
-                    report.imported += 1
-                    continue
-                change = self._change(row, record, now)
-                if change is None:  # suppressed and not resubscribed: skipped, reported
-                    continue
-                missing = [
-                    list_ids[slug]
-                    for slug in row.lists
-                    if list_ids[slug] is None or (record.id, list_ids[slug]) not in current_memberships
-                ]
-                if change or missing:
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
-                if change:
-                    updates.append(change)
-                joins.extend((record.id, list_id) for list_id in missing)
-
-            if self.dry_run:
-                return
-            driver_now = self.driver_time(now)
-            if new_rows:
-                self.insert_subscribers.execute(conn, [self._new_subscriber(row, driver_now) for row in new_rows])
-                new_keys = self.many([row.address.key for row in new_rows])
-                new_ids = dict(conn.execute(self.select_ids, {"keys": new_keys}).all())
-                first_row = self.first_row
-                for row in new_rows:
-                    subscriber_id = new_ids[row.address.key]
-                    self._grow_to(subscriber_id)
-                    first_row[subscriber_id] = row.number
-                    joins.extend((subscriber_id, list_ids[slug]) for slug in row.lists)
-            if updates:
-                conn.execute(self.update_subscriber, updates)
-            if joins:
-                self.insert_memberships.execute(conn, [(s, l, driver_now) for s, l in joins])
-
-    def _first_in_batch(self, batch: list[_Row]) -> list[_Row]:
-        first: dict[str, _Row] = {}
-        for row in batch:
-            earlier = first.get(row.address.key)
-            if earlier is None:
-                first[row.address.key] = row
-            else:
-                self._duplicate(row, earlier.number)
-        return list(first.values())
-
-    def _not_claimed(self, rows: list[_Row], existing: dict) -> list[_Row]:
-        """Rows whose subscriber no earlier batch of this file has used; marks them used."""
-        first_row = self.first_row
-        kept = []
-        for row in rows:
-            record = existing.get(row.address.key)
-            if record is None:
-                kept.append(row)
-                continue
-            self._grow_to(record.id)
-            if first_row[record.id]:
-                self._duplicate(row, first_row[record.id])
-                existing.pop(row.address.key)
-            else:
-                first_row[record.id] = row.number
-                kept.append(row)
-        return kept
-
-    def _not_seen_in_dry_run(self, rows: list[_Row]) -> list[_Row]:
-        if not rows:
-            return rows
-        keys = self.many([row.address.key for row in rows])
-        seen_before = dict(self.conn.execute(self.select_seen, {"keys": keys}).all())
-        kept = []
-        for row in rows:
-            earlier = seen_before.get(row.address.key)
-            if earlier is None:
-                kept.append(row)
-            else:
-                self._duplicate(row, earlier)
-        self.insert_seen.execute(self.conn, [(row.address.key, row.number) for row in kept])
-        return kept
-
-    def _duplicate(self, row: _Row, earlier: int) -> None:
-        self.problem(row.number, f"{row.address.email} repeats row {earlier} (the first row wins)")
-
-    def _grow_to(self, subscriber_id: int) -> None:
-        missing = subscriber_id + 1 - len(self.first_row)
-        if missing > 0:
-            # Grow geometrically so a million new ids cost a few dozen reallocations.
-            self.first_row.frombytes(bytes(4 * max(missing, len(self.first_row))))
-
-    def _list_ids(self, slugs: set[str]) -> dict[str, int | None]:
-        for slug in slugs - self.list_ids.keys():
-            # A dry run creates nothing: a list that does not exist yet has no id and no members.
-            self.list_ids[slug] = find_list_id(self.conn, slug) if self.dry_run else get_or_create_list(self.conn, slug)
-        return self.list_ids
-
-    def _new_subscriber(self, row: _Row, driver_now) -> tuple:
-        status = row.status
-        return (
-            row.address.email,
-            row.address.key,
-            row.name,
-            status,
-            self.driver_attributes(row.attributes) if row.attributes else self.no_attributes,
-            self.source,
-            driver_now,
-            driver_now,
-            # An editor importing a list vouches for the consent of its active rows.
-            driver_now if status == ACTIVE else None,
-            driver_now if status == UNSUBSCRIBED else None,
-        )
-
-    def _change(self, row: _Row, record, now: datetime) -> dict | None:
-        """The new values for an existing subscriber: {} when nothing changes, None when the
-        row is skipped because the subscriber is suppressed."""
-        status = record.status
-        confirmed_at = record.confirmed_at
-        unsubscribed_at = record.unsubscribed_at
-        if record.status in SUPPRESSED:
-            if row.status not in SUPPRESSED:
-                if not self.resubscribe:
-                    self.problem(
-                        row.number,
-                        f"{row.address.email} is {record.status}{since_text(record.unsubscribed_at)}; "
-                        "not resubscribed (pass --resubscribe if they asked to come back)",
-                    )
-                    return None
-                status, unsubscribed_at = row.status, None
-                if row.status == ACTIVE:
-                    confirmed_at = now
-            # A suppressed row for a suppressed subscriber keeps the stored reason.
-        elif row.status in SUPPRESSED:
-            status = row.status
-            if row.status == UNSUBSCRIBED:
-                unsubscribed_at = now
-        elif record.status == UNCONFIRMED and row.status == ACTIVE:
-            status, confirmed_at = ACTIVE, now
-        name = row.name if row.name else record.name
-        attributes = record.attributes
-        if row.attributes:
-            merged = {**record.attributes, **row.attributes}
-            if merged != record.attributes:
-                attributes = merged
-        if status == record.status and name == record.name and attributes is record.attributes:
-            return {}
-        return {
-            "subscriber_id": record.id,
-            "new_name": name,
-            "new_status": status,
-            "new_attributes": attributes,
-            "new_confirmed_at": confirmed_at,
-            "new_unsubscribed_at": unsubscribed_at,
-            "new_updated_at": now,
-        }

@@ -33,6 +33,19 @@ from typing import Any, TypeVar
 
 import markdown_it_pyrs
 
+from newsletter.compose.issue.labels import (
+    CATEGORY,
+    COLONS,
+    INSIGHT,
+    LABEL_NAMES,
+    MAX_LABEL_LENGTH,
+    RELATED_TITLES,
+    SOURCES,
+    SUMMARY,
+    label_key,
+    sources_of,
+    split_label,
+)
 from newsletter.compose.issue.model import (
     Anchor,
     Block,
@@ -57,41 +70,8 @@ from newsletter.compose.issue.model import (
     Text,
     span_text,
 )
+from newsletter.compose.issue.spans import blocks_as_inline, is_cjk, join_softly, trim
 from newsletter.errors import IssueError
-
-# ---------------------------------------------------------------------------
-# Labels
-# ---------------------------------------------------------------------------
-
-CATEGORY, SOURCES, INSIGHT, SUMMARY = "category", "sources", "insight", "summary"
-
-LABELS = {
-    "分类": CATEGORY,
-    "category": CATEGORY,
-    "来源": SOURCES,
-    "source": SOURCES,
-    "sources": SOURCES,
-    "核心洞察": INSIGHT,
-    "insight": INSIGHT,
-    "key insight": INSIGHT,
-    "内容简介": SUMMARY,
-    "summary": SUMMARY,
-    "highlights": SUMMARY,
-}
-LABEL_NAMES = {
-    CATEGORY: "分类 / Category",
-    SOURCES: "来源 / Sources",
-    INSIGHT: "核心洞察 / Insight",
-    SUMMARY: "内容简介 / Summary",
-}
-RELATED_TITLES = {"其他相关资讯", "相关资讯", "other news", "related", "related news"}
-
-COLONS = ":："
-SOURCE_SEPARATORS = re.compile(r"[、,，|｜]")
-# A summary label is short text before the first colon; longer text is a sentence that
-# happens to contain a colon, not a label.
-MAX_LABEL_LENGTH = 40
-_LABEL_AT_START = re.compile(rf"\s*([^:：]{{1,{MAX_LABEL_LENGTH}}}?)\s*[:：]\s*")
 
 # The renderer marks per-recipient slots with this (see render.py); an issue must not
 # contain it, or its text would be taken for a slot.
@@ -104,10 +84,6 @@ DATE_PATTERNS = (
 )
 FRONT_MATTER_KEYS = ("subject", "preheader", "date", "language", "list")
 SLUG_PATTERN = re.compile(r"[^0-9A-Za-z_-]+")
-
-
-def _label_key(text: str) -> str | None:
-    return LABELS.get(text.strip().rstrip(COLONS).strip().lower())
 
 
 # ---------------------------------------------------------------------------
@@ -399,7 +375,7 @@ class _IssueParser:
         def finish_insight() -> None:
             nonlocal insight
             if insight is not None:
-                value = Inline(_trim(tuple(insight)))
+                value = Inline(trim(tuple(insight)))
                 if not value:
                     raise self.error(
                         f"{LABEL_NAMES[INSIGHT]} has nothing after it; write the insight on the same line", insight_line
@@ -408,24 +384,24 @@ class _IssueParser:
                 insight = None
 
         for line, spans in self.lines(paragraph):
-            label, rest = _split_label(spans)
-            key = _label_key(label) if label else None
+            label, rest = split_label(spans)
+            key = label_key(label) if label else None
             if key is None:
                 if summary_line is not None:
                     raise self.error(
                         f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list",
                         line,
                     )
-                _join_softly(insight if insight is not None else leftover, tuple(spans))
+                join_softly(insight if insight is not None else leftover, tuple(spans))
                 continue
             finish_insight()
-            value = Inline(_trim(tuple(rest)))
+            value = Inline(trim(tuple(rest)))
             if key == CATEGORY:
                 if not value:
                     raise self.error(f"{LABEL_NAMES[CATEGORY]} has nothing after it; name the category", line)
                 assign(CATEGORY, value.plain, line)
             elif key == SOURCES:
-                sources = _sources(value)
+                sources = sources_of(value)
                 if not sources:
                     raise self.error(f"{LABEL_NAMES[SOURCES]} has nothing after it; list the sources as links", line)
                 assign(SOURCES, sources, line)
@@ -439,7 +415,7 @@ class _IssueParser:
                     )
                 summary_line = line
         finish_insight()
-        return Inline(_trim(tuple(leftover))), summary_line
+        return Inline(trim(tuple(leftover))), summary_line
 
     def summary_items(self, list_node: Node) -> tuple[SummaryItem, ...]:
         items = []
@@ -457,11 +433,11 @@ class _IssueParser:
                     extra.append(block.block if isinstance(block, _NestedList) else block)
             if extra:
                 # Something unusual inside a bullet (a code block, a quote): keep it as a child.
-                children += (SummaryItem("", _blocks_as_inline(extra)),)
-            label, rest = _split_label(text)
+                children += (SummaryItem("", blocks_as_inline(extra)),)
+            label, rest = split_label(text)
             if label and len(label) > MAX_LABEL_LENGTH:
                 label, rest = "", text
-            body = _trim(rest)
+            body = trim(rest)
             if label and not body:
                 raise self.error(f"summary item '{label}' has nothing after its colon; write the text after it", line)
             items.append(SummaryItem(label, Inline(body), children))
@@ -481,8 +457,8 @@ class _IssueParser:
                 spans: list[Span] = []
                 for block in self.item_blocks(item):
                     if isinstance(block, Paragraph):
-                        _join_softly(spans, block.inline.spans)
-                inline = Inline(_trim(tuple(spans)))
+                        join_softly(spans, block.inline.spans)
+                inline = Inline(trim(tuple(spans)))
                 anchor = next(inline.links(), None)
                 if anchor is not None:
                     words = Inline(anchor.children).plain
@@ -587,7 +563,7 @@ class _IssueParser:
             yield self.line_of(run[0]), list(self.inline(run).spans)
 
     def inline(self, nodes: Sequence[Node]) -> Inline:
-        return Inline(_trim(tuple(self._spans(nodes))))
+        return Inline(trim(tuple(self._spans(nodes))))
 
     def _spans(self, nodes: Sequence[Node]) -> list[Span]:
         spans: list[Span] = []
@@ -602,7 +578,7 @@ class _IssueParser:
                 after = _node_text(nodes[index + 1])[:1] if index + 1 < len(nodes) else ""
                 # Between Latin words a soft line break is a space; between CJK characters a
                 # space would show as a stray gap.
-                spans.append(Text("" if _is_cjk(before) or _is_cjk(after) else " "))
+                spans.append(Text("" if is_cjk(before) or is_cjk(after) else " "))
             elif name == "hardbreak":
                 spans.append(LineBreak())
             elif name == "strong":
@@ -644,115 +620,6 @@ def _node_text(node: Node) -> str:
     if content:
         return str(content)
     return "".join(_node_text(child) for child in node.children)
-
-
-def _split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
-    """`**分类：** x`, `**分类**：x` or `分类：x` -> ("分类", spans of x); no label -> ("", spans)."""
-    spans = [span for span in spans if not (isinstance(span, Text) and not span.text)]
-    if not spans:
-        return "", spans
-    first = spans[0]
-    if isinstance(first, Strong) and all(isinstance(child, Text) for child in first.children):
-        label = Inline(first.children).plain
-        rest = spans[1:]
-        if label[-1:] in COLONS:
-            return label.rstrip(COLONS).strip(), rest
-        if rest and isinstance(rest[0], Text) and rest[0].text.lstrip()[:1] in COLONS:
-            return label.strip(), [Text(rest[0].text.lstrip()[1:])] + rest[1:]
-        return "", spans
-    if isinstance(first, Text):
-        match = _LABEL_AT_START.match(first.text)
-        # A URL's `https://` is not a label.
-        if (
-            match
-            and not first.text[match.end() - 1 :].startswith("//")
-            and not first.text[: match.end()].rstrip().endswith("://")
-        ):
-            return match.group(1).strip(), [Text(first.text[match.end() :])] + spans[1:]
-    return "", spans
-
-
-def _sources(value: Inline) -> tuple[Link, ...]:
-    """Links separated by 、 , ， | ; text between them that is not only separators names a
-    source without a link."""
-    sources: list[Link] = []
-    pending = ""
-
-    def flush_text() -> None:
-        nonlocal pending
-        for part in SOURCE_SEPARATORS.split(pending):
-            if part.strip():
-                sources.append(Link(part.strip(), None))
-        pending = ""
-
-    for span in value.spans:
-        if isinstance(span, Anchor):
-            flush_text()
-            sources.append(Link(Inline(span.children).plain or span.url, span.url))
-        else:
-            pending += span_text(span)
-    flush_text()
-    return tuple(sources)
-
-
-def _trim(spans: Sequence[Span]) -> tuple[Span, ...]:
-    """Drop empty text, and whitespace at both ends of a run of spans."""
-    if (
-        spans
-        and type(spans[0]) is Text
-        and type(spans[-1]) is Text
-        and not spans[0].text[:1].isspace()
-        and not spans[-1].text[-1:].isspace()
-        and all(type(span) is not Text or span.text for span in spans)
-    ):
-        # The common case, already trimmed: called a few hundred times per issue.
-        return tuple(spans)
-    result = [span for span in spans if type(span) is not Text or span.text]
-    while result and type(result[0]) in (Text, LineBreak) and not span_text(result[0]).strip():
-        del result[0]
-    while result and type(result[-1]) in (Text, LineBreak) and not span_text(result[-1]).strip():
-        result.pop()
-    if result and type(result[0]) is Text and result[0].text[:1].isspace():
-        result[0] = Text(result[0].text.lstrip())
-    if result and type(result[-1]) is Text and result[-1].text[-1:].isspace():
-        result[-1] = Text(result[-1].text.rstrip())
-    return tuple(result)
-
-
-def _join_softly(spans: list[Span], more: Sequence[Span]) -> None:
-    """Append one source line's spans to the previous line's, joined as a soft break is."""
-    if spans and more and not isinstance(spans[-1], LineBreak):
-        before = "".join(span_text(span) for span in spans[-1:])[-1:]
-        after = span_text(more[0])[:1]
-        if not (_is_cjk(before) or _is_cjk(after)):
-            spans.append(Text(" "))
-    spans.extend(more)
-
-
-def _is_cjk(char: str) -> bool:
-    return bool(char) and (
-        "\u2e80" <= char <= "\u9fff"
-        or "\uf900" <= char <= "\ufaff"
-        or "\uff00" <= char <= "\uffef"
-        or "\u3000" <= char <= "\u303f"
-    )
-
-
-def _blocks_as_inline(blocks: list[Block]) -> Inline:
-    spans: list[Span] = []
-    for block in blocks:
-        if isinstance(block, Paragraph):
-            spans.extend(block.inline.spans)
-        elif isinstance(block, CodeBlock):
-            spans.append(Code(block.code))
-        elif isinstance(block, Heading):
-            spans.append(Strong(block.inline.spans))
-        elif isinstance(block, Quote):
-            spans.extend(_blocks_as_inline(list(block.blocks)).spans)
-        elif isinstance(block, ListBlock):
-            spans.extend(_blocks_as_inline([b for item in block.items for b in item]).spans)
-        spans.append(LineBreak())
-    return Inline(_trim(tuple(spans)))
 
 
 # What a label of an entry holds: the category's text, the sources, the insight, the summary.
