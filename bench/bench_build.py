@@ -1,6 +1,7 @@
 """Benchmark: build the seed issue in-process, with a per-stage breakdown and the HTML size.
 
     .venv/bin/python bench/bench_build.py                 # the seed, 200 runs
+    (without ../shared/seeds beside the clone: our full-size fixture tests/fixtures/digest/2026-01-22.md)
     .venv/bin/python bench/bench_build.py --runs 50 issues/2026-11-30.md
 
 "Full build" is what `newsletter build` does between reading the file and writing the three
@@ -23,6 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
+# Our own issue of the same size and format, for a clone with no shared/ beside it.
+DIGEST = REPO / "tests" / "fixtures" / "digest" / "2026-01-22.md"
 GOAL_MS = 10.0
 GOAL_KB = 85.0
 
@@ -35,7 +38,13 @@ def median_ms(samples: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("issue", nargs="?", type=Path, default=SEED, help="issue file (default: the seed)")
+    parser.add_argument(
+        "issue",
+        nargs="?",
+        type=Path,
+        default=SEED if SEED.is_file() else DIGEST,
+        help="issue file (default: the seed, or tests/fixtures/digest/2026-01-22.md where it is absent)",
+    )
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--config", type=Path, default=REPO / "newsletter.toml")
     args = parser.parse_args()

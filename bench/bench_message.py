@@ -1,4 +1,5 @@
-"""Per-recipient cost of a personal message for the seed issue.
+"""Per-recipient cost of a personal message for the seed issue (or, where ../shared/seeds is
+not beside the clone, our full-size fixture tests/fixtures/digest/2026-01-22.md).
 
 Side by side in one run, on one core (one thread; not pinned, so that the scheduler can
 move it away from the other work on this 2-core machine):
@@ -40,6 +41,8 @@ from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.tokens import Links, Purpose, Tokens
 
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
+# Our own issue of the same size and format, for a clone with no shared/ beside it.
+DIGEST = REPO / "tests" / "fixtures" / "digest" / "2026-01-22.md"
 ISSUE_ID, ISSUE_UID = 3, "0123456789abcdef"
 
 
@@ -145,7 +148,8 @@ def main() -> None:
 
     config = settings()
     renderer = Renderer(config)
-    issue = load_issue(SEED, default_language="zh-CN")
+    path = SEED if SEED.is_file() else DIGEST
+    issue = load_issue(path, default_language="zh-CN")
     started = time.perf_counter()
     rendered = renderer.render(issue)
     render_ms = (time.perf_counter() - started) * 1000
@@ -155,7 +159,7 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one thread")
     print(
-        f"seed issue: {len(rendered.links)} tracked links, HTML {len(rendered.html.marked().encode()) / 1024:.1f} KB,"
+        f"{path.name}: {len(rendered.links)} tracked links, HTML {len(rendered.html.marked().encode()) / 1024:.1f} KB,"
         f" one message {len(sample) / 1024:.1f} KB; one render (Jinja+MJML+inline+text+web) {render_ms:.1f} ms"
     )
 

@@ -43,7 +43,6 @@ from newsletter.store.schema import (
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 EXAMPLE_ISSUE = REPO / "issues" / "2026-11-30.md"
-SEED_ISSUE = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
 
 # Long and random-looking, and not the example configuration's demo secret (which smtp and
 # ses refuse).

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from sample_issues import EXAMPLE, EXAMPLE_CONFIG, FIXTURES, seed_or_skip
+from sample_issues import DIGEST, EXAMPLE, EXAMPLE_CONFIG, FIXTURES, seed_case
 
 from newsletter import __version__
+from newsletter.compose.issue.parse import load_issue
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -189,9 +190,9 @@ def test_entry_without_category_or_sources_warns_and_builds(tmp_path):
 # ---------------------------------------------------------------------------------------
 
 
-def test_build_of_the_seed_writes_three_files_and_prints_their_sizes(tmp_path):
-    seed = seed_or_skip()
-    result = run_cli("build", str(seed), "--out", "out", cwd=tmp_path)
+@pytest.mark.parametrize("path", [pytest.param(DIGEST, id="digest"), seed_case()])
+def test_build_of_a_full_size_issue_writes_three_files_and_prints_their_sizes(tmp_path, path):
+    result = run_cli("build", str(path), "--out", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     out = tmp_path / "out"
@@ -203,7 +204,8 @@ def test_build_of_the_seed_writes_three_files_and_prints_their_sizes(tmp_path):
     email_text = (out / "email.txt").read_text(encoding="utf-8")
     assert "%%nl:" not in email_html and "%%nl:" not in email_text
     assert 'href="http://127.0.0.1:8000/u/preview"' in email_html  # the embedded default base_url
-    assert "https://mp.weixin.qq.com/s/ElxXHmDht2VKzfzDt81DXw" in email_html
+    first_source = load_issue(path).entries[0].sources[0].url
+    assert first_source and f'href="{first_source}"' in email_html
 
 
 def test_build_without_out_writes_under_build_slug(tmp_path):

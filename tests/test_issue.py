@@ -1,4 +1,5 @@
-"""The issue parser: the seed, our example and edge cases, field by field.
+"""The issue parser: our full-size digest, our example, the seed (where present) and edge
+cases, field by field.
 
 Error cases are also run through the real CLI in test_cli_build.py; here they are checked
 in-process, where many variants cost nothing.
@@ -11,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sample_issues import EXAMPLE, FIXTURES, read_plainly, seed_or_skip
+from sample_issues import DIGEST, EXAMPLE, FIXTURES, SEED, read_plainly, seed_case
 
 from newsletter.compose.issue.model import (
     Anchor,
@@ -70,12 +71,57 @@ def assert_matches_plain_reading(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The seed and our example
+# Our full-size digest, the seed and our example
 # ---------------------------------------------------------------------------------------
 
 
+def test_digest_has_ten_entries_in_four_categories_and_eighteen_related_links():
+    issue = load_issue(DIGEST)
+    assert len(issue.entries) == 10
+    assert len(issue.related) == 18
+    assert sum(len(e.sources) for e in issue.entries) == 12
+    assert issue.related_title == "其他相关资讯"
+    assert issue.title == "🤖 AI行业速递 - 2026年01月22日"
+    assert issue.date == dt.date(2026, 1, 22)  # from the title: the file has no front matter
+    assert issue.subject == issue.title
+    assert issue.language == "zh-CN" and issue.list is None
+    assert issue.slug == "2026-01-22"
+    assert issue.categories == (("市场动态", 3), ("观点洞察", 3), ("技术前沿解读", 3), ("政策与合规", 1))
+
+
+@pytest.mark.parametrize("path", [pytest.param(DIGEST, id="digest"), seed_case()])
+def test_full_size_issue_every_field_of_every_entry_matches_a_line_by_line_reading(path):
+    assert_matches_plain_reading(path)
+
+
+def test_digest_first_and_last_entries_field_by_field():
+    issue = load_issue(DIGEST)
+    first = issue.entries[0]
+    assert first.title == "云厂商与模型公司的算力长约：三年千亿订单背后的议价权转移"
+    assert first.category == "市场动态"
+    assert [(s.text, s.url) for s in first.sources] == [
+        ("示例财经", "https://finance.example.com/2026/01/22/compute-contracts"),
+        ("云端观察", "https://cloud.example.org/analysis/long-term-gpu-deals"),
+    ]
+    assert first.insight.plain.startswith("算力长约正在把模型公司与云厂商的关系从「按需租用」改写为「相互绑定」。")
+    assert first.insight.plain.endswith("而不是在规模上与巨头正面竞争。")
+    assert [item.label for item in first.summary] == ["订单规模", "付款结构", "风险条款", "市场反应", "行业影响"]
+    assert first.summary[1].text.plain.startswith("合同普遍采用「预付款加阶梯价格」的方式")
+    assert all(item.children == () for entry in issue.entries for item in entry.summary)
+    last = issue.entries[-1]
+    assert last.title.startswith("编程助手进入团队协作阶段")
+    assert [(s.text, s.url) for s in last.sources] == [
+        ("开发者视点", "https://dev.example.com/blog/team-coding-assistants")
+    ]
+    assert [item.label for item in last.summary][-1] == "度量方法"
+    assert issue.related[0].text == "存储芯片价格连续三个月上涨：训练集群扩建推高高带宽内存需求"
+    assert issue.related[-1].text.startswith("本刊招募特约作者")
+    assert issue.related[-1].url == "https://indie.example.com/about/contributors"
+
+
+@pytest.mark.seed
 def test_seed_has_ten_entries_and_eighteen_related_links():
-    issue = load_issue(seed_or_skip())
+    issue = load_issue(SEED)
     assert len(issue.entries) == 10
     assert len(issue.related) == 18
     assert issue.related_title == "其他相关资讯"
@@ -86,12 +132,9 @@ def test_seed_has_ten_entries_and_eighteen_related_links():
     assert issue.slug == "000_31559cfeefac81fc"
 
 
-def test_seed_every_field_of_every_entry_matches_a_line_by_line_reading():
-    assert_matches_plain_reading(seed_or_skip())
-
-
+@pytest.mark.seed
 def test_seed_first_and_last_entries_field_by_field():
-    issue = load_issue(seed_or_skip())
+    issue = load_issue(SEED)
     first = issue.entries[0]
     assert first.title == "微软与OpenAI的权力博弈：从资本救场到战略制衡，揭秘AI领域的多方角力"
     assert first.category == "市场动态"

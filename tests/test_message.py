@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from sample_issues import DIGEST, seed_case
 
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer, SlottedText
@@ -33,7 +34,6 @@ from tests.send_world import (
     BASE_URL,
     EXAMPLE_ISSUE,
     SECRET,
-    SEED_ISSUE,
     World,
     parse_message,
 )
@@ -532,15 +532,14 @@ def decoded(body: bytes) -> str:
     return base64.b64decode(body).decode("utf-8")
 
 
-def test_fast_layout_is_byte_exact_for_the_seed_issue(settings):
-    if not SEED_ISSUE.is_file():
-        pytest.skip(f"{SEED_ISSUE} is not on this machine")
-    seed = render(settings, SEED_ISSUE)
-    factory = factory_for(settings, seed)
+@pytest.mark.parametrize("path", [pytest.param(DIGEST, id="digest"), seed_case()])
+def test_fast_layout_is_byte_exact_for_a_full_size_issue(settings, path):
+    full = render(settings, path)
+    factory = factory_for(settings, full)
     links = Links(BASE_URL, tokens())
     for subscriber_id in SUBSCRIBER_IDS:
         text_body, html_body = raw_part_bodies(factory.build(Recipient(subscriber_id, "r@example.org")).data)
-        html, text = plain_fill(seed, links, subscriber_id)
+        html, text = plain_fill(full, links, subscriber_id)
         assert html_body == base64_body(crlf(html))
         assert text_body == base64_body(crlf(text))
 
