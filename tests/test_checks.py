@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sample_issues import DIGEST, EXAMPLE, seed_case
+from sample_issues import DIGEST, EXAMPLE, FIXTURES, seed_case
 
 from newsletter.compose.build import check_issue, render_issue
 from newsletter.compose.checks import (
     GMAIL_CLIP_BYTES,
     SIZE_WARNING_BYTES,
     check_rendered,
+    display_width,
     sized_html,
 )
 from newsletter.compose.render import (
@@ -259,11 +260,11 @@ def test_template_syntax_written_in_the_issue_itself_is_not_a_finding(tmp_path, 
 # ---------------------------------------------------------------------------------------
 
 
-def test_subject_over_78_characters_fails_and_78_passes(tmp_path, settings):
+def test_subject_over_78_columns_warns_and_78_passes(tmp_path, settings):
     long = write_issue(tmp_path, front=f"subject: {'x' * 79}\n", name="long.md")
     findings = findings_of(settings, long)
-    assert kinds(findings) == {("subject", "error")}
-    assert "subject is 79 characters; keep it to 78" in findings[0].message
+    assert kinds(findings) == {("subject", "warning")}
+    assert "subject is 79 columns wide" in findings[0].message and findings[0].line == 2
     assert findings_of(settings, write_issue(tmp_path, front=f"subject: {'x' * 78}\n", name="ok.md")) == []
 
 
@@ -279,8 +280,9 @@ def test_empty_subject_fails(tmp_path, settings):
 
 def test_finding_prints_as_one_line_with_file_severity_and_check(tmp_path, settings):
     path = write_issue(tmp_path, "[相对](/x)\n")
+    line = path.read_text(encoding="utf-8").split("\n").index("[相对](/x)") + 1
     (finding,) = findings_of(settings, path)
-    assert str(finding).startswith(f"{path}: error: link '/x' is relative")
+    assert str(finding).startswith(f"{path}:{line}: error: link '/x' is relative")
     assert str(finding).endswith("[links]") and "\n" not in str(finding)
 
 
@@ -316,7 +318,7 @@ def test_check_command_exits_1_with_one_line_per_finding(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert sorted(line.rsplit("[", 1)[1] for line in lines) == ["alt]", "links]", "subject]"]
-    assert all(line.startswith(f"{path}: error: ") for line in lines)
+    assert all(re.match(rf"{re.escape(str(path))}:\d+: (error|warning): ", line) for line in lines), lines
     assert "Traceback" not in result.stderr and "ok" not in result.stdout
 
 
@@ -333,3 +335,65 @@ def test_check_command_uses_custom_templates(tmp_path):
     result = run_cli("check", str(write_issue(tmp_path)), "--templates", str(templates), cwd=tmp_path)
     assert result.returncode == 1
     assert "[lang]" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Findings with FILE:LINE, one fixture issue each (tests/fixtures/issues/)
+# ---------------------------------------------------------------------------------------
+
+
+def located(settings, name: str) -> list[tuple[int | None, str, str]]:
+    path = FIXTURES / name
+    return [(f.line, f.check, f.severity) for f in findings_of(settings, path)]
+
+
+def test_a_misspelt_label_fails_on_its_line_suggesting_the_label_it_resembles(settings):
+    findings = findings_of(settings, FIXTURES / "misspelt_label.md")
+    by_line = {f.line: f for f in findings}
+    assert sorted(by_line) == [8, 13, 15]
+    assert (by_line[8].severity, by_line[8].check) == ("error", "labels")
+    assert "unknown label '核心洞查'" in by_line[8].message and "did you mean '核心洞察'?" in by_line[8].message
+    assert str(by_line[8]).startswith(f"{FIXTURES / 'misspelt_label.md'}:8: error: ")
+    assert "did you mean 'key insight'?" in by_line[13].message and by_line[13].severity == "error"
+    # A bold lead-in that resembles no label is the editor's own style: only a warning.
+    assert (by_line[15].severity, by_line[15].check) == ("warning", "labels")
+
+
+def test_a_misspelt_label_leaves_the_entry_without_its_insight(settings):
+    issue = check_issue(settings, FIXTURES / "misspelt_label.md")[0]
+    assert not issue.entries[0].insight
+
+
+def test_a_relative_image_and_link_fail_on_their_lines(settings):
+    assert located(settings, "relative_image.md") == [(13, "images", "error"), (15, "links", "error")]
+
+
+def test_a_file_link_fails_on_its_line(settings):
+    findings = findings_of(settings, FIXTURES / "file_link.md")
+    assert [(f.line, f.check, f.severity) for f in findings] == [(11, "links", "error")]
+    assert "'file:///home/editor/drafts/story.html' points at a file on this computer" in findings[0].message
+
+
+def test_an_image_without_alt_text_fails_on_its_line(settings):
+    assert located(settings, "image_without_alt.md") == [(13, "alt", "error")]
+
+
+def test_a_subject_is_measured_in_columns_with_cjk_counting_two(settings):
+    (finding,) = findings_of(settings, FIXTURES / "wide_subject.md")
+    # 41 characters, 82 columns: too wide, but only a warning.
+    assert (finding.line, finding.check, finding.severity) == (2, "subject", "warning")
+    assert "82 columns" in finding.message
+
+
+def test_display_width_counts_wide_characters_two_and_marks_none():
+    assert display_width("abc") == 3
+    assert display_width("核心洞察") == 8
+    assert display_width("🤖 AI") == 5
+    assert display_width("e\u0301") == 1  # e + a combining acute accent
+
+
+def test_findings_without_a_line_in_the_issue_name_the_file_only(tmp_path, settings):
+    templates = custom_template(tmp_path, EMAIL_TEMPLATE, '<mjml lang="{{ issue.language }}" dir="ltr">', "<mjml>")
+    path = write_issue(tmp_path)
+    (finding,) = findings_of(settings, path, templates)
+    assert finding.line is None and str(finding).startswith(f"{path}: error: ")

@@ -233,7 +233,7 @@ def test_build_with_a_failing_check_writes_the_files_and_exits_1(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (
-        "rel.md: error: link '/relative/link' is relative; mail needs absolute https:// or mailto: links [links]"
+        "rel.md:6: error: link '/relative/link' is relative; mail needs absolute https:// or mailto: links [links]"
     )
     assert (tmp_path / "out" / "email.html").is_file()
 

@@ -55,20 +55,28 @@ def build(context: Context, issue_file: Path, out_dir: Path | None, templates_di
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Directory of templates that override the packaged ones.",
 )
+@click.option(
+    "--links",
+    "fetch_links",
+    is_flag=True,
+    help="Also fetch every link and image once: broken ones (4xx/5xx, no such host) and login pages.",
+)
 @pass_context
-def check(context: Context, issue_file: Path, templates_dir: Path | None) -> None:
+def check(context: Context, issue_file: Path, templates_dir: Path | None, fetch_links: bool) -> None:
     """Check ISSUE_FILE against what mail clients enforce.
 
-    Size against Gmail's 102 KB clip, image alt text, lang, links, leftover template
-    syntax, subject length.  One line per finding; exit 1 if any check fails.
+    Size against Gmail's 102 KB clip, image alt text, relative and file: links and images,
+    misspelt labels, links already sent in an earlier issue, lang, leftover template syntax,
+    subject width.  One FILE:LINE line per finding; exit 1 if any check fails.
 
     \b
     Example:
       newsletter check issues/2026-11-30.md
+      newsletter check issues/2026-11-30.md --links
     """
     from newsletter.compose.build import check_issue
 
-    issue, findings = check_issue(context.settings, issue_file, templates_dir=templates_dir)
+    issue, findings = check_issue(context.settings, issue_file, templates_dir=templates_dir, fetch_links=fetch_links)
     for warning in issue.warnings:
         click.echo(str(warning), err=True)
     print_findings(findings)

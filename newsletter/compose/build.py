@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.compose.checks import Finding, check_rendered
+from newsletter.compose.checks import Finding, check_rendered, issue_links, repeated_links
 from newsletter.compose.issue.model import Issue
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer
@@ -26,10 +26,41 @@ def render_issue(settings: Settings, issue_file: Path, *, templates_dir: Path | 
 
 
 def check_issue(
-    settings: Settings, issue_file: Path, *, templates_dir: Path | None = None
+    settings: Settings, issue_file: Path, *, templates_dir: Path | None = None, fetch_links: bool = False
 ) -> tuple[Issue, list[Finding]]:
+    """Every check; with `fetch_links`, each link is also fetched (`link_check.py`).  Links
+    already sent in an earlier issue of the list are looked up when the database exists."""
     rendered = render_issue(settings, issue_file, templates_dir=templates_dir)
-    return rendered.issue, check_rendered(rendered, settings)
+    findings = check_rendered(rendered, settings) + history_findings(settings, rendered.issue)
+    if fetch_links:
+        from newsletter.compose.link_check import check_links
+
+        findings += check_links(rendered.issue)
+    return rendered.issue, sorted(findings, key=lambda finding: finding.line or 0)
+
+
+def history_findings(settings: Settings, issue: Issue) -> list[Finding]:
+    """Links this issue shares with issues already sent to its list; nothing when there is
+    no database yet (a check must not create one)."""
+    from newsletter.errors import StoreError
+    from newsletter.store import Store
+    from newsletter.store.link_history import earlier_links
+
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    try:
+        with Store.open(url) as store, store.read() as conn:
+            earlier = earlier_links(
+                conn,
+                issue.list or settings.newsletter.list,
+                (link for link, _ in issue_links(issue)),
+                slug=issue.slug,
+                issue_date=issue.date,
+            )
+    except StoreError as err:
+        return [Finding("warning", "repeat", f"links not compared with earlier issues: {err}", issue.path, None)]
+    return repeated_links(issue, earlier)
 
 
 def build_issue(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter import config as config_module
-from newsletter.compose.checks import Finding, check_rendered
+from newsletter.compose.checks import Finding, check_rendered, issue_links, repeated_links
 from newsletter.compose.issue.model import Issue
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer, SlottedText
@@ -22,6 +22,7 @@ from newsletter.errors import ConfigError, InputError
 from newsletter.mail.message import MessageFactory
 from newsletter.store import Store, ledger
 from newsletter.store.ledger import LedgerCounts, StoredIssue
+from newsletter.store.link_history import earlier_links
 from newsletter.store.lists import find_list_id
 from newsletter.tokens import Links, Tokens
 from newsletter.transports.base import SendQuota
@@ -108,6 +109,8 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
                 f"there is no list {list_slug!r}; import subscribers into it first "
                 f"(newsletter subscribers import FILE --list {list_slug})"
             )
+        urls = (url for url, _ in issue_links(issue))
+        findings += repeated_links(issue, earlier_links(conn, list_slug, urls, slug=issue.slug, issue_date=issue.date))
         stored = ledger.save_issue(
             conn,
             slug=issue.slug,

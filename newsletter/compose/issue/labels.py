@@ -86,7 +86,7 @@ def sources_of(value: Inline) -> tuple[Link, ...]:
     for span in value.spans:
         if isinstance(span, Anchor):
             flush_text()
-            sources.append(Link(Inline(span.children).plain or span.url, span.url))
+            sources.append(Link(Inline(span.children).plain or span.url, span.url, line=span.line))
         else:
             pending += span_text(span)
     flush_text()

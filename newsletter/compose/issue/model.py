@@ -36,6 +36,9 @@ class Code:
 class Anchor:
     url: str
     children: tuple[Span, ...]
+    # Where it stands in the issue file, for checks that name FILE:LINE; not part of what
+    # the link is, so two equal links on different lines compare equal.
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Image:
     src: str
     alt: str
     title: str = ""
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Link:
     text: str
     url: str | None
     note: str = ""
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,41 @@ class Entry:
     # summary (a lead image, say), `blocks` after them.
     lead_blocks: tuple[Block, ...] = ()
     blocks: tuple[Block, ...] = ()
+    # Bold words ending in a colon at the start of a line that are no label of the format
+    # (`**核心洞查：**`): kept as text, and reported by the checks, since a typo in a label
+    # silently turns its box into an ordinary paragraph.
+    unknown_labels: tuple[UnknownLabel, ...] = ()
+
+    def inlines(self) -> Iterator[Inline]:
+        """Every run of inline Markdown of the entry, in reading order (not its title)."""
+        yield self.insight
+        yield from _summary_inlines(self.summary)
+        for block in self.lead_blocks + self.blocks:
+            yield from block_inlines(block)
+
+
+@dataclass(frozen=True)
+class UnknownLabel:
+    line: int
+    label: str
+
+
+def _summary_inlines(items: Sequence[SummaryItem]) -> Iterator[Inline]:
+    for item in items:
+        yield item.text
+        yield from _summary_inlines(item.children)
+
+
+def block_inlines(block: Block) -> Iterator[Inline]:
+    if isinstance(block, (Paragraph, Heading)):
+        yield block.inline
+    elif isinstance(block, Quote):
+        for inner in block.blocks:
+            yield from block_inlines(inner)
+    elif isinstance(block, ListBlock):
+        for item in block.items:
+            for inner in item:
+                yield from block_inlines(inner)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ from newsletter.compose.issue.model import (
     Strong,
     SummaryItem,
     Text,
+    UnknownLabel,
     span_text,
 )
 from newsletter.compose.issue.spans import blocks_as_inline, is_cjk, join_softly, trim
@@ -150,6 +151,7 @@ class _IssueParser:
         self.path = path
         self.default_language = default_language
         self.warnings: list[IssueWarning] = []
+        self.unknown_labels: list[UnknownLabel] = []
         self.line_offset = 0
         self.newlines: list[int] = []
 
@@ -294,6 +296,7 @@ class _IssueParser:
         lead: list[Block] = []
         after: list[Block] = []
         pending_summary: int | None = None  # line of a summary label still waiting for its list
+        self.unknown_labels = []
 
         def target() -> list[Block]:
             return after if (INSIGHT in fields or SUMMARY in fields) else lead
@@ -358,6 +361,7 @@ class _IssueParser:
             summary=_field(fields, SUMMARY, tuple, ()),
             lead_blocks=tuple(lead),
             blocks=tuple(after),
+            unknown_labels=tuple(self.unknown_labels),
         )
 
     def labelled_lines(self, paragraph: Node, assign) -> tuple[Inline, int | None]:
@@ -387,6 +391,8 @@ class _IssueParser:
             label, rest = split_label(spans)
             key = label_key(label) if label else None
             if key is None:
+                if label and isinstance(spans[0], Strong):
+                    self.unknown_labels.append(UnknownLabel(line, label))
                 if summary_line is not None:
                     raise self.error(
                         f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list",
@@ -463,9 +469,9 @@ class _IssueParser:
                 if anchor is not None:
                     words = Inline(anchor.children).plain
                     note = inline.plain.replace(words, "", 1).strip(" -—–:：|·")
-                    links.append(Link(words or anchor.url, anchor.url, note))
+                    links.append(Link(words or anchor.url, anchor.url, note, line=anchor.line))
                 elif inline.plain:
-                    links.append(Link(inline.plain, None))
+                    links.append(Link(inline.plain, None, line=self.line_of(item)))
         if not links:
             raise self.error(
                 "the related-news section is empty; list links as '- [title](https://…)' or remove it", line
@@ -593,7 +599,7 @@ class _IssueParser:
                 if not url:
                     text = Inline(children).plain
                     raise self.error(f"link [{text}]() has no target; write [{text}](https://…)", self.line_of(node))
-                spans.append(Anchor(url, children))
+                spans.append(Anchor(url, children, line=self.line_of(node)))
             elif name == "image":
                 src = str(node.meta.get("url", "")).strip()
                 if not src:
@@ -601,7 +607,7 @@ class _IssueParser:
                         "image ![…]() has no source; write ![description](https://…/image.png)", self.line_of(node)
                     )
                 alt = "".join(_node_text(child) for child in node.children).strip()
-                spans.append(Image(src, alt, str(node.meta.get("title", "") or "")))
+                spans.append(Image(src, alt, str(node.meta.get("title", "") or ""), line=self.line_of(node)))
             else:
                 spans.append(Text(_node_text(node)))
         return spans
