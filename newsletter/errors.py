@@ -57,7 +57,11 @@ class TransportError(NewsletterError):
     this recipient, cannot send now (daily quota spent, sending paused, credentials refused),
     so the whole send stops and stays resumable.  `uncertain`: the request went out but no
     answer came back, so the provider may have accepted the message: retrying could send a
-    second copy, and the ledger treats it like a crash in flight.
+    second copy, and the ledger treats it like a crash in flight.  `throttled`: the provider
+    asked us to slow down (temporary), so the pacer lowers the rate.  `hard_bounce` (with
+    `permanent`): the receiver says this address does not exist or cannot receive mail, so it
+    is suppressed like a hard bounce reported later; a permanent failure without it is about
+    this message (a policy rejection), and the address stays.
     """
 
     def __init__(
@@ -69,12 +73,16 @@ class TransportError(NewsletterError):
         code: str | None = None,
         stops_send: bool = False,
         uncertain: bool = False,
+        throttled: bool = False,
+        hard_bounce: bool = False,
     ) -> None:
         self.permanent = permanent
         self.recipient = recipient
         self.code = code
         self.stops_send = stops_send
         self.uncertain = uncertain
+        self.throttled = throttled
+        self.hard_bounce = hard_bounce
         super().__init__(message)
 
 

@@ -338,6 +338,10 @@ class _Fault:
     code: str
     message: str
     status: int
+    # Answer with exactly this body instead of the rest-json error (e.g. the query
+    # protocol's XML `<ErrorResponse>`, which botocore's sesv2 parser cannot read).
+    body: bytes | None = None
+    content_type: str = "text/xml"
 
 
 class LocalSes:
@@ -357,6 +361,9 @@ class LocalSes:
     - `throttle_next(n)`: the next n sends get `429 TooManyRequestsException`.
     - `throttle_share(p, seed=)`: each send is throttled with probability p (seeded).
     - `fail_next(n, code, message, status)`: any other SES error for the next n sends.
+    - `fail_next_raw(n, status, body, content_type=)`: answer the next n sends with exactly
+      this body (an XML `<ErrorResponse>`, an HTML error page...).
+    - `fail_share(p, code, message, status, seed=)`: each send fails so with probability p.
     - `serve_account = False`: leave GET /v2/email/account to moto, which answers 404, like an
       SES-compatible server without GetAccount.
     - `reset()`: back to a fresh state (received and requests forgotten).
@@ -373,6 +380,7 @@ class LocalSes:
         self._faults: collections.deque[_Fault] = collections.deque()
         self._throttle_share = 0.0
         self._random = random.Random(0)
+        self._fail_share: tuple[float, _Fault, random.Random] | None = None
         self._accepted_times: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
         self._server = None
@@ -423,6 +431,7 @@ class LocalSes:
             self._faults.clear()
             self._throttle_share = 0.0
             self._random = random.Random(0)
+            self._fail_share = None
             self._accepted_times.clear()
             self.serve_account = True
 
@@ -478,6 +487,14 @@ class LocalSes:
     def fail_next(self, count: int, code: str, message: str, status: int = 400) -> None:
         with self._lock:
             self._faults.extend(_Fault(code, message, status) for _ in range(count))
+
+    def fail_next_raw(self, count: int, status: int, body: bytes, content_type: str = "text/xml") -> None:
+        with self._lock:
+            self._faults.extend(_Fault("raw", "", status, body, content_type) for _ in range(count))
+
+    def fail_share(self, share: float, code: str, message: str, status: int, *, seed: int = 1) -> None:
+        with self._lock:
+            self._fail_share = (share, _Fault(code, message, status), random.Random(seed))
 
     # ---- reading back ----
 
@@ -578,6 +595,10 @@ class LocalSes:
                 return _Fault(*self.DAILY_QUOTA_ERROR)
             if self._throttle_share and self._random.random() < self._throttle_share:
                 return _Fault(*self.RATE_ERROR)
+            if self._fail_share is not None:
+                share, failure, chooser = self._fail_share
+                if chooser.random() < share:
+                    return failure
             if quota.enforce_rate:
                 window = self._accepted_times
                 while window and window[0] <= now - 1.0:
@@ -606,6 +627,12 @@ def _json_response(start_response: Callable, status: int, body: dict, headers: l
 
 
 def _error_response(start_response: Callable, fault: _Fault) -> list[bytes]:
+    if fault.body is not None:
+        start_response(
+            f"{fault.status} {_REASONS.get(fault.status, 'Error')}",
+            [("Content-Type", fault.content_type), ("Content-Length", str(len(fault.body)))],
+        )
+        return [fault.body]
     # The rest-json error shape AWS sends and botocore's RestJSONParser reads: the code in
     # the x-amzn-ErrorType header (anything after ':' is ignored), the text in "message".
     return _json_response(

@@ -11,12 +11,8 @@ Only this module imports boto3, and `open_transport` imports this module only fo
 
 Errors.  The SES v2 API model lists for SendEmail: TooManyRequestsException (429),
 LimitExceededException, AccountSuspendedException, SendingPausedException, MessageRejected,
-MailFromDomainNotVerifiedException, NotFoundException and BadRequestException (400).  AWS
-documents the daily quota only by its message: sending past it "produces a ThrottlingException
-error" whose message includes "Daily message quota exceeded" (SES developer guide, "Errors
-related to the sending quotas for your Amazon SES account"), while the v2 model's nearest
-code is LimitExceededException.  So the daily quota is recognised by that text whatever the
-code, and by LimitExceededException, which SendEmail has no other reason to return.
+MailFromDomainNotVerifiedException, NotFoundException and BadRequestException (400).  What
+each answer means for the send is decided in `newsletter.transports.ses.errors`.
 """
 
 from __future__ import annotations
@@ -45,43 +41,7 @@ from botocore.exceptions import (
 
 from newsletter.errors import TransportError
 from newsletter.transports.base import STOPPED, SendQuota
-
-# Retryable: the request was refused for load, not for what it carried.
-THROTTLED = frozenset(
-    {"TooManyRequestsException", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled"}
-)
-SERVER_TROUBLE = frozenset(
-    {
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalServerError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-# About the account, the credentials or the sender, so every other message would fail alike:
-# stop the send instead of failing each subscriber.  NotFoundException is SendEmail's answer
-# to a configuration set that does not exist.
-ACCOUNT_REFUSED = frozenset(
-    {
-        "AccountSuspendedException",
-        "SendingPausedException",
-        "MailFromDomainNotVerifiedException",
-        "NotFoundException",
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-    }
-)
-DAILY_QUOTA = "LimitExceededException"
-DAILY_QUOTA_TEXT = "daily message quota"
+from newsletter.transports.ses.errors import classify
 
 # Every botocore Session loads and parses the sesv2 JSON model again (~0.15 s); sharing one
 # loader makes each further transport ~0.03 s.  Credentials are not shared: each transport
@@ -263,31 +223,13 @@ def _ascii_address(address: str, *, recipient: str, is_sender: bool) -> str:
 
 def _classify(err: ClientError, *, sender: str, recipient: str | None) -> TransportError:
     error = err.response.get("Error", {})
-    code = error.get("Code", "") or "Unknown"
-    text = error.get("Message", "") or str(err)
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    message = f"SES {code}: {text}"
-    if DAILY_QUOTA_TEXT in text.lower() or code == DAILY_QUOTA:
-        return TransportError(message, permanent=False, recipient=recipient, code=code, stops_send=True)
-    if code in THROTTLED or code in SERVER_TROUBLE or status == 429 or status >= 500:
-        return TransportError(message, permanent=False, recipient=recipient, code=code)
-    # In the sandbox SES answers an unverified sender with MessageRejected naming it ("Email
-    # address is not verified. The following identities failed the check ..."): that is
-    # about the sender, so about every message.
-    sender_refused = code == "MessageRejected" and bool(sender) and _names(text, sender)
-    if code in ACCOUNT_REFUSED or sender_refused:
-        return TransportError(message, permanent=True, recipient=recipient, code=code, stops_send=True)
-    # MessageRejected, BadRequestException (an address SES cannot parse), any other 4xx.
-    return TransportError(message, permanent=True, recipient=recipient, code=code)
+    failure = classify(status, None, error.get("Code"), error.get("Message") or str(err), sender=sender)
+    return failure.transport_error(recipient)
 
 
 class _SendCalledOff(Exception):
     """Raised from the before-send hook when the pace function says stop."""
-
-
-def _names(text: str, address: str) -> bool:
-    """Whether `text` mentions `address` as a whole address (not inside a longer one)."""
-    return re.search(rf"(?<![\w.+-]){re.escape(address)}(?![\w.-])", text, re.IGNORECASE) is not None
 
 
 def _wrap_botocore(err: BotoCoreError, *, recipient: str | None) -> TransportError:
