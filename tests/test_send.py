@@ -10,8 +10,11 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import sqlalchemy as sa
 
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.mail.message import MessageFactory, Recipient
@@ -19,6 +22,8 @@ from newsletter.sending import campaign as send_module
 from newsletter.sending import pacing
 from newsletter.sending.campaign import MAX_ATTEMPTS
 from newsletter.sending.pacing import Pacer
+from newsletter.store import Store
+from newsletter.store.schema import deliveries, subscribers
 from newsletter.tokens import Links, Tokens
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
@@ -123,6 +128,91 @@ def test_an_issue_sent_completely_is_not_sent_again(world: World):
     summary = send_module.run_send(plan)
     assert summary.sent == 0 and summary.complete
     assert sorted(path.name for path in world.outbox_files()) == before
+
+
+class CommittedStatusTransport:
+    """A transport that, inside `send()`, reads the recipient's ledger row through a store of
+    its own.  Another connection sees only what is committed: the state a crash at that very
+    moment would leave behind."""
+
+    def __init__(self, database_url: str) -> None:
+        self.store = Store.open(database_url, upgrade=False)
+        self.seen: dict[str, str] = {}
+        self.handed = threading.Event()  # set by every send, after its read
+        self._lock = threading.Lock()
+
+    def send(self, message, *, sender, recipient, tags={}):  # noqa: B006 - the Transport signature
+        query = (
+            sa.select(deliveries.c.status)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(subscribers.c.email == recipient)
+        )
+        with self.store.read() as conn:
+            status = conn.execute(query).scalar_one()
+        with self._lock:
+            self.seen[recipient] = status
+        self.handed.set()
+        return f"committed-check-{recipient}"
+
+    def quota(self):
+        return None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+@contextmanager
+def claims_held_open(store: Store, transport: CommittedStatusTransport, hold: float = 0.5) -> Iterator[list[bool]]:
+    """Hold the commit of the first transaction that marks rows `sending` until the transport
+    has been handed a message, or `hold` seconds.  The workers are idle then, so a campaign
+    that hands claimed rows to them before that commit is caught every time (the read inside
+    `send()` sees `queued`), not only when a worker happens to win the race with the commit.
+    Only the first claim is held: a correct campaign sends nothing meanwhile, so it costs
+    `hold` once."""
+    held: list[bool] = []
+
+    def after_execute(conn, cursor, statement, parameters, context, executemany):
+        statement_object = getattr(context.compiled, "statement", None)
+        if (
+            context.isupdate
+            and getattr(statement_object, "table", None) is deliveries
+            and any(p.get("status") == "sending" for p in context.compiled_parameters)
+            and not held
+        ):
+            held.append(True)
+            conn.info["claiming"] = True
+
+    def before_commit(conn):
+        if conn.info.pop("claiming", False):
+            transport.handed.wait(hold)
+
+    def on_rollback(conn):
+        conn.info.pop("claiming", None)
+
+    listeners = [("after_cursor_execute", after_execute), ("commit", before_commit), ("rollback", on_rollback)]
+    for name, listener in listeners:
+        sa.event.listen(store.engine, name, listener)
+    try:
+        yield held
+    finally:
+        for name, listener in listeners:
+            sa.event.remove(store.engine, name, listener)
+
+
+def test_every_row_is_committed_sending_before_its_message_is_handed_to_the_transport(world: World):
+    world.add_subscribers(20)
+    with CommittedStatusTransport(world.database_url) as transport, claims_held_open(world.store, transport) as held:
+        summary = world.send(transport=transport, workers=2)
+    assert held, "no claim was seen: claims_held_open no longer recognises the ledger's claim"
+    assert summary.sent == 20
+    assert transport.seen == {email: "sending" for email in world.emails().values()}
+    assert world.statuses() == {"sent": 20}
 
 
 def test_an_unsubscribe_that_lands_mid_send_is_honoured(world: World):
