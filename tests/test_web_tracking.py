@@ -15,6 +15,8 @@ import sqlalchemy as sa
 
 from newsletter.config import DEMO_SECRET, load_settings, replace
 from newsletter.errors import ConfigError
+from newsletter.feedback import hits
+from newsletter.feedback.hits import Hit, HitRecorder
 from newsletter.feedback.machines import (
     APPLE_PRIVACY_PROXY_AGENT,
     CLICK_SECONDS_AFTER_SENDING,
@@ -273,6 +275,43 @@ def test_hits_still_buffered_at_shutdown_are_written_before_the_server_stops(dat
         assert recorder.pending == 0
         assert len(running.events(OPEN)) == 25
     finally:
+        world.close()
+
+
+def test_a_batch_the_database_refused_is_kept_and_written_once_it_is_back(
+    database_url: str, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(hits, "RETRY_SECONDS", 0.05)
+    world = World(tmp_path, database_url)
+    recorder = HitRecorder(world.store, flush_seconds=0.02)
+    try:
+        world.add_subscribers(1)
+        world.send()
+        issue_id, (subscriber_id,) = world.issue_row()["id"], world.emails()
+        # A real failure of the database write: the table is not there for a while.
+        with world.store.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE events RENAME TO events_away")
+        for _ in range(5):
+            recorder.add(Hit(OPEN, issue_id, subscriber_id, time.time(), BROWSER))
+        deadline = time.monotonic() + 10
+        while not any("could not record 5 tracking hits" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the writer never tried the batch"
+            time.sleep(0.01)
+        assert recorder.pending == 5 and recorder.recorded == 0  # kept, not dropped
+        with world.store.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE events_away RENAME TO events")
+        # The writer thread retries by itself.
+        while recorder.recorded < 5:
+            assert time.monotonic() < deadline + 10, f"{recorder.pending} hits still waiting"
+            time.sleep(0.01)
+        assert recorder.pending == 0
+        with world.store.read() as conn:
+            stored = conn.execute(
+                sa.select(events.c.kind, events.c.subscriber_id).where(events.c.issue_id == issue_id)
+            ).all()
+        assert stored == [(OPEN, subscriber_id)] * 5
+    finally:
+        recorder.stop()
         world.close()
 
 
