@@ -86,6 +86,22 @@ def test_one_click_post_as_multipart_form_data_also_unsubscribes(sent: Site):
     assert sent.status(reader(2)) == UNSUBSCRIBED
 
 
+def test_a_post_whose_body_is_not_the_one_click_unsubscribes_nobody(sent: Site):
+    # RFC 8058 section 3.1: the one-click POST carries exactly `List-Unsubscribe=One-Click`.
+    # Any other body (a prefetcher's empty POST, another value) is not a reader's click.
+    url = url_of(sent, 19)
+    bodies = [b"", b"List-Unsubscribe=", b"List-Unsubscribe=Yes", b"List-Unsubscribe=one-click-please", b"One-Click"]
+    with http_client() as receiver:
+        for body in bodies:
+            answer = receiver.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert answer.status_code == 400, body
+            assert sent.status(reader(19)) == ACTIVE, body
+        answer = receiver.post(url, files={"List-Unsubscribe": (None, "Yes")})
+        assert answer.status_code == 400
+    assert sent.status(reader(19)) == ACTIVE
+    assert sent.events(email=reader(19)) == []
+
+
 def test_get_shows_a_button_and_never_unsubscribes(sent: Site):
     url = url_of(sent, 3)
     with sent.client() as browser:
