@@ -24,6 +24,7 @@ from newsletter.store.schema import (
 )
 
 pytest.register_assert_rewrite("tests.web_site")
+from tests.send_world import parse_message
 from tests.web_site import BROWSER, Site, form_token
 
 pytest_plugins = ["tests.web_site"]
@@ -131,6 +132,24 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
     assert member_of == ["default"]
     (event,) = shop.events(CONFIRM, "new.reader@example.org")
     assert event["detail"] == {"list": "default", "was": UNCONFIRMED}
+
+
+def test_the_confirmation_email_is_crlf_canonical_in_its_headers_and_its_text(shop: Site):
+    subscribe(shop, "crlf.reader@example.org")
+    wait_for_confirmation(shop, "crlf.reader@example.org")
+    (raw,) = [
+        path.read_bytes()
+        for path in shop.world.outbox_files()
+        if parse_message(path.read_bytes())["To"].addresses[0].addr_spec == "crlf.reader@example.org"
+    ]
+    head, separator, _ = raw.partition(b"\r\n\r\n")
+    assert separator and b"\n" not in head.replace(b"\r\n", b"") and b"\r" not in head.replace(b"\r\n", b"")
+    # RFC 2046 section 4.1.1: CRLF is the line break of text/*, and RFC 2045 section 6.8
+    # base64-encodes that canonical form; a bare LF inside the base64 is a different text.
+    text = parse_message(raw).get_body(preferencelist=("plain",)).get_payload(decode=True)
+    assert text.count(b"\r\n") >= 4, text
+    assert b"\n" not in text.replace(b"\r\n", b""), "a bare LF in the decoded text part"
+    assert b"\r" not in text.replace(b"\r\n", b""), "a bare CR in the decoded text part"
 
 
 def test_the_answer_is_the_same_whoever_the_address_belongs_to(shop: Site):
