@@ -37,6 +37,8 @@ class Purpose(IntEnum):
     UNSUBSCRIBE = 1
     OPEN = 2
     CLICK = 3
+    # Double opt-in links mailed before migration 0004 (list id in the issue field); they are
+    # only verified now, until they expire.  New links carry a random token instead.
     CONFIRM = 4
 
 
@@ -144,8 +146,10 @@ class Links:
     def click(self, issue_id: int, subscriber_id: int, link: int) -> str:
         return f"{self.base_url}/c/{self.tokens.sign(Purpose.CLICK, issue_id, subscriber_id, link)}"
 
-    def confirm(self, list_id: int, subscriber_id: int) -> str:
-        return f"{self.base_url}/confirm/{self.tokens.sign(Purpose.CONFIRM, list_id, subscriber_id)}"
+    def confirm(self, token: str) -> str:
+        """A double opt-in link: `token` is the random one of its confirmation row
+        (newsletter.audience.double_opt_in), not signed; it is its own proof."""
+        return f"{self.base_url}/confirm/{token}"
 
     def issue_page(self, slug: str) -> str:
         return f"{self.base_url}/issues/{slug}"
@@ -154,3 +158,30 @@ class Links:
 def sample_links(base_url: str) -> Links:
     """Links of real length under a throwaway secret: for size estimates, never for sending."""
     return Links(base_url, Tokens(hashlib.sha256(b"sample only").hexdigest()))
+
+
+class AddressDigests:
+    """Keyed digests of normalised addresses, for the erasure list (schema.erasures).
+
+    HMAC-SHA256 (RFC 2104) of the address key under a key derived from the secret: without
+    the secret a digest cannot be tested against guessed addresses, as a plain hash of an
+    address could be by anyone holding a copy of the database.  Its own derivation, apart
+    from the token keys, so a new token format leaves erasures matching; a new *secret*
+    does not, which is what `key_id` (stored with each digest) lets a reader of the table
+    tell.
+    """
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ConfigError(
+                "no secret configured: erasing someone keeps a keyed hash of their address, which needs "
+                "[newsletter] secret or NEWSLETTER_SECRET (the one that signs the links)",
+                key="newsletter.secret",
+            )
+        key = hmac.digest(secret.encode("utf-8"), b"newsletter erasure key", "sha256")
+        self._mac = _HmacSha256(key)
+        self.key_id = hashlib.sha256(key).hexdigest()[:16]
+
+    def digest(self, address_key: str) -> str:
+        """The hex digest of an address key (`Address.key`: the address as sent, lowercased)."""
+        return self._mac(address_key.encode("utf-8")).hex()

@@ -28,6 +28,7 @@ from newsletter.store.schema import (
     subscribers,
     utcnow,
 )
+from tests.standings import split, standing
 
 SEND_START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -73,6 +74,8 @@ class CraftedLedger:
         return issue_id
 
     def subscriber(self, email: str, *, status: str = ACTIVE) -> int:
+        """A subscriber on the default list; `status` is one word (standings.split)."""
+        address_status, list_status = split(status)
         now = utcnow()
         with self.store.begin() as conn:
             list_id = get_or_create_list(conn, "default")
@@ -81,14 +84,23 @@ class CraftedLedger:
                     email=email,
                     email_key=email.lower(),
                     name="",
-                    status=status,
+                    status=address_status,
                     attributes={},
                     source="test",
                     created_at=now,
                     updated_at=now,
                 )
             ).inserted_primary_key[0]
-            conn.execute(memberships.insert().values(list_id=list_id, subscriber_id=subscriber_id, created_at=now))
+            conn.execute(
+                memberships.insert().values(
+                    list_id=list_id,
+                    subscriber_id=subscriber_id,
+                    created_at=now,
+                    status=list_status,
+                    changed_at=now,
+                    change_source="test",
+                )
+            )
         return subscriber_id
 
     def delivery(
@@ -146,9 +158,10 @@ class CraftedLedger:
 
     # ---- reading back ----
 
-    def status_of(self, subscriber_id: int) -> str:
+    def status_of(self, subscriber_id: int) -> str | None:
+        """The address's suppression, else the standing on the default list (standings.py)."""
         with self.store.read() as conn:
-            return conn.execute(sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar_one()
+            return standing(conn, subscriber_id)
 
     def events(self, **where: Any) -> list[dict[str, Any]]:
         query = sa.select(events).order_by(events.c.id)

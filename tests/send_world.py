@@ -39,6 +39,7 @@ from newsletter.store.schema import (
     subscribers,
     utcnow,
 )
+from tests.standings import split
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -159,7 +160,9 @@ class World:
         names: Iterable[str] | None = None,
     ) -> list[int]:
         """`count` subscribers `{prefix}{n}@{domain}` in `list_slug`, written directly (the
-        importer is another module's subject and slower); returns their ids in order."""
+        importer is another module's subject and slower); returns their ids in order.
+        `status` is one word, put on the address or the membership (standings.split)."""
+        address_status, list_status = split(status)
         now = utcnow()
         names = list(names) if names is not None else [f"读者 {n}" for n in range(count)]
         with self.store.begin() as conn:
@@ -174,7 +177,7 @@ class World:
                         "email": address,
                         "email_key": address.lower(),
                         "name": names[n],
-                        "status": status,
+                        "status": address_status,
                         "attributes": {},
                         "source": "test",
                         "created_at": now,
@@ -184,7 +187,17 @@ class World:
             conn.execute(subscribers.insert(), rows)
             conn.execute(
                 memberships.insert(),
-                [{"list_id": list_id, "subscriber_id": row["id"], "created_at": now} for row in rows],
+                [
+                    {
+                        "list_id": list_id,
+                        "subscriber_id": row["id"],
+                        "created_at": now,
+                        "status": list_status,
+                        "changed_at": now,
+                        "change_source": "test",
+                    }
+                    for row in rows
+                ],
             )
             if self.store.dialect == "postgresql":
                 # Explicit ids leave the sequence behind; later inserts (add_subscriber) need it.

@@ -48,13 +48,17 @@ EXAMPLE = REPO / "subscribers" / "example.csv"
 
 
 def rows_by_email(store: Store) -> dict[str, dict]:
-    """Every subscriber row keyed by its stored address, with its list slugs."""
+    """Every subscriber row keyed by its stored address, with its list slugs (`lists`) and
+    its standing on each (`on`: {slug: status})."""
     with store.read() as conn:
         people = {row.id: dict(row._mapping) for row in conn.execute(sa.select(subscribers))}
-        for subscriber_id, slug in conn.execute(
-            sa.select(memberships.c.subscriber_id, lists.c.slug).join(lists, lists.c.id == memberships.c.list_id)
+        for subscriber_id, slug, status in conn.execute(
+            sa.select(memberships.c.subscriber_id, lists.c.slug, memberships.c.status).join(
+                lists, lists.c.id == memberships.c.list_id
+            )
         ):
             people[subscriber_id].setdefault("lists", set()).add(slug)
+            people[subscriber_id].setdefault("on", {})[slug] = status
     return {person["email"]: person for person in people.values()}
 
 
@@ -383,8 +387,8 @@ def test_reimporting_the_same_file_changes_nothing(store):
     assert rows_by_email(store) == before
 
 
-@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
-def test_import_never_resubscribes_a_suppressed_subscriber(store, status):
+@pytest.mark.parametrize("status", ["bounced", "complained"])
+def test_import_never_lifts_a_bounce_or_complaint_on_the_address(store, status):
     checked_import(store, EXAMPLE)
     with store.begin() as conn:
         conn.execute(subscribers.update().where(subscribers.c.email == "li.wei@example.com").values(status=status))
@@ -394,13 +398,59 @@ def test_import_never_resubscribes_a_suppressed_subscriber(store, status):
     assert rows_by_email(store)["li.wei@example.com"]["status"] == status
 
 
-def test_resubscribe_makes_a_suppressed_subscriber_active_again(store):
+def test_import_never_puts_anyone_back_on_a_list_they_left(store):
     checked_import(store, EXAMPLE)
-    unsubscribe(store, "li.wei@example.com")
+    unsubscribe(store, "li.wei@example.com", list_slug="default")
+    report = checked_import(store, EXAMPLE)
+    assert (report.skipped, report.unchanged) == (1, 9)
+    assert reasons(report)[3].startswith("li.wei@example.com unsubscribed from default since ")
+    assert "--resubscribe" in reasons(report)[3]
+    assert rows_by_email(store)["li.wei@example.com"]["on"] == {"default": "unsubscribed"}
+
+
+def test_a_left_list_is_refused_while_the_rows_other_lists_still_apply(store, tmp_path):
+    add_subscriber(store, "reader@example.com", list_slug="daily")
+    unsubscribe(store, "reader@example.com", list_slug="daily")
+    both = tmp_path / "both.csv"
+    both.write_text('email,lists\nreader@example.com,"daily,weekly"\n', encoding="utf-8")
+    report = checked_import(store, both)
+    assert (report.updated, report.skipped) == (1, 0)
+    (problem,) = report.problems
+    assert not problem.skipped and "unsubscribed from daily" in problem.reason
+    assert rows_by_email(store)["reader@example.com"]["on"] == {"daily": "unsubscribed", "weekly": "active"}
+
+
+def test_resubscribe_puts_them_back_on_the_rows_lists_only(store, tmp_path):
+    add_subscriber(store, "reader@example.com", list_slug="daily")
+    add_subscriber(store, "reader@example.com", list_slug="weekly")
+    unsubscribe(store, "reader@example.com")
+    daily = tmp_path / "daily.csv"
+    daily.write_text("email\nreader@example.com\n", encoding="utf-8")
+    report = checked_import(store, daily, list_slug="daily", resubscribe=True)
+    assert report.updated == 1
+    person = rows_by_email(store)["reader@example.com"]
+    assert person["on"] == {"daily": "active", "weekly": "unsubscribed"}
+    with store.read() as conn:
+        source = conn.execute(
+            sa.select(memberships.c.change_source)
+            .join(lists, lists.c.id == memberships.c.list_id)
+            .where(lists.c.slug == "daily")
+        ).scalar_one()
+    assert source == "import"
+
+
+def test_resubscribe_makes_a_bounced_address_active_again(store):
+    checked_import(store, EXAMPLE)
+    with store.begin() as conn:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email == "li.wei@example.com")
+            .values(status="bounced", suppressed_at=sa.func.current_timestamp())
+        )
     report = checked_import(store, EXAMPLE, resubscribe=True)
     assert (report.updated, report.unchanged) == (1, 9)
     person = rows_by_email(store)["li.wei@example.com"]
-    assert person["status"] == "active" and person["unsubscribed_at"] is None
+    assert person["status"] == "active" and person["suppressed_at"] is None
 
 
 def test_status_column_keeps_suppressions_and_refuses_unknown_statuses(store):
@@ -408,15 +458,37 @@ def test_status_column_keeps_suppressions_and_refuses_unknown_statuses(store):
     assert (report.imported, report.skipped) == (3, 1)
     assert reasons(report)[5].startswith("column 'status': 'maybe' is not one of")
     people = rows_by_email(store)
-    assert people["gone@example.com"]["status"] == "unsubscribed"
-    assert people["gone@example.com"]["unsubscribed_at"] is not None
+    # unsubscribed is a standing on the row's lists (here the default one); bounced is the address's.
+    assert people["gone@example.com"]["status"] == "active"
+    assert people["gone@example.com"]["on"] == {"default": "unsubscribed"}
     assert people["bounce@example.com"]["status"] == "bounced"
+    assert people["bounce@example.com"]["suppressed_at"] is not None
 
 
 def test_a_row_marked_unsubscribed_unsubscribes_an_active_subscriber(store):
     add_subscriber(store, "gone@example.com")
     checked_import(store, FIXTURES / "statuses.csv")
-    assert rows_by_email(store)["gone@example.com"]["status"] == "unsubscribed"
+    assert rows_by_email(store)["gone@example.com"]["on"] == {"default": "unsubscribed"}
+
+
+def test_list_columns_give_the_standing_on_each_list(store, tmp_path):
+    sheet = tmp_path / "standings.csv"
+    sheet.write_text(
+        "email,status,list:daily,list:weekly\n"
+        "both@example.com,active,active,pending\n"
+        "left@example.com,active,unsubscribed,\n"
+        "odd@example.com,active,maybe,\n"
+        "old@example.com,unconfirmed,,\n",
+        encoding="utf-8",
+    )
+    report = checked_import(store, sheet)
+    assert (report.imported, report.skipped) == (3, 1)
+    assert reasons(report)[4].startswith("column 'list:daily': 'maybe' is not one of active, pending, unsubscribed")
+    people = rows_by_email(store)
+    assert people["both@example.com"]["on"] == {"daily": "active", "weekly": "pending"}
+    assert people["left@example.com"]["on"] == {"daily": "unsubscribed"}
+    # A row naming no list joins the default one, with the standing its status gives.
+    assert people["old@example.com"]["on"] == {"default": "pending"}
 
 
 def test_new_lists_and_names_update_existing_subscribers(store, tmp_path):
@@ -501,14 +573,22 @@ def test_example_imports_exports_and_reimports_with_zero_changes(store, tmp_path
     again = checked_import(store, exported)
     assert (again.imported, again.updated, again.unchanged, again.skipped) == (0, 0, 10, 0)
     header, *rows = list(csv.reader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
-    assert header == ["email", "name", "status", "lists", "city"]
-    assert rows[0] == ["wang.fang@example.com", "王芳", "active", "default,weekly", "北京"]
+    assert header == ["email", "name", "status", "list:default", "list:weekly", "city"]
+    assert rows[0] == ["wang.fang@example.com", "王芳", "active", "active", "active", "北京"]
+    assert rows[4] == ["chen.jing@example.com", "陈静", "active", "", "active", "成都"]
 
 
 def test_export_into_a_fresh_database_keeps_everything_including_suppressions(store, tmp_path):
     checked_import(store, EXAMPLE)
     unsubscribe(store, "li.wei@example.com")
-    add_subscriber(store, "new@example.net", name="New", list_slug="weekly")
+    unsubscribe(store, "wang.fang@example.com", list_slug="weekly")
+    add_subscriber(store, "pending@example.net", name="P", list_slug="weekly", status="pending")
+    with store.begin() as conn:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email == "zhao.lei@example.org")
+            .values(status="complained", suppressed_at=sa.func.current_timestamp())
+        )
     exported = tmp_path / "export.csv"
     export_csv_file(store, exported)
     with Store.open(f"sqlite:///{tmp_path / 'other.db'}") as other:
@@ -516,8 +596,58 @@ def test_export_into_a_fresh_database_keeps_everything_including_suppressions(st
         assert report.imported == 11
         second = tmp_path / "second.csv"
         export_csv_file(other, second)
+        people = rows_by_email(other)
     assert second.read_bytes() == exported.read_bytes()
-    assert "li.wei@example.com,李伟,unsubscribed,default,上海" in exported.read_text(encoding="utf-8-sig")
+    text = exported.read_text(encoding="utf-8-sig")
+    assert "li.wei@example.com,李伟,active,unsubscribed,,上海" in text
+    assert "wang.fang@example.com,王芳,active,active,unsubscribed,北京" in text
+    assert "zhao.lei@example.org,赵磊,complained,active,,广州" in text
+    assert people["pending@example.net"]["on"] == {"weekly": "pending"}
+    assert people["zhao.lei@example.org"]["status"] == "complained"
+
+
+def test_export_neutralises_formula_cells_and_import_restores_them(store, tmp_path):
+    cells = {
+        '=HYPERLINK("https://evil.example.net","click")': "=1+1",
+        "+86 138 0000 0000": "-5",
+        "@mention": "'already quoted",
+        "'=not a formula": "plain",
+    }
+    for n, (name, value) in enumerate(cells.items()):
+        add_subscriber(store, f"cell{n}@example.com", name=name, attributes={"note": value, "=key": "x"})
+    exported = tmp_path / "export.csv"
+    export_csv_file(store, exported)
+    header, *rows = list(csv.reader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+    assert header == ["email", "name", "status", "list:default", "'=key", "note"]
+    # No cell a spreadsheet would evaluate: each starts with ' where it started with = + - @ or '.
+    assert [row[1] for row in rows] == [
+        '\'=HYPERLINK("https://evil.example.net","click")',
+        "'+86 138 0000 0000",
+        "'@mention",
+        "''=not a formula",
+    ]
+    assert [row[5] for row in rows] == ["'=1+1", "'-5", "''already quoted", "plain"]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in [header, *rows] for cell in row)
+
+    with Store.open(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        report = checked_import(other, exported)
+        assert report.imported == 4
+        people = rows_by_email(other)
+        second = tmp_path / "second.csv"
+        export_csv_file(other, second)
+    assert second.read_bytes() == exported.read_bytes()
+    for n, (name, value) in enumerate(cells.items()):
+        assert people[f"cell{n}@example.com"]["name"] == name
+        assert people[f"cell{n}@example.com"]["attributes"] == {"note": value, "=key": "x"}
+
+
+def test_an_apostrophe_a_person_typed_is_kept_on_import(store, tmp_path):
+    sheet = tmp_path / "typed.csv"
+    sheet.write_text("email,name\ntis@example.com,'Tis Me\nquote@example.com,'=1\n", encoding="utf-8")
+    checked_import(store, sheet)
+    people = rows_by_email(store)
+    assert people["tis@example.com"]["name"] == "'Tis Me"
+    assert people["quote@example.com"]["name"] == "=1"
 
 
 def test_export_filters_by_list_and_status(store):
@@ -546,19 +676,44 @@ def test_add_then_unsubscribe_then_refuse_to_add_without_resubscribe(store):
     assert created and subscriber.email == "Alice@example.com" and subscriber.lists == ("weekly",)
     assert subscriber.created_at.utcoffset().total_seconds() == 0
     unsubscribed, changed = unsubscribe(store, "alice@EXAMPLE.com")
-    assert changed and unsubscribed.status == "unsubscribed" and unsubscribed.unsubscribed_at is not None
+    assert changed and unsubscribed.memberships == {"weekly": "unsubscribed"} and unsubscribed.status == "active"
+    assert not unsubscribed.receives("weekly")
     assert unsubscribe(store, subscriber_id=subscriber.id)[1] is False  # a second click changes nothing
-    with pytest.raises(InputError, match="is unsubscribed since .*--resubscribe"):
-        add_subscriber(store, "alice@example.com")
-    again, created = add_subscriber(store, "alice@example.com", resubscribe=True)
-    assert not created and again.status == "active" and again.unsubscribed_at is None
+    with pytest.raises(InputError, match="unsubscribed from weekly since .*--resubscribe"):
+        add_subscriber(store, "alice@example.com", list_slug="weekly")
+    again, created = add_subscriber(store, "alice@example.com", list_slug="weekly", resubscribe=True)
+    assert not created and again.receives("weekly")
+
+
+def test_unsubscribe_from_one_list_keeps_the_others(store):
+    add_subscriber(store, "alice@example.com", list_slug="daily")
+    add_subscriber(store, "alice@example.com", list_slug="weekly")
+    left, changed = unsubscribe(store, "alice@example.com", list_slug="daily")
+    assert changed and left.memberships == {"daily": "unsubscribed", "weekly": "active"}
+    # Joining another list is not coming back to the one they left.
+    joined, _ = add_subscriber(store, "alice@example.com", list_slug="monthly")
+    assert joined.memberships == {"daily": "unsubscribed", "monthly": "active", "weekly": "active"}
+    with pytest.raises(InputError, match=r"alice@example.com is not on list 'yearly'"):
+        unsubscribe(store, "alice@example.com", list_slug="yearly")
 
 
 def test_unsubscribe_keeps_a_stronger_suppression(store):
     _subscriber, _ = add_subscriber(store, "alice@example.com")
     with store.begin() as conn:
         conn.execute(subscribers.update().values(status="complained"))
-    assert unsubscribe(store, "alice@example.com")[0].status == "complained"
+    left, _ = unsubscribe(store, "alice@example.com")
+    assert left.status == "complained" and left.memberships == {"default": "unsubscribed"}
+
+
+def test_a_complained_address_is_refused_by_add_without_resubscribe(store):
+    add_subscriber(store, "alice@example.com")
+    with store.begin() as conn:
+        conn.execute(subscribers.update().values(status="complained", suppressed_at=sa.func.current_timestamp()))
+    with pytest.raises(InputError, match="alice@example.com is complained since .*--resubscribe"):
+        add_subscriber(store, "alice@example.com", list_slug="weekly")
+    again, _ = add_subscriber(store, "alice@example.com", list_slug="weekly", resubscribe=True)
+    assert again.status == "active" and again.suppressed_at is None
+    assert again.memberships == {"default": "active", "weekly": "active"}
 
 
 def test_remove_erases_the_subscriber_and_their_memberships(store):
@@ -580,9 +735,17 @@ def test_remove_erases_the_subscriber_and_their_memberships(store):
 def test_list_summaries_count_members_by_status(store):
     checked_import(store, EXAMPLE)
     unsubscribe(store, "wang.fang@example.com")
+    with store.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.email == "zhao.lei@example.org").values(status="bounced"))
     summaries = {summary.slug: summary for summary in list_summaries(store)}
-    assert summaries["default"].counts["active"] == 7 and summaries["default"].counts["unsubscribed"] == 1
-    assert summaries["weekly"].total == 5
+    assert summaries["default"].counts == {
+        "active": 6,
+        "pending": 0,
+        "unsubscribed": 1,
+        "bounced": 1,
+        "complained": 0,
+    }
+    assert summaries["weekly"].total == 5 and summaries["weekly"].counts["unsubscribed"] == 1
     assert [s.email for s in iter_subscribers(store, list_slug="default", status="unsubscribed")] == [
         "wang.fang@example.com"
     ]
@@ -607,21 +770,26 @@ def test_cli_import_prints_counts_and_one_line_per_skipped_row(cli, store):
 def test_cli_add_list_export_lists_unsubscribe_remove(cli, store, tmp_path):
     assert cli("subscribers", "import", str(EXAMPLE)).exit_code == 0
     result = cli("subscribers", "add", "new@example.com", "--name", "新人", "--list", "weekly")
-    assert result.exit_code == 0 and result.stdout == "added new@example.com (active; lists: weekly)\n"
+    assert result.exit_code == 0 and result.stdout == "added new@example.com (active; lists: weekly:active)\n"
+    assert cli("subscribers", "add", "new@example.com", "--list", "daily").exit_code == 0
 
     listed = cli("subscribers", "list", "--list", "weekly", "--json")
     people = json.loads(listed.stdout)
     assert [p["email"] for p in people][-1] == "new@example.com" and people[-1]["name"] == "新人"
+    assert people[-1]["memberships"] == {"daily": "active", "weekly": "active"}
+    assert people[0]["memberships"] == {"default": "active", "weekly": "active"}
 
-    assert cli("subscribers", "unsubscribe", "new@example.com").stdout == "unsubscribed new@example.com\n"
+    left = cli("subscribers", "unsubscribe", "new@example.com", "--list", "weekly")
+    assert left.stdout == "unsubscribed new@example.com from weekly (lists: daily:active,weekly:unsubscribed)\n"
     text = cli("subscribers", "list", "--status", "unsubscribed").stdout
-    assert text == "new@example.com\tunsubscribed\tweekly\t新人\n"
+    assert text == "new@example.com\tactive\tdaily:active,weekly:unsubscribed\t新人\n"
+    assert cli("subscribers", "list", "--list", "daily", "--status", "unsubscribed").stdout == ""
 
     result = cli("subscribers", "export", "-o", str(tmp_path / "out.csv"))
     assert result.exit_code == 0 and (tmp_path / "out.csv").exists()
     assert cli("subscribers", "export", "--status", "unsubscribed").stdout.splitlines() == [
-        "email,name,status,lists",  # no city column: nobody exported has one
-        "new@example.com,新人,unsubscribed,weekly",
+        "email,name,status,list:daily,list:weekly",  # no city column: nobody exported has one
+        "new@example.com,新人,active,active,unsubscribed",
     ]
 
     table = cli("lists").stdout.splitlines()
@@ -629,13 +797,13 @@ def test_cli_add_list_export_lists_unsubscribe_remove(cli, store, tmp_path):
         "list",
         "name",
         "active",
-        "unconfirmed",
+        "pending",
         "unsubscribed",
         "bounced",
         "complained",
         "total",
     ]
-    assert table[2].split() == ["weekly", "weekly", "5", "0", "1", "0", "0", "6"]
+    assert table[3].split() == ["weekly", "weekly", "5", "0", "1", "0", "0", "6"]
 
     refused = cli("subscribers", "remove", "new@example.com", input="n\n")
     assert refused.exit_code == 1 and get_subscriber(store, "new@example.com") is not None

@@ -16,12 +16,15 @@ from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
     CONFIRM,
-    UNCONFIRMED,
+    PENDING,
     UNSUBSCRIBED,
+    confirmations,
     lists,
     memberships,
     subscribers,
+    utcnow,
 )
+from newsletter.tokens import Purpose
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.send_world import parse_message
@@ -81,7 +84,18 @@ def no_new_mail_after_a_moment(site: Site, email: str, before: int) -> None:
 
 def confirm_link(message: EmailMessage) -> str:
     body = message.get_body(preferencelist=("plain",)).get_content()
-    return re.search(r"(http://\S+/confirm/[A-Za-z0-9_-]{44})", body).group(1)
+    return re.search(r"(http://\S+/confirm/[A-Za-z0-9_-]{43})\s", body).group(1)
+
+
+def allow_another_email(site: Site, email: str) -> None:
+    """Move the address's last confirmation email back past the hourly limit."""
+    sent_at = site.subscriber(email)["confirmation_sent_at"]
+    with site.world.store.begin() as conn:
+        conn.execute(
+            sa.update(subscribers)
+            .where(subscribers.c.email == email)
+            .values(confirmation_sent_at=sent_at - timedelta(hours=1, seconds=1))
+        )
 
 
 def test_the_form_is_labelled_and_in_the_newsletters_language(shop: Site):
@@ -99,11 +113,12 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
     answer = subscribe(shop, "new.reader@example.org", name="新读者")
     assert answer.status_code == 200
     assert SENT_PAGE in answer.text
-    row = shop.subscriber("new.reader@example.org")
-    assert row["status"] == UNCONFIRMED and row["source"] == "web" and row["name"] == "新读者"
-    assert row["confirmed_at"] is None
-
     message = wait_for_confirmation(shop, "new.reader@example.org")
+    row = shop.subscriber("new.reader@example.org")
+    assert shop.status("new.reader@example.org") == PENDING and row["source"] == "web"
+    # The name typed on the form waits for the confirmation; nobody is named by a stranger.
+    assert row["name"] == "" and row["confirmed_at"] is None
+
     assert str(message["Subject"]) == "请确认订阅「AI行业速递」"
     assert message["From"].addresses[0].addr_spec == "digest@example.com"
     assert message["Auto-Submitted"] == "auto-generated"
@@ -122,7 +137,8 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
     assert page.status_code == again.status_code == 200
     assert "订阅成功" in page.text and "new.reader@example.org" in page.text
     row = shop.subscriber("new.reader@example.org")
-    assert row["status"] == ACTIVE and row["confirmed_at"] is not None
+    assert shop.status("new.reader@example.org") == ACTIVE and row["confirmed_at"] is not None
+    assert row["name"] == "新读者"
     with shop.world.store.read() as conn:
         member_of = (
             conn.execute(sa.select(lists.c.slug).join(memberships).where(memberships.c.subscriber_id == row["id"]))
@@ -131,7 +147,12 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
         )
     assert member_of == ["default"]
     (event,) = shop.events(CONFIRM, "new.reader@example.org")
-    assert event["detail"] == {"list": "default", "was": UNCONFIRMED}
+    assert event["detail"] == {"list": "default", "was": PENDING}
+    with shop.world.store.read() as conn:
+        (stored,) = conn.execute(sa.select(confirmations).where(confirmations.c.subscriber_id == row["id"])).all()
+    # Used once, and the typed name is not kept beside the subscriber's own.
+    assert stored.used_at is not None and stored.name is None
+    assert link.rsplit("/", 1)[1] not in stored.digest
 
 
 def test_the_confirmation_email_is_crlf_canonical_in_its_headers_and_its_text(shop: Site):
@@ -182,31 +203,79 @@ def test_at_most_one_confirmation_email_an_hour_per_address(shop: Site):
     assert len(confirmations_to(shop, "eager@example.org")) == 1
 
     # An hour later the next request mails again.
-    sent_at = shop.subscriber("eager@example.org")["confirmation_sent_at"]
-    with shop.world.store.begin() as conn:
-        conn.execute(
-            sa.update(subscribers)
-            .where(subscribers.c.email == "eager@example.org")
-            .values(confirmation_sent_at=sent_at - timedelta(hours=1, seconds=1))
-        )
+    allow_another_email(shop, "eager@example.org")
     subscribe(shop, "eager@example.org")
     wait_for_confirmation(shop, "eager@example.org", count=2)
 
 
+def test_each_email_has_a_link_of_its_own_and_only_the_newest_confirms(shop: Site):
+    subscribe(shop, "twice@example.org", name="First Try")
+    old = confirm_link(wait_for_confirmation(shop, "twice@example.org"))
+    allow_another_email(shop, "twice@example.org")
+    subscribe(shop, "twice@example.org", name="Second Try")
+    new = confirm_link(wait_for_confirmation(shop, "twice@example.org", count=2))
+    assert old != new
+    with shop.client() as browser:
+        stale = browser.get(old)
+        assert stale.status_code == 404 and "链接无效" in stale.text
+        assert shop.status("twice@example.org") == PENDING
+        assert browser.get(new).status_code == 200
+    assert shop.status("twice@example.org") == ACTIVE
+    assert shop.subscriber("twice@example.org")["name"] == "Second Try"
+
+
+def test_a_link_older_than_seven_days_no_longer_confirms(shop: Site):
+    subscribe(shop, "slow@example.org")
+    link = confirm_link(wait_for_confirmation(shop, "slow@example.org"))
+    with shop.world.store.begin() as conn:
+        conn.execute(
+            sa.update(confirmations)
+            .where(confirmations.c.subscriber_id == shop.subscriber("slow@example.org")["id"])
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    with shop.client() as browser:
+        assert browser.get(link).status_code == 404
+    assert shop.status("slow@example.org") == PENDING
+
+
+def test_a_link_mailed_before_this_version_still_confirms_until_a_new_one_is_sent(shop: Site):
+    # Links mailed before migration 0004 were signed (list, subscriber) claims.
+    add_subscriber(shop.world.store, "early@example.org", status=PENDING)
+    row = shop.subscriber("early@example.org")
+    with shop.world.store.begin() as conn:
+        conn.execute(
+            sa.update(subscribers).where(subscribers.c.id == row["id"]).values(confirmation_sent_at=sa.func.now())
+        )
+        list_id = conn.execute(sa.select(lists.c.id).where(lists.c.slug == "default")).scalar_one()
+    legacy = f"{shop.url}/confirm/{shop.context.tokens.sign(Purpose.CONFIRM, list_id, row['id'])}"
+    with shop.client() as browser:
+        assert browser.get(legacy).status_code == 200
+    assert shop.status("early@example.org") == ACTIVE
+
+    # Someone else whose old link is superseded by a new email: only the new link works.
+    add_subscriber(shop.world.store, "later@example.org", status=PENDING)
+    later = shop.subscriber("later@example.org")
+    subscribe(shop, "later@example.org")
+    new = confirm_link(wait_for_confirmation(shop, "later@example.org"))
+    old = f"{shop.url}/confirm/{shop.context.tokens.sign(Purpose.CONFIRM, list_id, later['id'])}"
+    with shop.client() as browser:
+        assert browser.get(old).status_code == 404
+        assert browser.get(new).status_code == 200
+
+
 def test_someone_who_unsubscribed_comes_back_only_by_confirming(shop: Site):
     subscribe(shop, "left@example.net")
-    assert shop.status("left@example.net") == UNSUBSCRIBED
     link = confirm_link(wait_for_confirmation(shop, "left@example.net"))
+    assert shop.status("left@example.net") == UNSUBSCRIBED
     with shop.client() as browser:
         assert browser.get(link).status_code == 200
     assert shop.status("left@example.net") == ACTIVE
-    assert shop.subscriber("left@example.net")["unsubscribed_at"] is None
 
 
 def test_a_bounced_address_comes_back_only_by_confirming(shop: Site):
     subscribe(shop, "bounced@example.net")
-    assert shop.status("bounced@example.net") == BOUNCED
     link = confirm_link(wait_for_confirmation(shop, "bounced@example.net"))
+    assert shop.status("bounced@example.net") == BOUNCED
     with shop.client() as browser:
         assert browser.get(link).status_code == 200
     assert shop.status("bounced@example.net") == ACTIVE
@@ -232,7 +301,7 @@ def test_a_link_scanner_gets_a_button_and_confirms_nothing(shop: Site):
         page = scanner.get(link)
     assert page.status_code == 200
     assert "确认订阅</button>" in page.text
-    assert shop.status("guarded@example.org") == UNCONFIRMED
+    assert shop.status("guarded@example.org") == PENDING
     # A person pressing that button confirms.
     with shop.client() as browser:
         button_page = browser.get(link, headers={"User-Agent": "python-requests/2.32"})
@@ -247,7 +316,7 @@ def test_a_tampered_confirmation_link_is_refused(shop: Site):
     forged = link[:-5] + ("AAAAA" if not link.endswith("AAAAA") else "BBBBB")
     with shop.client() as browser:
         assert browser.get(forged).status_code == 404
-    assert shop.status("careful@example.org") == UNCONFIRMED
+    assert shop.status("careful@example.org") == PENDING
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "two@@example.org", "", "x@localhost"])

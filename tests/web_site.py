@@ -37,6 +37,7 @@ from databases import empty_database
 from http_server import run_asgi_in_thread
 
 from tests.send_world import World, parse_message
+from tests.standings import standing
 
 # What a person's browser sends; httpx's own user agent counts as a machine (it is one).
 BROWSER = (
@@ -106,8 +107,11 @@ class Site:
             row = conn.execute(sa.select(subscribers).where(subscribers.c.email == email)).mappings().one()
         return dict(row)
 
-    def status(self, email: str) -> str:
-        return self.subscriber(email)["status"]
+    def status(self, email: str, list_slug: str = "default") -> str | None:
+        """The address's suppression, else the standing on `list_slug` (tests/standings.py)."""
+        subscriber_id = self.subscriber(email)["id"]
+        with self.world.store.read() as conn:
+            return standing(conn, subscriber_id, list_slug)
 
     def events(self, kind: str | None = None, email: str | None = None) -> list[dict]:
         query = sa.select(events).order_by(events.c.id)

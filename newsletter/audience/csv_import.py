@@ -4,8 +4,20 @@ Spreadsheets arrive from elsewhere (often Excel on Chinese Windows, so GBK), wit
 duplicates, blank rows and typos.  Import streams the file in batches, one transaction per
 batch, and reports every row it did not take with the row number and the reason; a file it
 cannot read at all (wrong encoding, no `email` column, not CSV) is refused before anything
-is written.  Import never lifts a suppression (unsubscribed, bounced, complained) unless
+is written.  Import never lifts a suppression (leaving a list, a bounce, a complaint) unless
 asked, and importing the same file twice changes nothing the second time.
+
+Which lists a row joins, and as what:
+
+- `lists` (or `tags`): slugs the row joins, with the row's `status` if that is a standing
+  on a list (pending, unsubscribed), else active; `--list` adds one more for every row;
+- `list:SLUG` columns (what the export writes): the standing on that list, one of active,
+  pending or unsubscribed, or empty for none;
+- a row that names no list joins the default list;
+- a `status` of bounced or complained is about the address, so it holds for every list.
+
+Cells that a spreadsheet would run as formulas were written with a `'` in front by the
+export (newsletter.audience.csv_cells); import takes it off again.
 """
 
 from __future__ import annotations
@@ -21,13 +33,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 from newsletter.audience.addresses import Address, clean_name, normalize_address
+from newsletter.audience.csv_cells import restore
 from newsletter.audience.import_writer import BatchWriter
 from newsletter.errors import InputError
 from newsletter.store import Store
 from newsletter.store.lists import check_list_slug
 from newsletter.store.schema import (
     ACTIVE,
-    STATUSES,
+    BOUNCED,
+    COMPLAINED,
+    MEMBERSHIP_STATUSES,
+    PENDING,
+    UNSUBSCRIBED,
 )
 
 # Header names (compared trimmed and lowercased) that mean the address, the name, the lists
@@ -38,6 +55,13 @@ EMAIL_COLUMNS = frozenset(
 NAME_COLUMNS = frozenset({"name", "full name", "full_name", "姓名", "名字"})
 LIST_COLUMNS = frozenset({"lists", "list", "tags", "tag"})
 STATUS_COLUMNS = frozenset({"status"})
+# `list:weekly`: the standing on that one list (what the export writes, one column per list).
+LIST_STATUS_PREFIX = "list:"
+
+# What a `status` cell may say.  `unconfirmed` is what exports before per-list standings
+# wrote for pending.
+IMPORT_STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+_STATUS_ALIASES = {"unconfirmed": PENDING}
 
 # Rows per transaction.  Large enough to amortise the round trips, small enough that an
 # import holds SQLite's write lock (or PostgreSQL's row locks) for a fraction of a second
@@ -98,8 +122,10 @@ class ImportRow(NamedTuple):
     number: int
     address: Address
     name: str
+    # The address: active, bounced or complained.
     status: str
-    lists: tuple[str, ...]
+    # (list slug, active | pending | unsubscribed) for each list the row names.
+    lists: tuple[tuple[str, str], ...]
     attributes: dict
 
 
@@ -113,6 +139,8 @@ class _Columns:
     name: int | None
     status: int | None
     lists: tuple[int, ...]
+    # (column, list slug) of the `list:SLUG` columns.
+    list_statuses: tuple[tuple[int, str], ...]
     attributes: tuple[tuple[int, str], ...]
 
 
@@ -131,13 +159,13 @@ def import_csv(
     """Import the subscribers in a CSV file.
 
     Columns: `email` (required), `name`, `lists` or `tags` (comma-separated list slugs),
-    `status`, and any others, kept as attributes.  Every row joins the lists in its own
-    `lists` cell plus `list_slug` when given; a row that names no list and no `list_slug`
-    joins `default_list`.  Duplicates (case-insensitive) after the first occurrence are
+    `status`, `list:SLUG`, and any others, kept as attributes (the module docstring says
+    which lists a row joins).  Duplicates (case-insensitive) after the first occurrence are
     skipped and reported.  Existing subscribers get a non-empty name, new attributes and
-    new lists; one who unsubscribed, bounced or complained is skipped unless `resubscribe`.
-    A row the CSV marks unsubscribed/bounced/complained suppresses an active subscriber,
-    so an export imported elsewhere keeps its suppressions.
+    new lists; on a list they left, or when their address bounced or complained, they are
+    not put back unless `resubscribe` (which then puts them back on the row's lists only).
+    A row that says unsubscribed, bounced or complained suppresses an active subscriber, so
+    an export imported elsewhere keeps its suppressions.
 
     Problems with single rows go to `on_problem` (or `report.problems`) and never stop the
     rest.  A file that cannot be read as a whole raises InputError before anything is
@@ -337,13 +365,14 @@ def _records(path: Path, reader) -> Iterator[tuple[int, list[str]]]:
 
 
 def _columns(path: Path, header: list[str]) -> _Columns:
-    names = [cell.strip().lstrip("\ufeff").strip() for cell in header]
+    names = [restore(cell.strip().lstrip("\ufeff").strip()) for cell in header]
     if not any(names):
         raise InputError(
             f"{path}: row 1 is empty; the first row must be the header naming the columns, e.g. email,name,lists"
         )
     email = name = status = None
     list_columns: list[int] = []
+    list_statuses: list[tuple[int, str]] = []
     attributes: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     for index, original in enumerate(names):
@@ -368,6 +397,13 @@ def _columns(path: Path, header: list[str]) -> _Columns:
             status = index
         elif lowered in LIST_COLUMNS:
             list_columns.append(index)
+        elif lowered.startswith(LIST_STATUS_PREFIX):
+            slug = original[len(LIST_STATUS_PREFIX) :].strip()
+            try:
+                check_list_slug(slug)
+            except InputError as err:
+                raise InputError(f"{path}: row 1 (header): column {original!r}: {err}") from None
+            list_statuses.append((index, slug))
         else:
             attributes.append((index, original))
     if email is None:
@@ -383,6 +419,7 @@ def _columns(path: Path, header: list[str]) -> _Columns:
         name=name,
         status=status,
         lists=tuple(list_columns),
+        list_statuses=tuple(list_statuses),
         attributes=tuple(attributes),
     )
 
@@ -400,7 +437,6 @@ def _parse_rows(
     """Valid rows; every other row is reported through `problem` and counted."""
     email_index, name_index, status_index = columns.email, columns.name, columns.status
     width = columns.width
-    fallback_lists = (list_slug,) if list_slug else (default_list,)
     list_cache: dict[str, tuple[str, ...] | str] = {}
     for number, fields in records:
         report.rows += 1
@@ -424,17 +460,22 @@ def _parse_rows(
             )
             continue
         try:
-            address = normalize_address(raw_email)
+            address = normalize_address(restore(raw_email.strip()))
         except InputError as err:
             problem(number, f"column {columns.email_header!r}: {err}")
             continue
-        status = ACTIVE
+        address_status, list_status = ACTIVE, ACTIVE
         if status_index is not None:
-            status = fields[status_index].strip().lower() or ACTIVE
-            if status not in STATUSES:
-                problem(number, f"column 'status': {fields[status_index]!r} is not one of {', '.join(STATUSES)}")
+            cell = fields[status_index].strip().lower() or ACTIVE
+            cell = _STATUS_ALIASES.get(cell, cell)
+            if cell not in IMPORT_STATUSES:
+                problem(number, f"column 'status': {fields[status_index]!r} is not one of {', '.join(IMPORT_STATUSES)}")
                 continue
-        row_lists: tuple[str, ...] = ()
+            if cell in MEMBERSHIP_STATUSES:
+                list_status = cell
+            else:
+                address_status = cell
+        row_lists: dict[str, str] = {}
         if columns.lists:
             cell = ",".join(fields[i] for i in columns.lists)
             parsed = list_cache.get(cell)
@@ -445,14 +486,30 @@ def _parse_rows(
             if isinstance(parsed, str):
                 problem(number, parsed)
                 continue
-            row_lists = parsed
+            row_lists = dict.fromkeys(parsed, list_status)
+        bad_standing = None
+        for index, slug in columns.list_statuses:
+            cell = fields[index].strip().lower()
+            if not cell:
+                continue
+            cell = _STATUS_ALIASES.get(cell, cell)
+            if cell not in MEMBERSHIP_STATUSES:
+                bad_standing = (
+                    f"column '{LIST_STATUS_PREFIX}{slug}': {fields[index]!r} is not one of "
+                    f"{', '.join(MEMBERSHIP_STATUSES)} (or empty)"
+                )
+                break
+            row_lists[slug] = cell
+        if bad_standing is not None:
+            problem(number, bad_standing)
+            continue
         if list_slug and list_slug not in row_lists:
-            row_lists += (list_slug,)
+            row_lists[list_slug] = list_status
         if not row_lists:
-            row_lists = fallback_lists
+            row_lists[default_list] = list_status
         attributes = {}
         for index, key in columns.attributes:
-            value = fields[index].strip()
+            value = restore(fields[index].strip())
             if value:
                 attributes[key] = value
         if address.smtputf8:
@@ -462,14 +519,16 @@ def _parse_rows(
                 skipped=False,
             )
             report.flagged += 1
-        name = fields[name_index] if name_index is not None else ""
-        yield ImportRow(number, address, clean_name(name) if name else "", status, row_lists, attributes)
+        name = restore(fields[name_index]) if name_index is not None else ""
+        yield ImportRow(
+            number, address, clean_name(name) if name else "", address_status, tuple(row_lists.items()), attributes
+        )
 
 
 def _parse_lists(cell: str) -> tuple[str, ...] | str:
     """The slugs in a `lists` cell, or the reason they are not slugs."""
     slugs: list[str] = []
-    for slug in _LIST_SEPARATORS.split(cell.strip()):
+    for slug in _LIST_SEPARATORS.split(restore(cell.strip())):
         if not slug:
             continue
         try:

@@ -1,5 +1,10 @@
 """Writing a CSV import's rows to the store, a batch per transaction: who is new, who
 changes, who stays as they are, and which row of the file came first.
+
+Standings per list: a row puts its subscriber on each list it names with the standing it
+gives (csv_import's docstring).  What only `--resubscribe` may undo is refused per list:
+leaving a list (the row's other lists still apply), and a bounce or complaint on the address
+(which refuses the whole row, as it stops every list).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from newsletter.store.dialect import (
 from newsletter.store.lists import find_list_id, get_or_create_list
 from newsletter.store.schema import (
     ACTIVE,
-    SUPPRESSED,
-    UNCONFIRMED,
+    BY_IMPORT,
+    PENDING,
+    SUPPRESSIONS,
     UNSUBSCRIBED,
     memberships,
     subscribers,
@@ -58,8 +64,9 @@ _NEW_SUBSCRIBER_COLUMNS = (
     "created_at",
     "updated_at",
     "confirmed_at",
-    "unsubscribed_at",
+    "suppressed_at",
 )
+_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "status", "created_at", "changed_at", "change_source")
 
 
 class BatchWriter:
@@ -101,16 +108,28 @@ class BatchWriter:
             subscribers.c.status,
             subscribers.c.attributes,
             subscribers.c.confirmed_at,
-            subscribers.c.unsubscribed_at,
+            subscribers.c.suppressed_at,
         ).where(keys_condition(subscribers.c.email_key, dialect.name))
         self.select_ids = sa.select(subscribers.c.email_key, subscribers.c.id).where(
             keys_condition(subscribers.c.email_key, dialect.name)
         )
-        self.select_memberships = sa.select(memberships.c.subscriber_id, memberships.c.list_id).where(
-            keys_condition(memberships.c.subscriber_id, dialect.name, "ids")
-        )
+        self.select_memberships = sa.select(
+            memberships.c.subscriber_id, memberships.c.list_id, memberships.c.status, memberships.c.changed_at
+        ).where(keys_condition(memberships.c.subscriber_id, dialect.name, "ids"))
         self.insert_subscribers = bulk_insert(conn, subscribers, _NEW_SUBSCRIBER_COLUMNS, conflict=("email_key",))
-        self.insert_memberships = bulk_insert(conn, memberships, ("subscriber_id", "list_id", "created_at"))
+        self.insert_memberships = bulk_insert(conn, memberships, _MEMBERSHIP_COLUMNS)
+        self.update_membership = (
+            memberships.update()
+            .where(
+                memberships.c.subscriber_id == sa.bindparam("member_id"),
+                memberships.c.list_id == sa.bindparam("member_list_id"),
+            )
+            .values(
+                status=sa.bindparam("new_status"),
+                changed_at=sa.bindparam("new_changed_at", type_=memberships.c.changed_at.type),
+                change_source=BY_IMPORT,
+            )
+        )
         self.driver_time = driver_form(subscribers.c.created_at, dialect)
         self.driver_attributes = driver_form(subscribers.c.attributes, dialect)
         self.no_attributes = self.driver_attributes({})
@@ -122,7 +141,7 @@ class BatchWriter:
                 status=sa.bindparam("new_status"),
                 attributes=sa.bindparam("new_attributes", type_=subscribers.c.attributes.type),
                 confirmed_at=sa.bindparam("new_confirmed_at", type_=subscribers.c.confirmed_at.type),
-                unsubscribed_at=sa.bindparam("new_unsubscribed_at", type_=subscribers.c.unsubscribed_at.type),
+                suppressed_at=sa.bindparam("new_suppressed_at", type_=subscribers.c.suppressed_at.type),
                 updated_at=sa.bindparam("new_updated_at", type_=subscribers.c.updated_at.type),
             )
         )
@@ -158,39 +177,76 @@ class BatchWriter:
             existing = {record.email_key: record for record in conn.execute(self.select_existing, {"keys": keys})}
             if not self.dry_run:
                 rows = self._not_claimed(rows, existing)
-            current_memberships: set[tuple[int, int]] = set()
+            # (subscriber id, list id) -> (status, changed_at) of the batch's existing subscribers.
+            current: dict[tuple[int, int], tuple[str, datetime]] = {}
             if existing:
                 ids = [record.id for record in existing.values()]
-                current_memberships = {
-                    tuple(pair) for pair in conn.execute(self.select_memberships, {"ids": self.many(ids)})
+                current = {
+                    (subscriber_id, list_id): (status, changed_at)
+                    for subscriber_id, list_id, status, changed_at in conn.execute(
+                        self.select_memberships, {"ids": self.many(ids)}
+                    )
                 }
-            list_ids = self._list_ids({slug for row in rows for slug in row.lists})
+            list_ids = self._list_ids({slug for row in rows for slug, _ in row.lists})
 
             now = utcnow()
             new_rows: list[ImportRow] = []
             updates: list[dict] = []
-            joins: list[tuple[int, int | None]] = []  # (subscriber id, list id) for existing subscribers
+            standing_changes: list[dict] = []
+            joins: list[tuple[int, int | None, str]] = []  # (subscriber id, list id, status) of existing subscribers
             for row in rows:
                 record = existing.get(row.address.key)
                 if record is None:
                     new_rows.append(row)
                     report.imported += 1
                     continue
-                change = self._change(row, record, now)
-                if change is None:  # suppressed and not resubscribed: skipped, reported
+                if record.status in SUPPRESSIONS and row.status not in SUPPRESSIONS and not self.resubscribe:
+                    # The address stops every list: nothing of the row applies.
+                    self.problem(
+                        row.number,
+                        f"{row.address.email} is {record.status}{since_text(record.suppressed_at)}; "
+                        "not resubscribed (pass --resubscribe if they asked to come back)",
+                    )
                     continue
-                missing = [
-                    list_ids[slug]
-                    for slug in row.lists
-                    if list_ids[slug] is None or (record.id, list_ids[slug]) not in current_memberships
-                ]
-                if change or missing:
+                refused: list[str] = []
+                changed_lists = 0
+                activated = False
+                for slug, status in row.lists:
+                    list_id = list_ids[slug]
+                    stored = current.get((record.id, list_id)) if list_id is not None else None
+                    if stored is None:
+                        joins.append((record.id, list_id, status))
+                        changed_lists += 1
+                        activated = activated or status == ACTIVE
+                        continue
+                    new_status = self._standing(stored[0], status)
+                    if new_status is None:
+                        refused.append(f"{slug}{since_text(stored[1])}")
+                    elif new_status != stored[0]:
+                        standing_changes.append(
+                            {
+                                "member_id": record.id,
+                                "member_list_id": list_id,
+                                "new_status": new_status,
+                                "new_changed_at": now,
+                            }
+                        )
+                        changed_lists += 1
+                        activated = activated or new_status == ACTIVE
+                change = self._change(row, record, now, activated=activated)
+                if change or changed_lists:
                     report.updated += 1
-                else:
+                elif not refused:
                     report.unchanged += 1
+                if refused:
+                    self.problem(
+                        row.number,
+                        f"{row.address.email} unsubscribed from {', '.join(refused)}; not resubscribed there "
+                        "(pass --resubscribe if they asked to come back)",
+                        skipped=not (change or changed_lists),
+                    )
                 if change:
                     updates.append(change)
-                joins.extend((record.id, list_id) for list_id in missing)
 
             if self.dry_run:
                 return
@@ -204,11 +260,15 @@ class BatchWriter:
                     subscriber_id = new_ids[row.address.key]
                     self._grow_to(subscriber_id)
                     first_row[subscriber_id] = row.number
-                    joins.extend((subscriber_id, list_ids[slug]) for slug in row.lists)
+                    joins.extend((subscriber_id, list_ids[slug], status) for slug, status in row.lists)
             if updates:
                 conn.execute(self.update_subscriber, updates)
+            if standing_changes:
+                conn.execute(self.update_membership, standing_changes)
             if joins:
-                self.insert_memberships.execute(conn, [(s, l, driver_now) for s, l in joins])
+                self.insert_memberships.execute(
+                    conn, [(s, l, status, driver_now, driver_now, BY_IMPORT) for s, l, status in joins]
+                )
 
     def _first_in_batch(self, batch: list[ImportRow]) -> list[ImportRow]:
         first: dict[str, ImportRow] = {}
@@ -270,6 +330,7 @@ class BatchWriter:
 
     def _new_subscriber(self, row: ImportRow, driver_now) -> tuple:
         status = row.status
+        vouched = status == ACTIVE and any(standing == ACTIVE for _, standing in row.lists)
         return (
             row.address.email,
             row.address.key,
@@ -280,42 +341,46 @@ class BatchWriter:
             driver_now,
             driver_now,
             # An editor importing a list vouches for the consent of its active rows.
-            driver_now if status == ACTIVE else None,
-            driver_now if status == UNSUBSCRIBED else None,
+            driver_now if vouched else None,
+            driver_now if status in SUPPRESSIONS else None,
         )
 
-    def _change(self, row: ImportRow, record, now: datetime) -> dict | None:
-        """The new values for an existing subscriber: {} when nothing changes, None when the
-        row is skipped because the subscriber is suppressed."""
+    def _standing(self, stored: str, row: str) -> str | None:
+        """The new standing on a list the subscriber is on, or None when the row would put
+        back someone who left it (refused unless resubscribe)."""
+        if stored == UNSUBSCRIBED and row != UNSUBSCRIBED:
+            return row if self.resubscribe else None
+        if stored == ACTIVE and row == PENDING:
+            return ACTIVE  # a pending row does not take back a subscription already confirmed
+        return row
+
+    def _change(self, row: ImportRow, record, now: datetime, *, activated: bool) -> dict:
+        """The new values for an existing subscriber ({} when nothing changes); `activated`:
+        the row makes them active on a list they were not active on."""
         status = record.status
         confirmed_at = record.confirmed_at
-        unsubscribed_at = record.unsubscribed_at
-        if record.status in SUPPRESSED:
-            if row.status not in SUPPRESSED:
-                if not self.resubscribe:
-                    self.problem(
-                        row.number,
-                        f"{row.address.email} is {record.status}{since_text(record.unsubscribed_at)}; "
-                        "not resubscribed (pass --resubscribe if they asked to come back)",
-                    )
-                    return None
-                status, unsubscribed_at = row.status, None
-                if row.status == ACTIVE:
-                    confirmed_at = now
+        suppressed_at = record.suppressed_at
+        if record.status in SUPPRESSIONS:
+            if row.status not in SUPPRESSIONS:  # with --resubscribe (write() refused it otherwise)
+                status, suppressed_at, confirmed_at = ACTIVE, None, now
             # A suppressed row for a suppressed subscriber keeps the stored reason.
-        elif row.status in SUPPRESSED:
-            status = row.status
-            if row.status == UNSUBSCRIBED:
-                unsubscribed_at = now
-        elif record.status == UNCONFIRMED and row.status == ACTIVE:
-            status, confirmed_at = ACTIVE, now
+        elif row.status in SUPPRESSIONS:
+            status, suppressed_at = row.status, now
+        elif activated:
+            # An editor importing a list vouches for the consent of its active rows.
+            confirmed_at = now
         name = row.name if row.name else record.name
         attributes = record.attributes
         if row.attributes:
             merged = {**record.attributes, **row.attributes}
             if merged != record.attributes:
                 attributes = merged
-        if status == record.status and name == record.name and attributes is record.attributes:
+        if (
+            status == record.status
+            and name == record.name
+            and attributes is record.attributes
+            and confirmed_at == record.confirmed_at
+        ):
             return {}
         return {
             "subscriber_id": record.id,
@@ -323,6 +388,6 @@ class BatchWriter:
             "new_status": status,
             "new_attributes": attributes,
             "new_confirmed_at": confirmed_at,
-            "new_unsubscribed_at": unsubscribed_at,
+            "new_suppressed_at": suppressed_at,
             "new_updated_at": now,
         }

@@ -9,7 +9,8 @@ import click
 
 from newsletter.cli.context import Context, open_store, pass_context
 
-_STATUS_CHOICE = click.Choice(["active", "unconfirmed", "unsubscribed", "bounced", "complained"])
+# newsletter.audience.subscribers.STATUS_FILTERS, spelled out so `--help` loads no SQLAlchemy.
+_STATUS_CHOICE = click.Choice(["active", "pending", "unsubscribed", "bounced", "complained"])
 
 
 @click.group()
@@ -39,7 +40,9 @@ def subscribers() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option(
-    "--resubscribe", is_flag=True, help="Make unsubscribed, bounced or complained people in the file active again."
+    "--resubscribe",
+    is_flag=True,
+    help="Put people back on the file's lists they had left, and make bounced or complained addresses active again.",
 )
 @pass_context
 def subscribers_import(
@@ -47,11 +50,12 @@ def subscribers_import(
 ) -> None:
     """Import subscribers from CSV_FILE.
 
-    Columns: email (required), name, lists or tags (comma-separated), status; any other
-    column is kept as an attribute.  Prints the counts and one line per skipped row;
-    duplicate addresses keep their first row; nobody who unsubscribed, bounced or
-    complained is resubscribed without --resubscribe.  Importing the same file again
-    changes nothing.
+    Columns: email (required), name, lists or tags (comma-separated), status, list:SLUG
+    (the standing on that list, as export writes it); any other column is kept as an
+    attribute.  Prints the counts and one line per skipped row; duplicate addresses keep
+    their first row; nobody is put back on a list they left, nor is a bounced or complained
+    address made active, without --resubscribe.  Importing the same file again changes
+    nothing.
 
     \b
     Examples:
@@ -79,7 +83,9 @@ def subscribers_import(
 @click.option("--name", default="", help="Display name.")
 @click.option("--list", "list_slug", metavar="SLUG", help="List to join (default: [newsletter] list).")
 @click.option(
-    "--resubscribe", is_flag=True, help="Make them active again if they had unsubscribed, bounced or complained."
+    "--resubscribe",
+    is_flag=True,
+    help="Put them back on the list if they had left it, or make their bounced or complained address active.",
 )
 @pass_context
 def subscribers_add(context: Context, email: str, name: str, list_slug: str | None, resubscribe: bool) -> None:
@@ -96,24 +102,30 @@ def subscribers_add(context: Context, email: str, name: str, list_slug: str | No
             store, email, name=name, list_slug=list_slug or context.settings.newsletter.list, resubscribe=resubscribe
         )
     verb = "added" if created else "updated"
-    click.echo(f"{verb} {subscriber.email} ({subscriber.status}; lists: {', '.join(subscriber.lists)})")
+    click.echo(f"{verb} {subscriber.email} ({subscriber.status}; lists: {subscriber.memberships_text()})")
 
 
 @subscribers.command("unsubscribe")
 @click.argument("email")
+@click.option("--list", "list_slug", metavar="SLUG", help="Only from this list (default: from every list).")
 @pass_context
-def subscribers_unsubscribe(context: Context, email: str) -> None:
-    """Stop all mail to EMAIL; they stay on record as unsubscribed.
+def subscribers_unsubscribe(context: Context, email: str, list_slug: str | None) -> None:
+    """Take EMAIL off one list, or off every list; they stay on record as unsubscribed.
 
     \b
-    Example:
+    Examples:
       newsletter subscribers unsubscribe alice@example.com
+      newsletter subscribers unsubscribe alice@example.com --list daily
     """
     from newsletter.audience.subscribers import unsubscribe
 
     with open_store(context) as store:
-        subscriber, changed = unsubscribe(store, email)
-    click.echo(f"unsubscribed {subscriber.email}" if changed else f"{subscriber.email} was already {subscriber.status}")
+        subscriber, changed = unsubscribe(store, email, list_slug=list_slug)
+    where = f" from {list_slug}" if list_slug else ""
+    if changed:
+        click.echo(f"unsubscribed {subscriber.email}{where} (lists: {subscriber.memberships_text()})")
+    else:
+        click.echo(f"{subscriber.email} was not subscribed{where} (lists: {subscriber.memberships_text() or 'none'})")
 
 
 @subscribers.command("remove")
@@ -140,11 +152,19 @@ def subscribers_remove(context: Context, email: str, yes: bool) -> None:
 
 @subscribers.command("list")
 @click.option("--list", "list_slug", metavar="SLUG", help="Only members of this list.")
-@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status.")
+@click.option(
+    "--status",
+    type=_STATUS_CHOICE,
+    help="Only this standing on the list (on any list without --list), or bounced/complained addresses.",
+)
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of objects instead of text.")
 @pass_context
 def subscribers_list(context: Context, list_slug: str | None, status: str | None, as_json: bool) -> None:
-    """Show subscribers: address, status, lists, name (tab-separated).
+    """Show subscribers: address, its status, standing per list, name (tab-separated).
+
+    The status is the address's (active, bounced, complained); each list shows the standing
+    there (active, pending, unsubscribed), e.g. daily:active,weekly:unsubscribed.  --json
+    gives each subscriber a "memberships" object {list: standing}.
 
     \b
     Example:
@@ -160,7 +180,9 @@ def subscribers_list(context: Context, list_slug: str | None, status: str | None
             if as_json:
                 click.echo(("[" if first else ",") + json.dumps(subscriber.as_json(), ensure_ascii=False))
             else:
-                click.echo(f"{subscriber.email}\t{subscriber.status}\t{','.join(subscriber.lists)}\t{subscriber.name}")
+                click.echo(
+                    f"{subscriber.email}\t{subscriber.status}\t{subscriber.memberships_text()}\t{subscriber.name}"
+                )
             first = False
         if as_json:
             click.echo("[]" if first else "]")
@@ -168,7 +190,11 @@ def subscribers_list(context: Context, list_slug: str | None, status: str | None
 
 @subscribers.command("export")
 @click.option("--list", "list_slug", metavar="SLUG", help="Only members of this list.")
-@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status.")
+@click.option(
+    "--status",
+    type=_STATUS_CHOICE,
+    help="Only this standing on the list (on any list without --list), or bounced/complained addresses.",
+)
 @click.option(
     "-o",
     "--output",
@@ -179,7 +205,9 @@ def subscribers_list(context: Context, list_slug: str | None, status: str | None
 def subscribers_export(context: Context, list_slug: str | None, status: str | None, output: Path | None) -> None:
     """Export subscribers as CSV that imports back unchanged.
 
-    Columns: email, name, status, lists, then one per attribute.
+    Columns: email, name, status (the address's), one list:SLUG column per list with the
+    standing there (active, pending, unsubscribed, or empty), then one per attribute.
+    Cells a spreadsheet would run as formulas get a ' in front (import removes it).
 
     \b
     Example:
@@ -198,17 +226,20 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
 @click.command("lists")
 @pass_context
 def lists_command(context: Context) -> None:
-    """Show every list: slug, name and its subscriber counts by status.
+    """Show every list: slug, name and its members by standing.
+
+    Each member is counted once: as bounced or complained when their address is, else as
+    active, pending or unsubscribed on that list.
 
     \b
     Example:
       newsletter lists
     """
+    from newsletter.audience.lists import STANDINGS as statuses
     from newsletter.audience.lists import list_summaries
 
     with open_store(context) as store:
         summaries = list_summaries(store)
-    statuses = ("active", "unconfirmed", "unsubscribed", "bounced", "complained")
     width = max([len("list"), *(len(s.slug) for s in summaries)])
     name_width = max([len("name"), *(len(s.name) for s in summaries)])
     click.echo(f"{'list':<{width}}  {'name':<{name_width}}  " + "  ".join(f"{s:>12}" for s in (*statuses, "total")))

@@ -252,10 +252,25 @@ class Store:
                 f"does not know (its newest is {head_revision()}); upgrade newsletter"
             )
 
-    def upgrade(self) -> tuple[str | None, str]:
-        """Apply every pending migration in one transaction; returns (before, after) revisions."""
+    def upgrade(self, target: str = "head") -> tuple[str | None, str]:
+        """Apply every pending migration (up to `target`, a revision id; tests build old
+        databases with it) in one transaction; returns (before, after) revisions."""
         from alembic import command
 
+        def run(conn: sa.Connection, before: str | None) -> None:
+            if before != head_revision():
+                command.upgrade(alembic_config(conn), target)
+
+        return self._migrate(run)
+
+    def downgrade(self, target: str) -> tuple[str | None, str]:
+        """Undo migrations down to revision `target`, in one transaction (what each
+        revision's `downgrade` keeps is in its docstring); returns (before, after)."""
+        from alembic import command
+
+        return self._migrate(lambda conn, before: command.downgrade(alembic_config(conn), target))
+
+    def _migrate(self, run) -> tuple[str | None, str]:
         with self.connect() as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None  # an open connection has its driver's
@@ -273,8 +288,7 @@ class Store:
                     # On SQLite, BEGIN IMMEDIATE has already serialised concurrent upgrades.
                     before = self._current_revision(conn)
                     self._check_known(before)
-                    if before != head_revision():
-                        command.upgrade(alembic_config(conn), "head")
+                    run(conn, before)
                     if self.dialect == "sqlite":
                         broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                         if broken:

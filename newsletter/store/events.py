@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.store.dialect import insert_ignoring_conflicts
-from newsletter.store.schema import deliveries, events, utcnow
+from newsletter.store.schema import deliveries, events, issues, utcnow
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,31 @@ def delivery_by_provider_id(conn: sa.Connection, provider_message_id: str) -> De
         )
     ).first()
     return DeliveryRef(*row) if row else None
+
+
+def record_reader_event(
+    conn: sa.Connection,
+    kind: str,
+    *,
+    issue_id: int | None,
+    subscriber_id: int,
+    user_agent: str | None,
+    detail: dict[str, Any],
+) -> None:
+    """Record a reader's own change (unsubscribe, resubscribe, confirm...), on the ledger
+    row of the message whose link they used when there is one."""
+    delivery = None
+    if issue_id is not None:
+        if conn.execute(sa.select(issues.c.id).where(issues.c.id == issue_id)).first() is None:
+            issue_id = None  # the issue was deleted; the event still counts for the subscriber
+        else:
+            delivery = delivery_for(conn, issue_id=issue_id, subscriber_id=subscriber_id)
+    record_event(
+        conn,
+        kind=kind,
+        issue_id=issue_id,
+        subscriber_id=subscriber_id,
+        delivery_id=delivery.delivery_id if delivery else None,
+        user_agent=user_agent,
+        detail=detail,
+    )

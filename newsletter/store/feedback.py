@@ -11,12 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.store.events import DeliveryRef
+from newsletter.store.memberships import leave_lists
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCE,
     BOUNCED,
+    BY_SES,
     COMPLAINED,
-    UNCONFIRMED,
     UNSUBSCRIBED,
     deliveries,
     events,
@@ -25,11 +26,9 @@ from newsletter.store.schema import (
     utcnow,
 )
 
-# How strong a subscriber's standing is as a reason not to mail them.  A suppression only
-# ever replaces a weaker one: a complaint after an unsubscribe is kept as a complaint (so a
-# later "resubscribe" click cannot revive an address that reported us as spam), while a
-# late bounce never turns a complaint back into a bounce.
-_STANDING = {ACTIVE: 0, UNCONFIRMED: 0, UNSUBSCRIBED: 1, BOUNCED: 2, COMPLAINED: 3}
+# How strong an address's standing is as a reason not to mail it.  A suppression only ever
+# replaces a weaker one: a late bounce never turns a complaint back into a bounce.
+_STANDING = {ACTIVE: 0, BOUNCED: 2, COMPLAINED: 3}
 
 
 def delivery_by_message_id(
@@ -73,13 +72,16 @@ def bounce_details(
 
 
 def suppress_subscriber(conn: sa.Connection, subscriber_id: int, status: str, *, since: datetime) -> bool:
-    """Give the subscriber `status` (unsubscribed, bounced or complained) unless they already
-    have an equal or stronger one; returns whether it changed."""
+    """Give the address `status` (bounced or complained) unless it already has an equal or
+    stronger one; `unsubscribed` (SES's own list management) leaves every list instead.
+    Returns whether anything changed."""
+    if status == UNSUBSCRIBED:
+        return bool(leave_lists(conn, subscriber_id, BY_SES))
     weaker = [name for name, rank in _STANDING.items() if rank < _STANDING[status]]
     result = conn.execute(
         sa.update(subscribers)
         .where(subscribers.c.id == subscriber_id, subscribers.c.status.in_(weaker))
-        .values(status=status, unsubscribed_at=since, updated_at=utcnow())
+        .values(status=status, suppressed_at=since, updated_at=utcnow())
     )
     return result.rowcount == 1
 

@@ -235,12 +235,13 @@ def release_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
 
 
 def audience_query(list_id: int) -> sa.Select:
-    """Active members of a list: who a send goes to.  Bounced, complained and unsubscribed
-    subscribers have another status and are never in it."""
+    """Who a send goes to: the list's active members whose address is active.  Someone who
+    left this list (even if still on others), is pending, bounced or complained is never in
+    it (DESIGN.md "Rules of outcome")."""
     return (
         sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
-        .where(memberships.c.list_id == list_id, subscribers.c.status == ACTIVE)
+        .where(memberships.c.list_id == list_id, memberships.c.status == ACTIVE, subscribers.c.status == ACTIVE)
     )
 
 
@@ -282,16 +283,27 @@ def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
 def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[list[Claimed], list[Outcome]]:
     """Move up to `limit` queued rows to `sending`, lowest ids first.
 
-    Rows whose subscriber stopped being active since the snapshot (an unsubscribe or a
-    bounce that landed mid-send) are marked skipped instead: checked here, moments before
-    their message would leave.  `message_id(subscriber_id)` names each message.
+    Rows whose subscriber stopped being in the audience since the snapshot (they left the
+    issue's list, or their address bounced or complained, mid-send) are marked skipped
+    instead, with the reason as their failure: checked here, moments before their message
+    would leave.  `message_id(subscriber_id)` names each message.
     Returns the claimed rows and the skipped ones.
     """
+    issue_list = sa.select(issues.c.list_id).where(issues.c.id == issue_id).scalar_subquery()
     query = (
         sa.select(
-            deliveries.c.id, deliveries.c.subscriber_id, subscribers.c.email, subscribers.c.name, subscribers.c.status
+            deliveries.c.id,
+            deliveries.c.subscriber_id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.status,
+            memberships.c.status.label("membership"),
         )
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .outerjoin(
+            memberships,
+            sa.and_(memberships.c.subscriber_id == deliveries.c.subscriber_id, memberships.c.list_id == issue_list),
+        )
         .where(deliveries.c.issue_id == issue_id, deliveries.c.status == QUEUED)
         .order_by(deliveries.c.id)
         .limit(limit)
@@ -307,6 +319,9 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
     for row in rows:
         if row.status != ACTIVE:
             skipped.append(Outcome(row.id, SKIPPED, failure=row.status))
+        elif row.membership != ACTIVE:
+            # None: taken off the list altogether (the subscriber was never re-added).
+            skipped.append(Outcome(row.id, SKIPPED, failure=row.membership or "not on the list"))
         else:
             claimed.append(Claimed(row.id, row.subscriber_id, row.email, row.name, message_id(row.subscriber_id)))
     if claimed:

@@ -25,15 +25,34 @@ metadata = sa.MetaData(
     }
 )
 
-# A subscriber's standing.  Only `active` receives mail; `unconfirmed` waits for a
-# double opt-in; the last three are suppressions that import never lifts by itself.
+# What is about the address, on the subscriber (DESIGN.md "Rules of outcome"): `active`
+# means nothing stops mail to it; `bounced` and `complained` stop every list, and import
+# never lifts them by itself.  (Erased people have no row at all: only a keyed hash in
+# `erasures` is left of them.)
 ACTIVE = "active"
-UNCONFIRMED = "unconfirmed"
-UNSUBSCRIBED = "unsubscribed"
 BOUNCED = "bounced"
 COMPLAINED = "complained"
-STATUSES = (ACTIVE, UNCONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
-SUPPRESSED = frozenset({UNSUBSCRIBED, BOUNCED, COMPLAINED})
+ADDRESS_STATUSES = (ACTIVE, BOUNCED, COMPLAINED)
+SUPPRESSIONS = frozenset({BOUNCED, COMPLAINED})
+
+# A reader's standing on one list, on the membership: only `active` members (whose address
+# is `active`) receive that list; `pending` waits for the double opt-in; `unsubscribed`
+# left that list and only that list.
+PENDING = "pending"
+UNSUBSCRIBED = "unsubscribed"
+MEMBERSHIP_STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED)
+
+# Where the last change of a membership's status came from (memberships.change_source).
+BY_IMPORT = "import"
+BY_CLI = "cli"
+BY_ONE_CLICK = "one-click"  # RFC 8058 POST from the reader's mail client
+BY_PAGE = "page"  # the unsubscribe page's buttons
+BY_PREFERENCES = "preferences"  # the preference page's check boxes
+BY_MAILTO = "mailto"  # a mail to [newsletter] unsubscribe_mailto
+BY_FORM = "form"  # the public subscribe form (pending until confirmed)
+BY_CONFIRM = "confirm"  # the double opt-in link
+BY_SES = "ses"  # SES's own list management (a Subscription event)
+BY_MIGRATION = "migration"  # carried over from the single status of revisions before 0004
 
 
 def utcnow() -> datetime:
@@ -80,18 +99,21 @@ subscribers = sa.Table(
     # `email` lowercased: the case-insensitive identity of the subscriber.
     sa.Column("email_key", sa.String(320), nullable=False),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
+    # ADDRESS_STATUSES; the standing on each list is on the membership.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attributes", JsonDocument, nullable=False),
     # Where the subscriber came from: "import:FILE", "cli", "web", ...
     sa.Column("source", sa.String(255), nullable=False, server_default=""),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # When the address was last vouched for: a confirmed double opt-in, or an editor's import.
     sa.Column("confirmed_at", UtcDateTime),
-    sa.Column("unsubscribed_at", UtcDateTime),
+    # When the address became bounced or complained (NULL while active).
+    sa.Column("suppressed_at", UtcDateTime),
     # When the last double opt-in email went out: at most one an hour per address.
     sa.Column("confirmation_sent_at", UtcDateTime),
     sa.UniqueConstraint("email_key"),
-    sa.CheckConstraint(sa.column("status").in_(STATUSES), name="status"),
+    sa.CheckConstraint(sa.column("status").in_(ADDRESS_STATUSES), name="status"),
 )
 
 lists = sa.Table(
@@ -101,6 +123,12 @@ lists = sa.Table(
     sa.Column("slug", sa.String(100), nullable=False),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # What the preference page says about the list ("every weekday morning, five stories").
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # Whether /subscribe may join it and the preference page shows it to everyone.  NULL:
+    # never set, so the rule applies (newsletter.audience.lists: only the configured default
+    # list is public).  `[lists.SLUG] public` in the configuration overrides either.
+    sa.Column("public", sa.Boolean),
     sa.UniqueConstraint("slug"),
 )
 
@@ -110,10 +138,18 @@ memberships = sa.Table(
     sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
     # Erasing a subscriber erases their memberships with them.
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    # When they joined the list.
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # MEMBERSHIP_STATUSES.  The server defaults exist so that the rows of revisions before
+    # 0004 could be carried over; our own inserts always say all three.
+    sa.Column("status", sa.String(16), nullable=False, server_default=ACTIVE),
+    # When `status` last changed (or was first set), and through what (BY_*).
+    sa.Column("changed_at", UtcDateTime, nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("change_source", sa.String(32), nullable=False, server_default=""),
     # The primary key serves "members of a list"; this serves "lists of a subscriber"
     # and the cascade on delete.
     sa.Index(None, "subscriber_id"),
+    sa.CheckConstraint(sa.column("status").in_(MEMBERSHIP_STATUSES), name="status"),
 )
 
 
@@ -206,6 +242,8 @@ OPEN = "open"
 CLICK = "click"
 UNSUBSCRIBE = "unsubscribe"
 RESUBSCRIBE = "resubscribe"
+# Joining a list the reader was never on, from the preference page.
+SUBSCRIBE = "subscribe"
 CONFIRM = "confirm"
 # From SES, through SNS or SQS (see newsletter.transports.ses.sns.EventKind), prefixed where the name
 # would clash with our own.
@@ -243,4 +281,43 @@ events = sa.Table(
     sa.Index(None, "issue_id", "kind", "occurred_at"),
     sa.Index(None, "subscriber_id", "kind", "occurred_at"),
     sa.Index(None, "delivery_id"),
+)
+
+
+# ---- the reader's data rights (migration 0004) ----
+
+# What is left of an erased person: a keyed hash of their normalised address (HMAC-SHA256
+# under a key derived from the configured secret, newsletter.tokens.AddressDigests), so
+# that import, the form and `subscribers add` can recognise the address and refuse it
+# without anything here telling who it was.
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    # Which key made `digest` (AddressDigests.key_id): digests made under another secret
+    # no longer match, and this is how that can be told.
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("erased_at", UtcDateTime, nullable=False),
+    # BY_CLI or BY_PREFERENCES: who asked.
+    sa.Column("source", sa.String(32), nullable=False),
+)
+
+# One row per double opt-in email: its link's token is random and only its SHA-256 is
+# kept, so each email has a link of its own that works once, until `expires_at`; asking
+# again replaces the older rows of the same (subscriber, list).
+confirmations = sa.Table(
+    "confirmations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    # The name typed on the form: it reaches the subscriber only once the address is
+    # confirmed (a stranger's words must not name someone else), and goes with this row.
+    sa.Column("name", sa.Text),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime),
+    sa.UniqueConstraint("digest"),
+    sa.Index(None, "subscriber_id", "list_id"),
 )

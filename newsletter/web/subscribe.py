@@ -18,20 +18,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter.audience.lists import check_list_slug
-from newsletter.audience.self_service import (
+from newsletter.audience.double_opt_in import (
     ALREADY_CONFIRMED,
     CONFIRMED,
+    ConfirmOutcome,
     PendingConfirmation,
-    confirm_subscription,
-    find_reader,
+    confirmation_reader,
+    open_confirmation_link,
+    open_legacy_confirmation_link,
     request_subscription,
     send_confirmation,
 )
+from newsletter.audience.lists import check_list_slug
+from newsletter.audience.self_service import find_reader
 from newsletter.errors import InputError, TokenError
 from newsletter.feedback.machines import judge
 from newsletter.store.schema import CLICK
-from newsletter.tokens import Purpose
+from newsletter.tokens import TOKEN_LENGTH, Purpose
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
 from newsletter.web.security import (
@@ -107,7 +110,7 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         )
 
     def deliver(pending: PendingConfirmation) -> None:
-        url = context.links.confirm(pending.list_id, pending.subscriber_id)
+        url = context.links.confirm(pending.token)
         with context.open_transport() as transport:
             send_confirmation(context.settings, context.store, transport, pending, url)
 
@@ -135,21 +138,41 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         email, name, list_slug = (str(fields[key]).strip() for key in ("email", "name", "list"))
         return await run_in_threadpool(handle, request, email, name, list_slug)
 
-    def confirm_page(
-        request: Request, token: str, list_id: int, subscriber_id: int, user_agent: str | None
-    ) -> Response:
-        outcome, reader, _list_name = confirm_subscription(
-            context.store, list_id=list_id, subscriber_id=subscriber_id, user_agent=user_agent
-        )
-        if outcome not in (CONFIRMED, ALREADY_CONFIRMED) or reader is None:
+    def confirm_page(token: str, user_agent: str | None) -> Response:
+        done = _open_link(token, user_agent)
+        if done.outcome not in (CONFIRMED, ALREADY_CONFIRMED) or done.reader is None:
             return pages.invalid_link()
         words = pages.words()
         return pages.message(
             words["confirmed_title"],
-            words["confirmed_body"].format(email=reader.email, name=pages.name),
+            words["confirmed_body"].format(email=done.reader.email, name=pages.name),
             role="status",
             link=(pages.url("/"), words["archive"]),
         )
+
+    def _open_link(token: str, user_agent: str | None) -> ConfirmOutcome:
+        legacy = _legacy_claim(token)
+        if legacy is not None:
+            return open_legacy_confirmation_link(
+                context.store, list_id=legacy.issue_id, subscriber_id=legacy.subscriber_id, user_agent=user_agent
+            )
+        return open_confirmation_link(context.store, token=token, user_agent=user_agent)
+
+    def _legacy_claim(token: str):
+        # Links mailed before migration 0004 are signed tokens of TOKEN_LENGTH characters;
+        # new ones are 43-character random tokens (newsletter.audience.double_opt_in).
+        if len(token) != TOKEN_LENGTH:
+            return None
+        try:
+            return context.tokens.verify(token, Purpose.CONFIRM)
+        except TokenError:
+            return None
+
+    def _reader_of(token: str):
+        legacy = _legacy_claim(token)
+        if legacy is not None:
+            return find_reader(context.store, legacy.subscriber_id)
+        return confirmation_reader(context.store, token)
 
     def ask_person(request: Request, token: str, subscriber_email: str | None) -> Response:
         words = pages.words()
@@ -166,9 +189,7 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
 
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
-        try:
-            claim = context.tokens.verify(token, Purpose.CONFIRM)
-        except TokenError:
+        if not _looks_like_a_token(token):
             return await run_in_threadpool(pages.invalid_link)
         user_agent = request.headers.get("user-agent")
         if request.method == "POST":
@@ -179,13 +200,18 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
             if not guard.check(request, form):
                 return await run_in_threadpool(pages.form_expired)
         elif judge(kind=CLICK, user_agent=user_agent, method=request.method).machine:
-            reader = await run_in_threadpool(find_reader, context.store, claim.subscriber_id)
+            reader = await run_in_threadpool(_reader_of, token)
             if reader is None:
                 return await run_in_threadpool(pages.invalid_link)
             return await run_in_threadpool(ask_person, request, token, reader.email)
-        return await run_in_threadpool(confirm_page, request, token, claim.issue_id, claim.subscriber_id, user_agent)
+        return await run_in_threadpool(confirm_page, token, user_agent)
 
     return [
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     ]
+
+
+def _looks_like_a_token(token: str) -> bool:
+    """URL-safe base64 of a sane length: anything else is refused before the database."""
+    return 32 <= len(token) <= 64 and token.replace("-", "").replace("_", "").isalnum() and token.isascii()

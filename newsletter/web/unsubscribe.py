@@ -27,7 +27,7 @@ from newsletter.audience.self_service import (
     unsubscribe_reader,
 )
 from newsletter.errors import TokenError
-from newsletter.store.schema import ACTIVE, SUPPRESSED, UNSUBSCRIBED
+from newsletter.store.schema import ACTIVE, BY_ONE_CLICK, BY_PAGE, UNSUBSCRIBED
 from newsletter.tokens import Claim, Purpose
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
@@ -63,14 +63,14 @@ class UnsubscribePage:
             return await run_in_threadpool(self.pages.too_large)
         user_agent = request.headers.get("user-agent")
         if form.get(ONE_CLICK_KEY) == ONE_CLICK_VALUE:
-            return await run_in_threadpool(self._unsubscribe, request, token, claim, "one-click", user_agent)
+            return await run_in_threadpool(self._unsubscribe, request, token, claim, BY_ONE_CLICK, user_agent)
         action = form.get("action")
         if action not in ("unsubscribe", "resubscribe"):
             return await run_in_threadpool(self._show, request, token, claim, 400)
         if not self.guard.check(request, form):
             return await run_in_threadpool(self._refuse_form, claim)
         if action == "unsubscribe":
-            return await run_in_threadpool(self._unsubscribe, request, token, claim, "page", user_agent)
+            return await run_in_threadpool(self._unsubscribe, request, token, claim, BY_PAGE, user_agent)
         return await run_in_threadpool(self._resubscribe, request, token, claim, user_agent)
 
     # -- the work, in the threadpool (database and templates) ---------------------------
@@ -82,10 +82,10 @@ class UnsubscribePage:
         language = self._language(claim)
         if claim.subscriber_id == 0:
             return self._test_message(language)
-        reader = find_reader(self.context.store, claim.subscriber_id)
+        reader = find_reader(self.context.store, claim.subscriber_id, claim.issue_id)
         if reader is None:
             return self.pages.invalid_link(language)
-        if reader.status in SUPPRESSED:
+        if reader.status != ACTIVE or reader.list_status == UNSUBSCRIBED:
             return self._done(request, token, reader, language, status=status)
         words = self.pages.words(language)
         return self._with_form(
@@ -95,7 +95,7 @@ class UnsubscribePage:
             language=language,
             state="ask",
             page_title=words["unsubscribe_title"].format(name=self.pages.name),
-            message=words["unsubscribe_ask"].format(name=self.pages.name, email=reader.email),
+            message=words["unsubscribe_ask"].format(name=self._list_title(reader), email=reader.email),
             action_url=f"/u/{token}",
         )
 
@@ -113,7 +113,7 @@ class UnsubscribePage:
         if reader is None:
             # Erased since the mail was sent: nobody gets mail at this address any more,
             # which is what was asked, so a one-click POST still succeeds.
-            if method == "one-click":
+            if method == BY_ONE_CLICK:
                 words = self.pages.words(language)
                 return self.pages.message(words["unsubscribed_title"], words["unsubscribed_title"], language=language)
             return self.pages.invalid_link(language)
@@ -136,7 +136,7 @@ class UnsubscribePage:
             language=language,
             state="resubscribed",
             page_title=words["resubscribed_title"],
-            message=words["resubscribed_body"].format(email=reader.email, name=self.pages.name),
+            message=words["resubscribed_body"].format(email=reader.email, name=self._list_title(reader)),
         )
 
     def _done(
@@ -150,12 +150,20 @@ class UnsubscribePage:
             language=language,
             state="done",
             page_title=words["unsubscribed_title"],
-            message=words["unsubscribed_body"].format(email=reader.email, name=self.pages.name),
-            # Only an unsubscribe is undone here; a bounce or complaint needs the double
-            # opt-in (newsletter.audience.self_service).
-            can_resubscribe=reader.status == UNSUBSCRIBED,
+            message=words["unsubscribed_body"].format(email=reader.email, name=self._list_title(reader)),
+            # Only leaving the message's list is undone here; a bounce or complaint needs
+            # the double opt-in (newsletter.audience.double_opt_in).
+            can_resubscribe=reader.can_resubscribe,
             action_url=f"/u/{token}",
         )
+
+    def _list_title(self, reader: Reader) -> str:
+        """The list the message came from, as readers know it: the newsletter's own name
+        for the configured list unless it was given a name of its own."""
+        list_ = reader.list
+        if list_ is None or (list_.name == list_.slug and list_.slug == self.context.settings.newsletter.list):
+            return self.pages.name
+        return list_.name
 
     def _with_form(self, request: Request, template: str, **values) -> Response:
         form_token = self.guard.token_for(request)
