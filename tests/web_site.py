@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -46,12 +47,43 @@ BROWSER = (
 TEST_ADDRESS = "editor@example.com"
 
 
+class RequestsInFlight:
+    """The app, counting its HTTP calls still running.  Starlette runs a response's background
+    tasks (the confirmation email) before the call returns, so once none is running every
+    email a request was going to send is in the outbox: what a test that expects *no* email
+    waits for, instead of sleeping."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.running = 0
+        self._changed = threading.Condition()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self._changed:
+            self.running += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._changed:
+                self.running -= 1
+                self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        with self._changed:
+            idle = self._changed.wait_for(lambda: self.running == 0, timeout)
+        assert idle, f"{self.running} requests (or their background tasks) still running after {timeout} s"
+
+
 @dataclasses.dataclass
 class Site:
     world: World
     context: WebContext
     app: Starlette
     url: str
+    in_flight: RequestsInFlight
     _parsed: dict = dataclasses.field(default_factory=dict)
 
     # ---- HTTP ----
@@ -65,6 +97,10 @@ class Site:
     def flush(self) -> None:
         """Write the buffered opens and clicks now."""
         self.app.state.recorder.flush()
+
+    def wait_idle(self) -> None:
+        """Until every request answered so far has finished, its background tasks included."""
+        self.in_flight.wait_idle()
 
     # ---- sending ----
 
@@ -137,12 +173,13 @@ def served(world: World, *, before_start: Callable[[Starlette], None] | None = N
     app = create_app(context)
     if before_start is not None:
         before_start(app)
-    with run_asgi_in_thread(app) as url:
+    in_flight = RequestsInFlight(app)
+    with run_asgi_in_thread(in_flight) as url:
         world.configure("newsletter", base_url=url)
         at_url = WebContext.create(world.settings, world.store)
         for field in dataclasses.fields(WebContext):
             setattr(context, field.name, getattr(at_url, field.name))
-        yield Site(world, context, app, url)
+        yield Site(world, context, app, url, in_flight)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
