@@ -6,6 +6,7 @@ reached the server (files, SMTP transactions, SES requests) and what the ledger 
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -458,45 +459,116 @@ def test_ses_pace_never_exceeds_the_accounts_max_send_rate(world: World, local_s
 ARRIVAL_JITTER = 0.15
 
 
-@pytest.mark.parametrize("rate", [8, 40])
-def test_pacer_never_lets_more_than_rate_go_in_any_second_even_when_workers_wake_late(rate: int):
-    # The pacer's clock, per thread: the last reading a worker takes before wait() returns
-    # True is its release time, so the times below are the pacer's own.
-    local = threading.local()
+class VirtualTime:
+    """The pacer's clock for its tests: time moves only when every worker is waiting, and
+    then straight to the earliest wake-up.  Workers are real threads calling the real
+    `Pacer.wait`, but nothing sleeps, and "this wait returned 60 ms late" is exact rather
+    than whatever a loaded machine does."""
 
-    def clock() -> float:
-        local.last = time.monotonic()
-        return local.last
+    def __init__(self, workers: int) -> None:
+        self.now = 1_000.0
+        self._active = workers
+        self._wake_at: dict[int, float] = {}
+        self._changed = threading.Condition()
 
-    pacer = Pacer(rate, clock=clock)
-    oversleep = iter([0.06 if n % 5 == 2 else 0.0 for n in range(10_000)])
-    lock = threading.Lock()
+    def clock(self) -> float:
+        return self.now
 
-    class LateWaker(threading.Event):
-        # Some waits return 60 ms late, as on a loaded machine; the next worker's does not.
-        def wait(self, timeout=None):
-            with lock:
-                extra = next(oversleep)
-            time.sleep((timeout or 0) + extra)
-            return False
+    def sleep(self, seconds: float) -> None:
+        with self._changed:
+            me = threading.get_ident()
+            self._wake_at[me] = self.now + seconds
+            self._advance()
+            assert self._changed.wait_for(lambda: self.now >= self._wake_at[me], timeout=30), "virtual time stuck"
+            del self._wake_at[me]
 
-    stop = LateWaker()
+    def finished(self) -> None:
+        with self._changed:
+            self._active -= 1
+            self._advance()
+
+    def _advance(self) -> None:
+        if self._wake_at and len(self._wake_at) == self._active:
+            self.now = max(self.now, min(self._wake_at.values()))
+            self._changed.notify_all()
+
+
+class LateWaker(threading.Event):
+    """The pacer's `stop` event (never set) whose waits return `late(n)` seconds after
+    their timeout, n counting the waits."""
+
+    def __init__(self, time: VirtualTime, late=lambda n: 0.0) -> None:
+        super().__init__()
+        self.time, self.late = time, late
+        self.waits = 0
+        self._count = threading.Lock()
+
+    def wait(self, timeout=None) -> bool:
+        with self._count:
+            n, self.waits = self.waits, self.waits + 1
+        self.time.sleep((timeout or 0.0) + self.late(n))
+        return False
+
+
+def paced_releases(rate: float, *, workers: int, sends: int, late=lambda n: 0.0) -> tuple[list[float], LateWaker]:
+    """`workers` threads each passing `Pacer(rate).wait` `sends` times in virtual time;
+    the (virtual) time of every release."""
+    time_ = VirtualTime(workers)
+    pacer = Pacer(rate, clock=time_.clock)
+    stop = LateWaker(time_, late)
     released: list[float] = []
-    count = rate * 5 // 2
+    failures: list[BaseException] = []
 
-    def worker(turns: int) -> None:
-        for _ in range(turns):
-            assert pacer.wait(stop)
-            released.append(local.last)
+    def worker() -> None:
+        try:
+            for _ in range(sends):
+                assert pacer.wait(stop)
+                released.append(time_.clock())
+        except BaseException as err:  # noqa: BLE001 - reported below, not lost in the thread
+            failures.append(err)
+        finally:
+            time_.finished()
 
-    threads = [threading.Thread(target=worker, args=(count // 5,)) for _ in range(5)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+    assert not failures, failures
+    assert len(released) == workers * sends
+    return sorted(released), stop
 
-    assert len(released) == count // 5 * 5
+
+@pytest.mark.parametrize("rate", [1, 8, 14, 40])
+def test_pacer_spaces_releases_evenly_at_just_under_the_rate_across_workers(rate: int):
+    released, _ = paced_releases(rate, workers=5, sends=rate)
+    interval = (1 + pacing.PACE_MARGIN) / rate
+    gaps = [later - earlier for earlier, later in itertools.pairwise(released)]
+    assert min(gaps) == pytest.approx(interval) and max(gaps) == pytest.approx(interval)
+    assert max_in_one_second(released) == rate
+
+
+@pytest.mark.parametrize("rate", [8, 40])
+def test_pacer_never_lets_more_than_rate_go_in_any_second_even_when_workers_wake_late(rate: int):
+    # Every seventh wait returns 60 ms late, as on a loaded machine, while the next worker's
+    # does not: a schedule alone would then let rate + 1 go in one second (9 at 8/s, 41 at
+    # 40/s, with the check of the last releases taken out of Pacer.wait).
+    released, stop = paced_releases(rate, workers=5, sends=rate // 2, late=lambda n: 0.06 if n % 7 == 2 else 0.0)
+    assert stop.waits > 7, "the late wake-ups did happen"
     assert max_in_one_second(released) <= rate
+
+
+def test_pacer_with_no_rate_never_waits():
+    released, stop = paced_releases(0, workers=3, sends=50)
+    assert stop.waits == 0 and set(released) == {1_000.0}
+
+
+def test_pacer_returns_false_once_stopped():
+    pacer = Pacer(5)
+    stop = threading.Event()
+    assert pacer.wait(stop)
+    stop.set()
+    assert not pacer.wait(stop)
 
 
 def test_ses_rate_flag_above_max_send_rate_is_capped(world: World, local_ses: LocalSes):
