@@ -238,18 +238,21 @@ def test_an_unsubscribe_that_lands_mid_send_is_honoured(world: World):
 
 
 def test_ctrl_c_finishes_in_flight_messages_and_leaves_the_rest_queued(world: World):
-    world.add_subscribers(40)
+    # More than one claim window: however far the worker gets before the Ctrl-C is seen,
+    # rows beyond the first claim are still queued.
+    count = send_module.OUTBOX_CLAIM_WINDOW + 40
+    world.add_subscribers(count)
     summary = world.send(progress=interrupt_after(5))
 
     assert summary.stopped == "interrupted" and not summary.complete
     counts = summary.ledger
     assert counts.sending == 0, "nothing may be left in flight after a clean stop"
-    assert counts.sent == summary.sent >= 5 and counts.queued == 40 - counts.sent
+    assert counts.sent == summary.sent >= 5 and counts.queued == count - counts.sent
     assert len(world.outbox_files()) == counts.sent
 
     resumed = world.send()
-    assert resumed.sent == 40 - counts.sent and resumed.complete
-    one_each(recipients_of(world.outbox_headers()), {f"reader{n}@example.org" for n in range(40)})
+    assert resumed.sent == count - counts.sent and resumed.complete
+    one_each(recipients_of(world.outbox_headers()), {f"reader{n}@example.org" for n in range(count)})
 
 
 def test_a_subscriber_added_after_the_send_began_is_not_added_to_it(world: World):
