@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -99,12 +100,26 @@ class EventsSettings:
 
 
 @dataclass(frozen=True)
+class ListSettings:
+    """`[lists.SLUG]`: how a list presents itself; None where the table does not say, so
+    what `newsletter lists set` stored in the database applies (newsletter.audience.lists)."""
+
+    name: str | None = None
+    # One line for the preference page: what the list sends and how often.
+    description: str | None = None
+    # Whether /subscribe may join it and the preference page offers it to every reader.
+    public: bool | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     web: WebSettings = field(default_factory=WebSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
+    # `[lists.SLUG]` tables, by slug.
+    lists: Mapping[str, ListSettings] = field(default_factory=dict)
     # Where relative paths (outbox, templates, SQLite file) are resolved: the config file's
     # directory, or the working directory when there is no file.
     root: Path = field(default_factory=Path.cwd)
@@ -188,7 +203,9 @@ def load_settings(
                 if not isinstance(section, dict):
                     raise ConfigError("must be a table", key=".".join(keys[:-1]), source=source)
             section[keys[-1]] = environ[variable]
-    values = _build(Settings, data, prefix="", source=source, skip=frozenset({"root", "source"}))
+    list_tables = data.pop("lists", {})
+    values = _build(Settings, data, prefix="", source=source, skip=frozenset({"root", "source", "lists"}))
+    values["lists"] = _build_lists(list_tables, source=source)
     settings = Settings(**values, root=root, source=source)
     _validate(settings)
     return settings
@@ -226,6 +243,31 @@ def _build(
         else:
             values[name] = _coerce(kind, raw, key=dotted, source=source)
     return values
+
+
+# The same rule as store.lists.check_list_slug (which this module cannot import cheaply).
+_LIST_SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def _build_lists(data: Any, *, source: str) -> dict[str, ListSettings]:
+    """`[lists.SLUG]` tables: each key must be a list slug, each value a table of
+    ListSettings' keys."""
+    if not isinstance(data, dict):
+        raise ConfigError("must be a table of [lists.SLUG] tables", key="lists", source=source)
+    found: dict[str, ListSettings] = {}
+    for slug, table in data.items():
+        if not _LIST_SLUG.fullmatch(slug):
+            raise ConfigError("is not a list slug (letters, digits, '-' and '_')", key=f"lists.{slug}", source=source)
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", key=f"lists.{slug}", source=source)
+        values: dict[str, Any] = {}
+        for key, raw in table.items():
+            dotted = f"lists.{slug}.{key}"
+            if key not in ("name", "description", "public"):
+                raise ConfigError("unknown key (known here: description, name, public)", key=dotted, source=source)
+            values[key] = _coerce(bool if key == "public" else str, raw, key=dotted, source=source)
+        found[slug] = ListSettings(**values)
+    return found
 
 
 def _coerce(kind: Any, raw: Any, *, key: str, source: str) -> Any:
@@ -288,5 +330,6 @@ def replace(settings: Settings, **sections: Any) -> Settings:
     changed = {}
     for section, values in sections.items():
         current = getattr(settings, section)
-        changed[section] = dataclasses.replace(current, **values) if isinstance(values, dict) else values
+        # `lists` is a mapping itself, replaced whole; the other sections are dataclasses.
+        changed[section] = dataclasses.replace(current, **values) if section != "lists" else values
     return dataclasses.replace(settings, **changed)

@@ -733,11 +733,13 @@ def test_remove_erases_the_subscriber_and_their_memberships(store):
 
 
 def test_list_summaries_count_members_by_status(store):
+    from newsletter.config import Settings
+
     checked_import(store, EXAMPLE)
     unsubscribe(store, "wang.fang@example.com")
     with store.begin() as conn:
         conn.execute(subscribers.update().where(subscribers.c.email == "zhao.lei@example.org").values(status="bounced"))
-    summaries = {summary.slug: summary for summary in list_summaries(store)}
+    summaries = {summary.slug: summary for summary in list_summaries(store, Settings())}
     assert summaries["default"].counts == {
         "active": 6,
         "pending": 0,
@@ -796,6 +798,7 @@ def test_cli_add_list_export_lists_unsubscribe_remove(cli, store, tmp_path):
     assert table[0].split() == [
         "list",
         "name",
+        "public",
         "active",
         "pending",
         "unsubscribed",
@@ -803,7 +806,9 @@ def test_cli_add_list_export_lists_unsubscribe_remove(cli, store, tmp_path):
         "complained",
         "total",
     ]
-    assert table[3].split() == ["weekly", "weekly", "5", "0", "1", "0", "0", "6"]
+    assert table[3].split() == ["weekly", "weekly", "no", "5", "0", "1", "0", "0", "6"]
+    # Without a configuration the default list is public, and named like the newsletter.
+    assert table[2].split()[2] == "yes"
 
     refused = cli("subscribers", "remove", "new@example.com", input="n\n")
     assert refused.exit_code == 1 and get_subscriber(store, "new@example.com") is not None

@@ -11,7 +11,9 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
+from newsletter.audience.lists import set_list
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
+from newsletter.config import ListSettings, replace
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
@@ -57,7 +59,12 @@ def subscribe(site: Site, email: str, *, name: str = "", client_ip: str | None =
     ip = client_ip or f"198.51.100.{next(_client_numbers)}"
     with site.client(headers={"User-Agent": BROWSER, "X-Forwarded-For": ip}) as browser:
         form = browser.get("/subscribe")
-        data = {"email": email, "name": name, "list": "default", "form_token": form_token(form.text), **extra}
+        if form.status_code == 200:
+            token = form_token(form.text)
+        else:  # no public default list, so no form here: the cookie of an earlier page, as a browser keeps it
+            token = "t" * 43
+            browser.cookies.set("nl_form", token)
+        data = {"email": email, "name": name, "list": "default", "form_token": token, **extra}
         return browser.post("/subscribe", data=data)
 
 
@@ -329,11 +336,52 @@ def test_an_invalid_address_gets_the_form_back_and_nothing_is_stored(shop: Site,
         assert conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == address)).first() is None
 
 
-def test_a_list_that_does_not_exist_is_refused_not_created(shop: Site):
-    answer = subscribe(shop, "lister@example.org", list="secret-list")
-    assert answer.status_code == 400
-    with shop.world.store.read() as conn:
-        assert conn.execute(sa.select(lists.c.id).where(lists.c.slug == "secret-list")).first() is None
+def test_a_private_list_and_a_list_that_does_not_exist_get_one_and_the_same_answer(shop: Site):
+    store = shop.world.store
+    add_subscriber(store, "insider@example.net", list_slug="insiders")  # a list the editor made: private
+    answers = {slug: subscribe(shop, f"prober.{slug}@example.org", list=slug) for slug in ("insiders", "nope")}
+    assert {answer.status_code for answer in answers.values()} == {404}
+    assert answers["insiders"].text == answers["nope"].text
+    assert "没有可以公开订阅的这个列表" in answers["nope"].text
+    with shop.client() as browser:
+        forms = [browser.get("/subscribe", params={"list": slug}) for slug in ("insiders", "nope")]
+    assert forms[0].status_code == forms[1].status_code == 404 and forms[0].text == forms[1].text
+    no_new_mail_after_a_moment(shop, "prober.insiders@example.org", 0)
+    with store.read() as conn:
+        assert conn.execute(sa.select(lists.c.id).where(lists.c.slug == "nope")).first() is None
+        probers = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email.like("prober.%"))).all()
+    assert probers == []
+
+
+def test_a_list_made_public_can_be_joined_and_its_form_shows_its_name(shop: Site):
+    set_list(shop.world.store, shop.world.settings, "weekly", name="每周精选", description="每周五一封", public=True)
+    with shop.client() as browser:
+        form = browser.get("/subscribe", params={"list": "weekly"})
+    assert form.status_code == 200
+    assert "订阅「每周精选」" in form.text and "每周五一封" in form.text
+    assert 'name="list" value="weekly"' in form.text
+    assert subscribe(shop, "weekly.reader@example.org", list="weekly").status_code == 200
+    link = confirm_link(wait_for_confirmation(shop, "weekly.reader@example.org"))
+    with shop.client() as browser:
+        assert browser.get(link).status_code == 200
+    assert shop.status("weekly.reader@example.org", "weekly") == ACTIVE
+    assert shop.status("weekly.reader@example.org", "default") is None
+
+
+def test_a_list_the_configuration_makes_public_can_be_joined_before_it_exists(shop: Site):
+    settings = shop.context.settings
+    shop.context.settings = replace(settings, lists={"monthly": ListSettings(name="月刊", public=True)})
+    try:
+        assert subscribe(shop, "monthly.reader@example.org", list="monthly").status_code == 200
+        link = confirm_link(wait_for_confirmation(shop, "monthly.reader@example.org"))
+        with shop.client() as browser:
+            assert browser.get(link).status_code == 200
+        assert shop.status("monthly.reader@example.org", "monthly") == ACTIVE
+        # ... and the configuration can close the default list too.
+        shop.context.settings = replace(settings, lists={"default": ListSettings(public=False)})
+        assert subscribe(shop, "closed@example.org").status_code == 404
+    finally:
+        shop.context.settings = settings
 
 
 def test_a_cross_site_post_is_refused(shop: Site):

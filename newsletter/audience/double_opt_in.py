@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from newsletter.audience.addresses import normalize_address
+from newsletter.audience.addresses import Address, normalize_address
 from newsletter.audience.self_service import Reader
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.config import Settings
@@ -54,7 +54,7 @@ from newsletter.store.confirmations import (
     withdraw_confirmation,
 )
 from newsletter.store.events import record_reader_event
-from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list
+from newsletter.store.lists import check_list_slug, get_or_create_list
 from newsletter.store.memberships import (
     address_by_key,
     address_of,
@@ -98,26 +98,27 @@ class PendingConfirmation:
     claim: Claim
 
 
-def request_subscription(
-    store: Store, *, email: str, name: str, list_slug: str, default_list: str
-) -> PendingConfirmation | None:
-    """A subscribe form's request: the confirmation email now due, or None when none is
-    (already an active member, or one was sent within the hour).  InputError for an address
-    that cannot be subscribed or an unknown list; nothing else distinguishes the cases.
-    """
+def form_address(email: str) -> Address:
+    """The address typed on the form, or InputError when it is not one we can mail.  Pure:
+    it reads nothing, so answering a bad address takes the same time for anyone."""
     address = normalize_address(email)
     if address.smtputf8:
         raise InputError(f"{address.email}: the part before @ must be ASCII for us to be able to mail it")
+    return address
+
+
+def request_subscription(store: Store, *, email: str, name: str, list_slug: str) -> PendingConfirmation | None:
+    """A subscribe form's request for `list_slug`, which the caller found public
+    (newsletter.audience.lists.public_list; the list is created if only the configuration
+    names it): the confirmation email now due, or None when none is (already an active
+    member, or one was sent within the hour).  InputError for an address we cannot mail.
+    """
+    address = form_address(email)
     check_list_slug(list_slug)
     with store.begin() as conn:
-        list_id = find_list_id(conn, list_slug)
-        if list_id is None and list_slug == default_list:
-            list_id = get_or_create_list(conn, list_slug)
+        list_id = get_or_create_list(conn, list_slug)
         existing = address_by_key(conn, address.key)
-        standing = membership_status(conn, existing.id, list_id) if existing and list_id is not None else None
-    if list_id is None:
-        # A public form must not create lists; only the configured one exists by default.
-        raise InputError(f"there is no list {list_slug!r}")
+        standing = membership_status(conn, existing.id, list_id) if existing else None
     if existing is None:
         created, _ = add_subscriber(
             store, address.email, list_slug=list_slug, status=PENDING, source="web", change_source=BY_FORM

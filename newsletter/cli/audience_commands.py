@@ -223,28 +223,74 @@ def subscribers_export(context: Context, list_slug: str | None, status: str | No
     click.echo(f"{output}: {count} subscribers", err=True)
 
 
-@click.command("lists")
+@click.group("lists", invoke_without_command=True)
 @pass_context
-def lists_command(context: Context) -> None:
-    """Show every list: slug, name and its members by standing.
+@click.pass_context
+def lists_command(ctx: click.Context, context: Context) -> None:
+    """Show every list: slug, name, visibility and its members by standing.
 
     Each member is counted once: as bounced or complained when their address is, else as
-    active, pending or unsubscribed on that list.
+    active, pending or unsubscribed on that list.  `lists set` names a list and says who
+    may join it.
 
     \b
-    Example:
+    Examples:
       newsletter lists
+      newsletter lists set weekly --name 每周精选 --description "每周五，一封" --public
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from newsletter.audience.lists import STANDINGS as statuses
     from newsletter.audience.lists import list_summaries
 
     with open_store(context) as store:
-        summaries = list_summaries(store)
+        summaries = list_summaries(store, context.settings)
     width = max([len("list"), *(len(s.slug) for s in summaries)])
     name_width = max([len("name"), *(len(s.name) for s in summaries)])
-    click.echo(f"{'list':<{width}}  {'name':<{name_width}}  " + "  ".join(f"{s:>12}" for s in (*statuses, "total")))
+    click.echo(
+        f"{'list':<{width}}  {'name':<{name_width}}  {'public':<6}  "
+        + "  ".join(f"{s:>12}" for s in (*statuses, "total"))
+    )
     for summary in summaries:
         counts = "  ".join(f"{summary.counts[s]:>12}" for s in statuses)
-        click.echo(f"{summary.slug:<{width}}  {summary.name:<{name_width}}  {counts}  {summary.total:>12}")
+        visibility = "yes" if summary.public else "no"
+        click.echo(
+            f"{summary.slug:<{width}}  {summary.name:<{name_width}}  {visibility:<6}  {counts}  {summary.total:>12}"
+        )
     if not summaries:
         click.echo("(no lists yet: newsletter subscribers import FILE creates them)", err=True)
+
+
+@lists_command.command("set")
+@click.argument("slug")
+@click.option("--name", help="The list's name, as readers see it on the preference page and the subscribe form.")
+@click.option("--description", help="One line for the preference page: what it sends and how often.")
+@click.option("--public/--private", "public", default=None, help="Whether /subscribe may join it (default: unchanged).")
+@pass_context
+def lists_set(context: Context, slug: str, name: str | None, description: str | None, public: bool | None) -> None:
+    """Name list SLUG, describe it, make it public or private (creating it if needed).
+
+    A public list can be joined from /subscribe and is offered on every reader's
+    preference page; a private one only by import or `subscribers add`.  A [lists.SLUG]
+    table in the configuration overrides what is set here, key by key.
+
+    \b
+    Examples:
+      newsletter lists set daily --name 每日速递 --description "工作日早上 8 点" --public
+      newsletter lists set vip --private
+    """
+    from newsletter.audience.lists import set_list
+
+    if name is None and description is None and public is None:
+        raise click.UsageError("nothing to set: give --name, --description, --public or --private")
+    with open_store(context) as store:
+        change = set_list(store, context.settings, slug, name=name, description=description, public=public)
+    info = change.info
+    click.echo(
+        f"{info.slug}: {info.title} ({'public' if info.public else 'private'})"
+        + (f" — {info.description}" if info.description else "")
+    )
+    for key in change.overridden:
+        click.echo(
+            f"warning: [lists.{slug}] {key} in {context.settings.source} overrides what was just stored", err=True
+        )

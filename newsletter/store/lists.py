@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -37,3 +38,48 @@ def get_or_create_list(conn: sa.Connection, slug: str, *, name: str | None = Non
     conn.execute(insert.on_conflict_do_nothing(index_elements=["slug"]))
     # A concurrent writer on PostgreSQL may have created it between the select and the insert.
     return conn.execute(sa.select(lists.c.id).where(lists.c.slug == slug)).scalar_one()
+
+
+@dataclass(frozen=True)
+class ListRow:
+    id: int
+    slug: str
+    name: str
+    description: str
+    # None: never set (the default rule applies, newsletter.audience.lists).
+    public: bool | None
+
+
+def list_rows(conn: sa.Connection) -> list[ListRow]:
+    query = sa.select(lists.c.id, lists.c.slug, lists.c.name, lists.c.description, lists.c.public).order_by(
+        lists.c.slug
+    )
+    return [ListRow(*row) for row in conn.execute(query)]
+
+
+def list_row(conn: sa.Connection, slug: str) -> ListRow | None:
+    row = conn.execute(
+        sa.select(lists.c.id, lists.c.slug, lists.c.name, lists.c.description, lists.c.public).where(
+            lists.c.slug == slug
+        )
+    ).first()
+    return ListRow(*row) if row else None
+
+
+def describe_list(
+    conn: sa.Connection, slug: str, *, name: str | None, description: str | None, public: bool | None
+) -> ListRow:
+    """Create list `slug` if needed and store what is given (None leaves a value as it is)."""
+    list_id = get_or_create_list(conn, slug)
+    values: dict = {}
+    if name is not None:
+        values["name"] = name
+    if description is not None:
+        values["description"] = description
+    if public is not None:
+        values["public"] = public
+    if values:
+        conn.execute(sa.update(lists).where(lists.c.id == list_id).values(**values))
+    found = list_row(conn, slug)
+    assert found is not None  # written in this transaction
+    return found

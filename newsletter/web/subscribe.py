@@ -12,6 +12,8 @@ arrival): then it shows a button, and only the POST from that button confirms.
 
 from __future__ import annotations
 
+import logging
+
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,16 +24,16 @@ from newsletter.audience.double_opt_in import (
     ALREADY_CONFIRMED,
     CONFIRMED,
     ConfirmOutcome,
-    PendingConfirmation,
     confirmation_reader,
+    form_address,
     open_confirmation_link,
     open_legacy_confirmation_link,
     request_subscription,
     send_confirmation,
 )
-from newsletter.audience.lists import check_list_slug
+from newsletter.audience.lists import public_list
 from newsletter.audience.self_service import find_reader
-from newsletter.errors import InputError, TokenError
+from newsletter.errors import InputError, NewsletterError, TokenError
 from newsletter.feedback.machines import judge
 from newsletter.store.schema import CLICK
 from newsletter.tokens import TOKEN_LENGTH, Purpose
@@ -46,6 +48,8 @@ from newsletter.web.security import (
 )
 
 MAX_NAME_CHARACTERS = 200
+
+log = logging.getLogger("newsletter.web")
 
 
 def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limiter: RateLimiter) -> list[Route]:
@@ -64,18 +68,18 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
     ) -> Response:
         words = pages.words()
         slug = list_slug or request.query_params.get("list") or settings().newsletter.list
-        try:
-            check_list_slug(slug)
-        except InputError:
-            slug = settings().newsletter.list
+        info = public_list(context.store, settings(), slug)
+        if info is None:
+            return no_such_list()
         form_token = guard.token_for(request)
         response = pages.render(
             "web/subscribe.html.j2",
             status=status,
-            page_title=words["subscribe_title"].format(name=pages.name),
+            page_title=words["subscribe_title"].format(name=info.title),
+            description=info.description,
             form_token=form_token,
             action_url="/subscribe",
-            list_slug=slug,
+            list_slug=info.slug,
             email=email,
             subscriber_name=name,
             error=error,
@@ -83,16 +87,22 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         guard.set_cookie(response, form_token)
         return response
 
-    def handle(request: Request, email: str, name: str, list_slug: str) -> Response:
+    def no_such_list() -> Response:
+        # One answer for a private list and for one that does not exist, so that list
+        # names cannot be found by trying them.
         words = pages.words()
+        return pages.message(words["subscribe_no_list_title"], words["subscribe_no_list_body"], status=404)
+
+    def handle(request: Request, email: str, name: str, list_slug: str) -> Response:
+        """The answer to a filled-in form.  Everything that depends on whether the address
+        is known (the database work and the email) happens after the answer has gone, in
+        a background task, so that neither the answer nor its timing tells."""
+        words = pages.words()
+        info = public_list(context.store, settings(), list_slug or settings().newsletter.list)
+        if info is None:
+            return no_such_list()
         try:
-            pending = request_subscription(
-                context.store,
-                email=email,
-                name=name[:MAX_NAME_CHARACTERS],
-                list_slug=list_slug or settings().newsletter.list,
-                default_list=settings().newsletter.list,
-            )
+            form_address(email)
         except InputError:
             # The validator's explanation is English and technical; the address itself,
             # echoed back, is what the person can check and correct.
@@ -102,17 +112,24 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
                 error=words["subscribe_invalid"].format(reason=email or "—"),
                 email=email,
                 name=name,
-                list_slug=list_slug,
+                list_slug=info.slug,
             )
-        background = BackgroundTask(deliver, pending) if pending is not None else None
+        background = BackgroundTask(subscribe_and_mail, email, name[:MAX_NAME_CHARACTERS], info.slug)
         return pages.message(
             words["subscribe_sent_title"], words["subscribe_sent_body"], role="status", background=background
         )
 
-    def deliver(pending: PendingConfirmation) -> None:
-        url = context.links.confirm(pending.token)
-        with context.open_transport() as transport:
-            send_confirmation(context.settings, context.store, transport, pending, url)
+    def subscribe_and_mail(email: str, name: str, list_slug: str) -> None:
+        try:
+            pending = request_subscription(context.store, email=email, name=name, list_slug=list_slug)
+            if pending is None:
+                return
+            url = context.links.confirm(pending.token)
+            with context.open_transport() as transport:
+                send_confirmation(context.settings, context.store, transport, pending, url)
+        except NewsletterError as err:
+            # After the answer there is nobody to tell; the log is where it shows.
+            log.warning("subscription request for list %s not completed: %s", list_slug, err)
 
     async def subscribe(request: Request) -> Response:
         if request.method != "POST":
