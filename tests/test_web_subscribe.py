@@ -346,7 +346,7 @@ def test_a_private_list_and_a_list_that_does_not_exist_get_one_and_the_same_answ
     with shop.client() as browser:
         forms = [browser.get("/subscribe", params={"list": slug}) for slug in ("insiders", "nope")]
     assert forms[0].status_code == forms[1].status_code == 404 and forms[0].text == forms[1].text
-    no_new_mail_after_a_moment(shop, "prober.insiders@example.org", 0)
+    no_new_mail_after_the_requests_finished(shop, "prober.insiders@example.org", 0)
     with store.read() as conn:
         assert conn.execute(sa.select(lists.c.id).where(lists.c.slug == "nope")).first() is None
         probers = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email.like("prober.%"))).all()
