@@ -155,7 +155,7 @@ def test_color_scheme_meta_lang_and_preheader(sample):
     assert '<meta name="color-scheme" content="light dark">' in email_html
     assert '<meta name="supported-color-schemes" content="light dark">' in email_html
     assert re.search(r'<html lang="zh-CN"', email_html)
-    preheader = re.search(r'<div style="display:none;[^"]*">([^<]*)', email_html)
+    preheader = re.search(r'<div class="nl-preheader" style="display:none;[^"]*">([^<]*)', email_html)
     assert preheader and preheader.group(1).strip() == html.escape(rendered.issue.preheader, quote=False)
     assert email_html.index(preheader.group(0)) < email_html.index('class="nl-title"'), "the preheader comes first"
     assert f"<title>{html.escape(rendered.issue.subject, quote=False)}</title>" in email_html
@@ -418,3 +418,48 @@ def test_slotted_text_round_trips_its_slots():
     assert text.fill({"view_url": "V", "link:12": "L"}) == "a V b L c"
     assert text.fill_bytes({"view_url": b"V", "link:12": "é".encode()}) == "a V b é c".encode()
     assert SLOT_PATTERN.fullmatch("%%nl:open_pixel%%")
+
+
+# ---------------------------------------------------------------------------------------
+# What spam filters and screen readers read (issue 13); SpamAssassin itself scores the
+# sent message in test_spamassassin.py
+# ---------------------------------------------------------------------------------------
+
+
+def test_preheader_is_hidden_by_its_box_not_by_a_colour_near_the_background(sample):
+    _, email_html, _ = sample
+    style = re.search(r'<div class="nl-preheader" style="([^"]*)"', email_html).group(1)
+    assert "display:none" in style and "overflow:hidden" in style
+    assert "color" not in style and "opacity" not in style
+
+
+def test_no_inline_tag_ends_straight_into_cjk_text(sample):
+    """SpamAssassin counts text that runs on across a tag with no space or ASCII punctuation
+    between as HTML obfuscation (HTML.pm); our labels and the sources line keep a space."""
+    rendered, email_html, _ = sample
+    assert not re.search(r"</strong>[\u3000-\u9fff\uff00-\uffef]", email_html)
+    labels = re.findall(r'<strong class="nl-label"[^>]*>([^<]*)</strong>(.)', email_html)
+    items = [item for entry in rendered.issue.entries for item in entry.summary]
+    items += [child for item in items for child in item.children]
+    assert len(labels) == sum(1 for item in items if item.label) > 10
+    assert all(label.endswith("：") and after == " " for label, after in labels), labels[:3]
+    sources = re.findall(r'<p class="nl-sources"[^>]*>([^<]*)<', email_html)
+    assert sources and all(text.startswith("来源： ") for text in sources)
+
+
+def test_every_link_in_the_email_is_underlined(sample):
+    _, email_html, _ = sample
+    styles = re.findall(r'<a [^>]*?style="([^"]*)"', email_html)
+    assert len(styles) == len(re.findall(r"<a ", email_html)) > 10
+    assert all("text-decoration: underline" in style for style in styles)
+
+
+def test_email_content_sits_in_a_main_landmark_labelled_with_the_title(sample):
+    rendered, email_html, _ = sample
+    body = email_html[email_html.index("<body") :]
+    opened = re.search(r'<div role="main" aria-label="([^"]*)">', body)
+    assert opened and html.unescape(opened.group(1)) == rendered.issue.title
+    # Inside the article MJML wraps the body in, and holding everything to the end.
+    assert body.index('role="article"') < opened.start() < body.index('class="nl-title"')
+    assert body.rindex("nl-foot-p") > opened.start()
+    assert body.endswith("</div></div></body></html>")

@@ -64,6 +64,7 @@ def check_rendered(rendered: Rendered, settings: Settings) -> list[Finding]:
     source = _source_text(where)
     findings = list(_size(email_html, where))
     findings += _subject(rendered.issue.subject, where, _subject_line(source))
+    findings += _subject_capitals(rendered.issue.subject, where, _subject_line(source))
     findings += _unknown_labels(rendered.issue)
     findings += _issue_images(rendered.issue)
     findings += _issue_links(rendered.issue)
@@ -294,6 +295,29 @@ def repeated_links(issue: Issue, earlier: Mapping[str, tuple[str, date]]) -> lis
                 )
             )
     return findings
+
+
+_LATIN_LETTERS = re.compile(r"[A-Za-z]")
+
+
+def _subject_capitals(subject: str, where: str, line: int) -> Iterator[Finding]:
+    """SpamAssassin's SUBJ_ALL_CAPS (0.5 points) fires when every Latin letter of a subject of
+    two or more words and at least 10 bytes is a capital, counting only A-Z: so a Chinese
+    subject whose only Latin letters are "AI" trips it (HeaderEval.pm, subject_is_all_caps).
+    An editorial choice, so a warning."""
+    letters = "".join(_LATIN_LETTERS.findall(subject))
+    if not letters or letters != letters.upper() or len(subject.strip().split()) < 2:
+        return
+    if len(subject.strip().encode("utf-8")) < 10:
+        return
+    yield Finding(
+        "warning",
+        "subject-capitals",
+        f"every Latin letter of the subject is a capital ({letters[:20]}); SpamAssassin scores that as shouting "
+        "(SUBJ_ALL_CAPS): add a word with a lowercase letter, or set 'subject:' in the front matter",
+        where,
+        line,
+    )
 
 
 class _MarkupScan(HTMLParser):

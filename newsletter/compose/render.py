@@ -182,7 +182,9 @@ class Renderer:
 
     def render(self, issue: model.Issue) -> Rendered:
         email_links = _LinkRegistry(track=True)
-        email_html = self._inline(self._mjml(self._template(EMAIL_TEMPLATE, issue, email_links)))
+        email_html = self._inline(
+            main_landmark(self._mjml(self._template(EMAIL_TEMPLATE, issue, email_links)), issue.title)
+        )
         plain = _LinkRegistry(track=False)
         text = self._template(TEXT_TEMPLATE, issue, plain)
         # The web version is a plain page, not the email: browsers need no tables, no
@@ -282,6 +284,27 @@ class Renderer:
             return self.inliner.inline(document)
         except ValueError as err:  # css_inline.InlineError subclasses ValueError
             raise RenderError(f"{INLINE_CSS}: CSS inlining failed: {err}") from err
+
+
+_ARTICLE = re.compile(r'<div\b[^>]*\brole="article"[^>]*>')
+_BODY_END = "</div></body>"
+
+
+def main_landmark(document: str, label: str) -> str:
+    """The email's content inside a `role="main"` landmark labelled with the issue's title.
+
+    MJML wraps the body in `<div role="article" aria-roledescription="email">` (what webmail
+    screen readers announce), which is not a landmark: opened on its own the email then has
+    none, and axe-core reports its content as outside every landmark.  The main sits inside
+    the article, which holds everything up to `</body>`; a template that MJML renders some
+    other way is left as it is.
+    """
+    found = _ARTICLE.search(document)
+    end = document.rfind(_BODY_END)
+    if found is None or end < found.end():
+        return document
+    opening = f'<div role="main" aria-label="{html.escape(label)}">'
+    return document[: found.end()] + opening + document[found.end() : end] + "</div>" + document[end:]
 
 
 def _slot(name: str) -> Markup:

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from newsletter.archive import SentIssue, sent_issue, sent_issues
+from newsletter.compose.excerpt import excerpt
 from newsletter.i18n import format_date
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
@@ -25,6 +26,8 @@ from newsletter.web.pages import Pages
 ATOM = "http://www.w3.org/2005/Atom"
 XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
 FEED_ENTRIES = 20
+# A feed reader's list shows a line or two of summary; the content holds the whole issue.
+FEED_SUMMARY_COLUMNS = 280
 # Public and the same for everyone: short caching spares the database without delaying a
 # new issue for long.
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
@@ -111,7 +114,7 @@ def atom_feed(context: WebContext, found: list[SentIssue]) -> bytes:
         element(entry, "published", _rfc3339(issue.snapshot_at))
         element(entry, "updated", _rfc3339(issue.updated_at))
         if issue.preheader:
-            element(entry, "summary", issue.preheader)
+            element(entry, "summary", excerpt(issue.preheader, FEED_SUMMARY_COLUMNS))
         # 4.1.3.3: type="html" content is escaped HTML (ElementTree does the escaping).
         element(entry, "content", page_content(issue.web_html or ""), type="html")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

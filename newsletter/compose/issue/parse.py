@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import markdown_it_pyrs
 
+from newsletter.compose.excerpt import excerpt
 from newsletter.compose.issue.labels import (
     CATEGORY,
     COLONS,
@@ -83,6 +84,8 @@ DATE_PATTERNS = (
     re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
     re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
 )
+# Inbox preview lines show about this many columns (a CJK character fills two).
+PREHEADER_COLUMNS = 140
 FRONT_MATTER_KEYS = ("subject", "preheader", "date", "language", "list")
 SLUG_PATTERN = re.compile(r"[^0-9A-Za-z_-]+")
 
@@ -647,8 +650,9 @@ def _line_of_key(lines: list[str], key: str) -> int:
 
 
 def _default_preheader(entries: list[Entry]) -> str:
-    """Inbox preview text: the entry titles say more than the first words of the body."""
-    return " · ".join(entry.title for entry in entries)[:140]
+    """Inbox preview text: the entry titles say more than the first words of the body; cut
+    at a word or ideograph boundary with an ellipsis, never mid-word."""
+    return excerpt(" · ".join(entry.title for entry in entries), PREHEADER_COLUMNS)
 
 
 def _slug(path: Path, date: dt.date) -> str:
