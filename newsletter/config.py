@@ -60,6 +60,13 @@ class SmtpSettings:
     security: str = "starttls"
     timeout: float = 30.0
     rate: float = 0.0
+    # The name given in EHLO (RFC 5321 section 4.1.1.1: the client's fully qualified
+    # domain name); empty means the From domain, since the host's own name often has no dot.
+    local_hostname: str = ""
+    # Sign each message with DKIM (RFC 6376) when both are set: the selector whose
+    # `SELECTOR._domainkey.FROM-DOMAIN` TXT record holds the public key, and the private key.
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
 
 
 @dataclass(frozen=True)

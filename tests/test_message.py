@@ -328,7 +328,8 @@ def test_display_names_are_encoded_or_quoted_and_decode_back(settings, rendered,
     # Decoded as RFC 2047 section 6.2 says: adjacent encoded words join without a space.
     # (email.headerregistry puts a space between them inside an address's display name,
     # also for headers Python itself folded; its Subject decoding is right.)
-    phrase = raw_to.partition(b":")[2].rpartition(b"<")[0].decode("ascii")
+    # Unfolded first (RFC 5322 section 2.2.3: remove each CRLF before whitespace).
+    phrase = raw_to.replace(b"\r\n", b"").partition(b":")[2].rpartition(b"<")[0].decode("ascii")
     decoded = str(make_header(decode_header(phrase))).strip()
     if decoded.startswith('"'):
         decoded = decoded[1:-1].replace('\\"', '"').replace("\\\\", "\\")

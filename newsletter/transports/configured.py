@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from newsletter.mail.dkim_signer import dkim_signer
 from newsletter.transports.base import Transport
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
@@ -32,6 +33,8 @@ def open_transport(settings: Settings, *, workers: int = 1) -> Transport:
             username=smtp.username,
             password=smtp.password,
             timeout=smtp.timeout,
+            local_hostname=smtp.local_hostname or settings.sender_domain,
+            sign=dkim_signer(settings),
         )
     if kind == "ses":
         from newsletter.transports.ses.send import SesTransport
