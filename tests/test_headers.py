@@ -9,36 +9,16 @@ from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
 import pytest
+from mail_lines import assert_folded_by_the_book, lines_of
 
 from newsletter.mail.headers import (
     FOLD,
-    MAX_LINE,
-    MAX_LINE_HARD,
     date_now,
     encode_words,
     fold,
     format_address,
     header_line,
 )
-
-
-def lines_of(field: bytes) -> list[str]:
-    assert field.endswith(b"\r\n") and field.isascii()
-    return field[:-2].decode("ascii").split("\r\n")
-
-
-def assert_folded_by_the_book(field: bytes) -> None:
-    """Each line at most 78 unless it is one word that cannot be broken (after the field
-    name, or after a fold's leading space), and every line at most 998."""
-    lines = lines_of(field)
-    for index, line in enumerate(lines):
-        assert len(line) <= MAX_LINE_HARD, f"line {index} is {len(line)} characters"
-        if len(line) > MAX_LINE:
-            words = line.split(" ")
-            unbreakable = (index == 0 and len(words) == 2) or (index > 0 and len(words) == 2 and words[0] == "")
-            assert unbreakable, f"line {index} ({len(line)} characters) could have been folded: {line[:90]}"
-        if index:
-            assert line.startswith(" ") and line.strip(), "a continuation starts with whitespace and is not only that"
 
 
 def unfolded_value(field: bytes) -> str:
@@ -57,7 +37,7 @@ def test_date_has_a_numeric_utc_zone_not_gmt():
         "short",
         "word " * 60,
         "An editorial subject that goes on for a while, with commas, and clauses, and then some more words",
-        "multipart/alternative; boundary=\"nl.alt.b02a06d081812c43378b5de8\"",
+        'multipart/alternative; boundary="nl.alt.b02a06d081812c43378b5de8"',
         "x" * 300 + " tail",
         "double  spaces   between    words " * 5,
     ],

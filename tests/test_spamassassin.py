@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sample_issues import EXAMPLE
+from sample_issues import DIGEST, EXAMPLE
 
 from tests.send_world import World, parse_message
 
@@ -71,17 +71,28 @@ def scores(messages: list[bytes], home: Path) -> list[tuple[float, dict[str, flo
     return found
 
 
+def with_subject(text: str, subject: str) -> str:
+    if text.startswith("---\n"):
+        return text.replace("---\n", f"---\nsubject: {subject}\n", 1)
+    return f"---\nsubject: {subject}\n---\n{text}"
+
+
 @pytest.fixture(scope="module")
 def received(tmp_path_factory) -> dict[str, bytes]:
-    """The example issue as one subscriber receives it, with its own subject (all-capital
-    Latin letters) and with a subject that has a lowercase word."""
+    """The example issue and our full-size digest (the seed's shape: ten entries, labels,
+    sources) as one subscriber receives each, with their own subjects (all-capital Latin
+    letters), and the digest once more with a subject that has a lowercase word."""
+    samples = {
+        "example": EXAMPLE.read_text(encoding="utf-8"),
+        "digest": DIGEST.read_text(encoding="utf-8"),
+        "lowercase subject": with_subject(DIGEST.read_text(encoding="utf-8"), LOWERCASE_SUBJECT),
+    }
     messages = {}
-    for name, front in (("as written", ""), ("lowercase subject", f"subject: {LOWERCASE_SUBJECT}\n")):
+    for name, text in samples.items():
         root = tmp_path_factory.mktemp(name.replace(" ", "-"))
         world = World(root, f"sqlite:///{root / 'newsletter.db'}")
         try:
-            text = EXAMPLE.read_text(encoding="utf-8")
-            world.issue_file.write_text(text.replace("---\n", f"---\n{front}", 1), encoding="utf-8")
+            world.issue_file.write_text(text, encoding="utf-8")
             world.add_subscribers(1, names=["刘洋"])
             world.send()
             [path] = world.outbox_files()
@@ -104,14 +115,16 @@ def test_message_with_a_lowercase_subject_scores_zero_under_local_rules(scored, 
     assert {name: points for name, points in rules.items() if points} == {}
 
 
-def test_no_markup_rule_fires_on_the_message_as_written(scored):
-    _total, rules = scored["as written"]
-    tripped = [name for name in rules if name.startswith(MARKUP_RULES)]
+@pytest.mark.parametrize("name", ["example", "digest"])
+def test_no_markup_rule_fires_on_the_messages_as_written(scored, name):
+    _total, rules = scored[name]
+    tripped = [rule for rule in rules if rule.startswith(MARKUP_RULES)]
     assert tripped == [], f"our markup trips {tripped}"
 
 
-def test_the_all_capital_subject_is_the_only_thing_scored_and_it_is_what_check_warns_about(scored, received):
-    total, rules = scored["as written"]
-    assert parse_message(received["as written"])["Subject"] == "🤖 AI行业速递 - 2026年11月30日"
-    assert {name for name, points in rules.items() if points} == {SUBJECT_RULE}
+@pytest.mark.parametrize("name", ["example", "digest"])
+def test_the_all_capital_subject_is_the_only_thing_scored_and_it_is_what_check_warns_about(scored, received, name):
+    total, rules = scored[name]
+    assert parse_message(received[name])["Subject"].startswith("🤖 AI行业速递 - 2026年")
+    assert {rule for rule, points in rules.items() if points} == {SUBJECT_RULE}
     assert total == rules[SUBJECT_RULE] == 0.5

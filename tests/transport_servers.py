@@ -110,6 +110,8 @@ class SmtpDelivery:
     queue_id: str | None
     tls: bool
     login: str | None
+    # The name the client gave in EHLO (or HELO).
+    helo: str | None = None
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -154,6 +156,7 @@ class _SmtpHandler:
             # aiosmtpd fills session.ssl after STARTTLS; implicit TLS shows on the transport.
             tls=session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None,
             login=login,
+            helo=session.host_name,
         )
         with owner._lock:
             owner.received.append(delivery)
