@@ -75,5 +75,6 @@ def test_check_without_a_database_creates_none(tmp_path):
     settings = load_settings(environ={}, cwd=tmp_path)
     path = tmp_path / "2026-12-07.md"
     path.write_text(LATER, encoding="utf-8")
-    assert check_issue(settings, path)[1] == []
+    # Its subject's only Latin letters ("AI") are capitals: that warning, and nothing else.
+    assert [f.check for f in check_issue(settings, path)[1]] == ["subject-capitals"]
     assert not (tmp_path / "newsletter.db").exists()

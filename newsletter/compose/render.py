@@ -287,7 +287,7 @@ class Renderer:
 
 
 _ARTICLE = re.compile(r'<div\b[^>]*\brole="article"[^>]*>')
-_BODY_END = "</div></body>"
+_BODY_END = "</body>"
 
 
 def main_landmark(document: str, label: str) -> str:
@@ -295,16 +295,16 @@ def main_landmark(document: str, label: str) -> str:
 
     MJML wraps the body in `<div role="article" aria-roledescription="email">` (what webmail
     screen readers announce), which is not a landmark: opened on its own the email then has
-    none, and axe-core reports its content as outside every landmark.  The main sits inside
-    the article, which holds everything up to `</body>`; a template that MJML renders some
-    other way is left as it is.
+    none, and axe-core reports its content as outside every landmark.  The main goes around
+    the article (axe-core's `region` rule still finds content outside any landmark when the
+    main sits inside an article); a template that MJML renders some other way is left as it is.
     """
     found = _ARTICLE.search(document)
     end = document.rfind(_BODY_END)
     if found is None or end < found.end():
         return document
     opening = f'<div role="main" aria-label="{html.escape(label)}">'
-    return document[: found.end()] + opening + document[found.end() : end] + "</div>" + document[end:]
+    return document[: found.start()] + opening + document[found.start() : end] + "</div>" + document[end:]
 
 
 def _slot(name: str) -> Markup:
