@@ -119,6 +119,14 @@ class ListSettings:
 
 
 @dataclass(frozen=True)
+class DoctorSettings:
+    # Resolvers `newsletter doctor` asks, as "HOST" or "HOST:PORT"; empty: the system's.
+    nameservers: tuple[str, ...] = ()
+    # Seconds for each DNS, SES or HTTP question.
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
@@ -127,6 +135,7 @@ class Settings:
     events: EventsSettings = field(default_factory=EventsSettings)
     # `[lists.SLUG]` tables, by slug.
     lists: Mapping[str, ListSettings] = field(default_factory=dict)
+    doctor: DoctorSettings = field(default_factory=DoctorSettings)
     # Where relative paths (outbox, templates, SQLite file) are resolved: the config file's
     # directory, or the working directory when there is no file.
     root: Path = field(default_factory=Path.cwd)

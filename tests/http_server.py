@@ -29,15 +29,19 @@ START_TIMEOUT_SECONDS = 15.0
 
 
 @contextlib.contextmanager
-def run_asgi_in_thread(app: Any, *, host: str = LOOPBACK) -> Iterator[str]:
-    """Serve `app` until the block ends; yields the base URL without a trailing slash."""
+def run_asgi_in_thread(app: Any, *, host: str = LOOPBACK, tls: Any = None) -> Iterator[str]:
+    """Serve `app` until the block ends; yields the base URL without a trailing slash.
+
+    `tls`: a transport_servers.TlsCertificate to serve https with (clients trust it through
+    its `certfile`, e.g. SSL_CERT_FILE)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False)
+    certificates = {"ssl_certfile": str(tls.certfile), "ssl_keyfile": str(tls.keyfile)} if tls else {}
+    config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False, **certificates)
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
 
@@ -61,7 +65,7 @@ def run_asgi_in_thread(app: Any, *, host: str = LOOPBACK) -> Iterator[str]:
             raise RuntimeError(f"uvicorn did not start within {START_TIMEOUT_SECONDS} s")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -6,15 +6,12 @@ SmtpTransport to aiosmtpd, and the verifier asks the DNS server over UDP."""
 
 from __future__ import annotations
 
-import base64
 import re
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from dkim_keys import SELECTOR, make_key
 from mail_lines import assert_folded_by_the_book, header_fields
 
 from newsletter.errors import ConfigError
@@ -25,21 +22,9 @@ from tests.transport_servers import LocalSmtp
 
 pytest_plugins = ["dns_server"]
 
-SELECTOR = "nl2026"
 LONG_NAME = ("Reader With A Very Long Name " * 200)[:5000].strip()
 ENCODED_LOOKING = "=?utf-8?b?5pSv5LuY5a6d5a6J5YWo5Lit5b+D?="
 NAMES = ["刘洋", LONG_NAME, ENCODED_LOOKING, "x" * 5000]
-
-
-def make_key(directory: Path) -> tuple[Path, str]:
-    """A 2048-bit RSA key in a PEM file, and its DKIM TXT record (RFC 6376 section 3.6.1)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = directory / "dkim.pem"
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return path, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
 
 
 def dns_lookup(dns: LocalDns):

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import httpx
 import pytest
@@ -167,14 +168,14 @@ class Site:
 
 
 @contextlib.contextmanager
-def served(world: World, *, before_start: Callable[[Starlette], None] | None = None) -> Iterator[Site]:
+def served(world: World, *, before_start: Callable[[Starlette], None] | None = None, tls: Any = None) -> Iterator[Site]:
     """`world`'s app under uvicorn until the block ends (see the module docstring)."""
     context = WebContext.create(world.settings, world.store)
     app = create_app(context)
     if before_start is not None:
         before_start(app)
     in_flight = RequestsInFlight(app)
-    with run_asgi_in_thread(in_flight) as url:
+    with run_asgi_in_thread(in_flight, tls=tls) as url:
         world.configure("newsletter", base_url=url)
         at_url = WebContext.create(world.settings, world.store)
         for field in dataclasses.fields(WebContext):

@@ -12,7 +12,7 @@ import sys
 import click
 
 from newsletter import __version__
-from newsletter.cli import audience_commands, issue_commands, service_commands
+from newsletter.cli import audience_commands, doctor, issue_commands, service_commands
 from newsletter.cli.context import Context
 from newsletter.errors import NewsletterError
 
@@ -53,6 +53,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
       newsletter send issues/2026-11-30.md       one personal copy to each subscriber
       newsletter serve                           unsubscribe, tracking, archive, SES events
       newsletter stats 2026-11-30                what happened to an issue
+      newsletter doctor                          SPF, DKIM, DMARC, SES account, web side
     """
     ctx.obj = Context(config_path)
 
@@ -70,5 +71,6 @@ for _command in (
     service_commands.serve,
     service_commands.events,
     service_commands.db,
+    doctor.doctor,
 ):
     main.add_command(_command)

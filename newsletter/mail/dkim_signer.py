@@ -9,7 +9,6 @@ section 3.1.1).  The public key is published as a TXT record at
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +56,15 @@ class DkimSigner:
         # Fails now, naming the file, rather than on the first message.
         dkim.parse_pem_private_key(private_key)
 
+    def public_key(self) -> bytes:
+        """The public half, DER SubjectPublicKeyInfo: what the selector's p= must hold."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(self.private_key, password=None)
+        return key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
     def __call__(self, message: bytes) -> bytes:
         """`message` with its DKIM-Signature header field in front."""
         dkim = self._dkim
@@ -76,7 +84,7 @@ class DkimSigner:
         return signature + message
 
 
-def dkim_signer(settings: Settings) -> Callable[[bytes], bytes] | None:
+def dkim_signer(settings: Settings) -> DkimSigner | None:
     """The signer `[transport.smtp] dkim_selector` and `dkim_key_file` ask for, or None."""
     smtp = settings.transport.smtp
     if not smtp.dkim_selector and not smtp.dkim_key_file:
