@@ -2,9 +2,11 @@
 custom MAIL FROM domain), the account (sending enabled, sandbox or production, quota and
 rate) and the configuration set that publishes bounces and complaints.
 
-Reads only.  The account comes from `SesTransport.quota()`, the same GetAccount call the send
-paces by; event destinations from SES's v1 DescribeConfigurationSet, which reads the same
-configuration sets and which SES-compatible servers (moto) answer.
+Reads only, through one boto3 session (a client costs a few tenths of a second to make; the
+session's loaded service models are shared).  The account is read with GetAccount and
+turned into the `SendQuota` the send paces by; event destinations come from SES's v1
+DescribeConfigurationSet, which reads the same configuration sets and which
+SES-compatible servers (moto) answer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Settings
 from newsletter.doctor.report import FAIL, OK, WARN, Check
-from newsletter.errors import TransportError
+from newsletter.transports.base import SendQuota
 
 AREA = "ses"
 
@@ -28,15 +30,18 @@ class Identity:
 
 
 def check_ses(settings: Settings) -> tuple[list[Check], Identity]:
+    import boto3
+
     ses = settings.transport.ses
-    client = _client("sesv2", settings)
+    session = boto3.session.Session()
+    client = _client(session, "sesv2", settings)
     checks: list[Check] = []
     try:
         identity, found = _identity(client, settings)
         checks += found
-        checks += _account(settings)
+        checks += _account(client)
         if ses.configuration_set:
-            checks += _configuration_set(client, settings, ses.configuration_set)
+            checks += _configuration_set(session, client, settings, ses.configuration_set)
         else:
             checks.append(
                 Check(
@@ -53,13 +58,12 @@ def check_ses(settings: Settings) -> tuple[list[Check], Identity]:
     return checks, identity
 
 
-def _client(service: str, settings: Settings):
-    import boto3
+def _client(session, service: str, settings: Settings):
     from botocore.config import Config
 
     ses = settings.transport.ses
     timeout = settings.doctor.timeout
-    return boto3.session.Session().client(
+    return session.client(
         service,
         region_name=ses.region,
         endpoint_url=ses.endpoint_url or None,
@@ -133,17 +137,26 @@ def _identity(client, settings: Settings) -> tuple[Identity, list[Check]]:
     return identity, checks
 
 
-def _account(settings: Settings) -> list[Check]:
-    """Sending enabled, sandbox, quota: what `SesTransport.quota()` reads from GetAccount."""
-    from newsletter.transports.configured import open_transport
+def _account(client) -> list[Check]:
+    """Sending enabled, sandbox, quota, from GetAccount."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        with open_transport(settings) as transport:
-            quota = transport.quota()
-    except TransportError as err:
+        account = client.get_account()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "404":
+            return [Check(AREA, "account", WARN, "this SES endpoint does not answer GetAccount", "")]
         return [Check(AREA, "account", FAIL, f"GetAccount failed: {err}", _CREDENTIALS)]
-    if quota is None:
-        return [Check(AREA, "account", WARN, "this SES endpoint does not answer GetAccount", "")]
+    except BotoCoreError as err:
+        return [Check(AREA, "account", FAIL, f"GetAccount failed: {err}", _CREDENTIALS)]
+    limits = account.get("SendQuota", {})
+    quota = SendQuota(
+        max_send_rate=float(limits.get("MaxSendRate", 0.0)),
+        max_24_hour_send=float(limits.get("Max24HourSend", 0.0)),
+        sent_last_24_hours=float(limits.get("SentLast24Hours", 0.0)),
+        sending_enabled=bool(account.get("SendingEnabled", True)),
+        production_access=bool(account.get("ProductionAccessEnabled", True)),
+    )
     checks = []
     if quota.sending_enabled:
         checks.append(Check(AREA, "sending", OK, "sending is enabled"))
@@ -184,7 +197,7 @@ def _account(settings: Settings) -> list[Check]:
     return checks
 
 
-def _configuration_set(client, settings: Settings, name: str) -> list[Check]:
+def _configuration_set(session, client, settings: Settings, name: str) -> list[Check]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -203,7 +216,7 @@ def _configuration_set(client, settings: Settings, name: str) -> list[Check]:
         ]
     except BotoCoreError as err:
         return [Check(AREA, "configuration set", FAIL, f"SES did not answer: {err}", _CREDENTIALS)]
-    classic = _client("ses", settings)
+    classic = _client(session, "ses", settings)
     try:
         answer = classic.describe_configuration_set(
             ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"]
