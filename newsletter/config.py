@@ -119,6 +119,17 @@ class ListSettings:
 
 
 @dataclass(frozen=True)
+class SendingSettings:
+    # Warm-up of a new sending domain (newsletter/sending/warmup.py): at most
+    # warmup_daily_start * warmup_daily_growth ** (day - 1) messages a day.
+    warmup: bool = False
+    warmup_daily_start: int = 200
+    warmup_daily_growth: float = 1.5
+    # Day 1 of the warm-up (YYYY-MM-DD); empty: the day the first message went out.
+    warmup_start: str = ""
+
+
+@dataclass(frozen=True)
 class DoctorSettings:
     # Resolvers `newsletter doctor` asks, as "HOST" or "HOST:PORT"; empty: the system's.
     nameservers: tuple[str, ...] = ()
@@ -135,6 +146,7 @@ class Settings:
     events: EventsSettings = field(default_factory=EventsSettings)
     # `[lists.SLUG]` tables, by slug.
     lists: Mapping[str, ListSettings] = field(default_factory=dict)
+    sending: SendingSettings = field(default_factory=SendingSettings)
     doctor: DoctorSettings = field(default_factory=DoctorSettings)
     # Where relative paths (outbox, templates, SQLite file) are resolved: the config file's
     # directory, or the working directory when there is no file.
@@ -333,6 +345,14 @@ def _validate(settings: Settings) -> None:
     if not settings.newsletter.base_url.startswith(("http://", "https://")):
         raise ConfigError(
             "must start with https:// (or http:// for local testing)", key="newsletter.base_url", source=settings.source
+        )
+    if settings.sending.warmup_daily_start < 1 or settings.sending.warmup_daily_growth < 1:
+        raise ConfigError(
+            "warm-up must start at 1 message a day or more and grow by a factor of 1 or more",
+            key="sending.warmup_daily_start"
+            if settings.sending.warmup_daily_start < 1
+            else "sending.warmup_daily_growth",
+            source=settings.source,
         )
     if not settings.newsletter.list or not settings.newsletter.list.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(

@@ -210,10 +210,12 @@ class _Campaign:
         while True:
             try:
                 if not exhausted and not self.stop.is_set() and in_flight <= low_water:
+                    wanted = self._allowed(window - in_flight)
                     with self.store.begin() as conn:
-                        claimed, skipped = ledger.claim(
-                            conn, self.issue_id, window - in_flight, self.factory.message_id
-                        )
+                        claimed, skipped = ledger.claim(conn, self.issue_id, wanted, self.factory.message_id)
+                    if self.plan.warmup is not None:
+                        # Only messages count towards the warm-up cap, not rows skipped.
+                        self.plan.warmup.give_back(wanted - len(claimed))
                     self.summary.skipped += len(skipped)
                     for item in claimed:
                         self.work.put(item)
@@ -234,6 +236,19 @@ class _Campaign:
                 # Ctrl-C: let the messages in flight finish, hand back the rest.
                 self.summary.stopped = self.summary.stopped or "interrupted"
                 self.stop.set()
+
+    def _allowed(self, wanted: int) -> int:
+        """`wanted` rows, or fewer when the warm-up's cap for today is near (warmup.py).
+        Once it is spent the send stops as a spent SES daily quota stops it: nothing more is
+        claimed, the rest stays queued."""
+        budget = self.plan.warmup
+        if budget is None:
+            return wanted
+        granted = budget.take(wanted)
+        if not granted and wanted:
+            # Not the stop flag: the rows already claimed within today's cap still go out.
+            self.summary.stopped = self.summary.stopped or budget.stop_reason()
+        return granted
 
     def _claim_window(self) -> int:
         """How many rows may be claimed and not yet recorded.

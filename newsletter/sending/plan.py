@@ -20,6 +20,7 @@ from newsletter.compose.render import Rendered, Renderer, SlottedText
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, InputError
 from newsletter.mail.message import MessageFactory
+from newsletter.sending.warmup import Clock, WarmupBudget, todays_budget, utc_now
 from newsletter.store import Store, ledger
 from newsletter.store.ledger import LedgerCounts, StoredIssue
 from newsletter.store.link_history import earlier_links
@@ -40,6 +41,8 @@ class SendOptions:
     resend_uncertain: bool = False
     force: bool = False
     templates_dir: Path | None = None
+    # What time it is, for the warm-up's day (tests set it to simulate days).
+    clock: Clock = utc_now
 
 
 @dataclass
@@ -62,6 +65,8 @@ class SendPlan:
     workers: int
     quota: SendQuota | None
     notes: list[str] = field(default_factory=list)
+    # Today's warm-up allowance; None when [sending] warmup is off.
+    warmup: WarmupBudget | None = None
 
     @property
     def snapshotted(self) -> bool:
@@ -151,6 +156,12 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
             f"SES allows {int(quota.remaining_24_hours)} more messages in the current 24 hours; the send will stop "
             "there and resume when you run it again"
         )
+    warmup = todays_budget(settings, store, options.clock)
+    if warmup is not None and audience > warmup.remaining:
+        notes.append(
+            f"warm-up day {warmup.day}: {warmup.cap:,} messages allowed today, {warmup.sent_today:,} already sent; "
+            f"this send stops after {warmup.remaining:,} and goes on when you run it again tomorrow"
+        )
     return SendPlan(
         settings=settings,
         store=store,
@@ -167,6 +178,7 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
         workers=workers,
         quota=quota,
         notes=notes,
+        warmup=warmup,
     )
 
 

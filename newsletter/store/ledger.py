@@ -256,7 +256,7 @@ def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
     Python memory.
     """
     now = utcnow()
-    audience = audience_query(list_id).subquery()
+    audience = audience_query(list_id).add_columns(memberships.c.created_at.label("joined_at")).subquery()
     select = sa.select(
         sa.literal(issue_id),
         audience.c.id,
@@ -269,6 +269,10 @@ def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
         # as a join constraint (sqlite.org/lang_upsert.html, "parsing ambiguity").
         sa.true()
     )
+    # Rows are numbered in the order readers joined the list, and claimed lowest id first:
+    # a send cut short (a warm-up cap, a spent SES quota) reaches the longest-standing,
+    # most engaged readers first, as warming up a domain wants.
+    select = select.order_by(audience.c.joined_at, audience.c.id)
     insert = insert_ignoring_conflicts(conn, deliveries).from_select(
         ["issue_id", "subscriber_id", "status", "attempts", "queued_at", "updated_at"], select
     )
