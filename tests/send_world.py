@@ -276,15 +276,9 @@ class World:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """`newsletter ARGS` in this process (click's runner: no terminal, stdin empty), for
         the many CLI tests where a new interpreter per run would only add seconds."""
-        from click.testing import CliRunner
+        from cli_in_process import run_newsletter
 
-        from newsletter.cli.main import main
-
-        unset: dict[str, str | None] = {name: None for name in os.environ if name.startswith("NEWSLETTER_")}
-        result = CliRunner(env={**unset, **(env or {})}).invoke(
-            main, ["--config", str(self.config_path), *args], catch_exceptions=False
-        )
-        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+        return run_newsletter("--config", str(self.config_path), *args, cwd=self.root, env=env)
 
     def start_newsletter(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return subprocess.Popen(

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_newsletter
 from sample_issues import DIGEST, EXAMPLE, FIXTURES, seed_case
 
 from newsletter.compose.build import check_issue, render_issue
@@ -313,16 +312,7 @@ def test_finding_prints_as_one_line_with_file_severity_and_check(tmp_path, setti
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_newsletter(*args, cwd=cwd)
 
 
 def test_check_command_exits_0_and_says_ok_for_a_clean_issue(tmp_path):

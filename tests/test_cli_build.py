@@ -1,9 +1,9 @@
-"""`newsletter build` and the error cases, through the real command in a subprocess, so the
-exit status and stderr are the ones an editor sees."""
+"""`newsletter build` and the error cases, through the real click command (in this process,
+cli_in_process.py), so the exit status and stderr are the ones an editor sees; the installed
+console script is run once as a program of its own."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_newsletter
 from sample_issues import DIGEST, EXAMPLE, EXAMPLE_CONFIG, FIXTURES, seed_case
 
 from newsletter import __version__
@@ -18,17 +19,8 @@ from newsletter.compose.issue.parse import load_issue
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m newsletter ARGS` with no NEWSLETTER_* variables from the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`newsletter ARGS` in `cwd`, with no NEWSLETTER_* variables from the caller."""
+    return run_newsletter(*args, cwd=cwd)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, prefix: str, words: str) -> None:
@@ -67,24 +59,13 @@ MALFORMED = [
 
 @pytest.fixture(scope="module")
 def malformed_builds(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """`newsletter build` of each malformed fixture, all started at once: each test below
-    asserts on one of them, and the module costs one process start instead of eleven."""
+    """`newsletter build` of each malformed fixture, once for the module: each test below
+    asserts on one of them."""
     directory = tmp_path_factory.mktemp("malformed")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    running = {}
+    results = {}
     for name in MALFORMED:
         shutil.copy(FIXTURES / name, directory / name)
-        command = [sys.executable, "-m", "newsletter", "build", name, "--out", f"out-{name}"]
-        running[name] = (
-            command,
-            subprocess.Popen(
-                command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            ),
-        )
-    results = {}
-    for name, (command, process) in running.items():
-        stdout, stderr = process.communicate(timeout=60)
-        results[name] = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        results[name] = run_cli("build", name, "--out", f"out-{name}", cwd=directory)
     return results
 
 

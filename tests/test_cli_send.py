@@ -1,8 +1,9 @@
 """`newsletter send` as the editor runs it, without a terminal, in a directory with its own
 newsletter.toml, reading back the outbox, the servers and the database.
 
-`world.newsletter(...)` starts the real command in a subprocess; `world.cli(...)` runs the same
-click command in this process, which saves a few seconds of interpreter start per run.
+`world.cli(...)` runs the click command in this process (and coverage sees cli/);
+`world.newsletter(...)` starts the real command in a subprocess, for what only a process of
+its own shows: here, that without a terminal it refuses to send unasked.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def test_send_through_ses_reaches_every_subscriber_once(world: World, local_ses:
     world.use_ses(local_ses, configuration_set="newsletter-events")
     world.add_subscribers(30)
     # AWS credentials and region come from the environment the fixture set, as in production.
-    result = world.newsletter("send", str(world.issue_file), "--yes")
+    result = world.cli("send", str(world.issue_file), "--yes")
 
     assert result.returncode == 0, result.stderr
     assert "sent 30," in result.stdout and "sent completely (30 in all)" in result.stdout

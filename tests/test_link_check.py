@@ -5,13 +5,11 @@ answer in time; plus a host that does not resolve."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from cli_in_process import run_newsletter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -130,29 +128,12 @@ def test_each_link_is_fetched_once_with_head_then_get_on_405_and_a_browser_user_
 
 def test_check_command_with_links_exits_1_naming_the_broken_links_line(site, tmp_path):
     path = issue_linking(tmp_path, site.base, ["/ok", "/missing"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "newsletter", "check", str(path), "--links"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_newsletter("check", str(path), "--links", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"{path}:12: error: link {site.base}/missing is broken: the server answers 404 Not Found [fetch]"
     ]
     # Without --links nothing is fetched.
     before = len(site.requests)
-    plain = subprocess.run(
-        [sys.executable, "-m", "newsletter", "check", str(path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    plain = run_newsletter("check", str(path), cwd=tmp_path)
     assert plain.returncode == 0 and len(site.requests) == before

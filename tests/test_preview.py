@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_in_process import run_newsletter
 from sample_issues import EXAMPLE, FIXTURES
 
 from newsletter.config import load_settings
@@ -178,16 +179,7 @@ def test_preview_command_serves_the_issue_until_stopped(issue_copy, tmp_path):
 
 def test_preview_command_with_a_broken_issue_exits_1_with_one_line(tmp_path):
     shutil.copy(FIXTURES / "empty_sources.md", tmp_path / "bad.md")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "newsletter", "preview", "bad.md", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_newsletter("preview", "bad.md", "--port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: bad.md:6: 来源 / Sources has nothing after it; list the sources as links"

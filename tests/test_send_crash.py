@@ -1,6 +1,7 @@
 """Crash safety: `kill -9` at any moment, run again, and everyone has exactly one message.
 
-The big tests run the real command in a subprocess and SIGKILL it mid-send; the small ones
+The big tests run the real command in a subprocess and SIGKILL it mid-send (the runs after
+the kill are the same command in this process, `world.cli`); the small ones
 recreate, in-process and exactly, the two states a crash can leave a row in (claimed but not
 sent; sent but not recorded) and check that the next run settles each correctly.
 """
@@ -83,7 +84,7 @@ def test_sigkill_at_two_points_then_resume_sends_everyone_exactly_once(world: Wo
         assert sum(statuses.values()) == 2_000
     assert observed[0][0] < 1_000 <= observed[1][0] < 2_000
 
-    last = world.newsletter("send", issue, "--yes", "--workers", "4")
+    last = world.cli("send", issue, "--yes", "--workers", "4")
     assert last.returncode == 0, last.stderr
     if observed[1][1].get("sending"):
         assert "had reached the outbox" in last.stderr or "in flight" in last.stderr
@@ -104,7 +105,7 @@ def test_sigkill_with_smtp_reports_uncertain_rows_and_resends_nobody(world: Worl
     assert 1 <= len(uncertain) <= 8
     received_before = len(local_smtp.received)
 
-    again = world.newsletter("send", issue, "--yes", "--workers", "4")
+    again = world.cli("send", issue, "--yes", "--workers", "4")
     assert f"{len(uncertain)} messages were in flight" in again.stderr
     assert "not resent" in again.stderr
     assert f"{len(uncertain)} messages may or may not have gone out" in again.stderr
@@ -126,7 +127,7 @@ def test_sigkill_with_smtp_reports_uncertain_rows_and_resends_nobody(world: Worl
     assert world.statuses() == {"sent": 250 - len(uncertain), "sending": len(uncertain)}
 
     # A third run still resends nobody, and says why.
-    third = world.newsletter("send", issue, "--yes")
+    third = world.cli("send", issue, "--yes")
     assert "not resent" in third.stderr and "sent completely" not in third.stdout
     assert f"({250 - len(uncertain)} sent, {len(uncertain)} uncertain)" in third.stdout and third.returncode == 1
     assert len(local_smtp.received) == sum(counted.values())
@@ -138,7 +139,7 @@ def test_a_second_send_while_one_is_running_is_refused(world: World):
     running = world.start_newsletter("send", issue, "--yes", "--rate", "10")
     wait_until(lambda: world.outbox_count() >= 3, process=running)
 
-    refused = world.newsletter("send", issue, "--yes")
+    refused = world.cli("send", issue, "--yes")
     assert refused.returncode == 1
     assert "another send of '2026-11-30' is running" in refused.stderr
     before = world.outbox_count()
@@ -151,7 +152,7 @@ def test_a_second_send_while_one_is_running_is_refused(world: World):
     assert "sending" not in statuses and statuses["queued"] > 0
     assert world.outbox_count() == statuses["sent"] >= before
 
-    finished = world.newsletter("send", issue, "--yes", "--workers", "4")
+    finished = world.cli("send", issue, "--yes", "--workers", "4")
     assert finished.returncode == 0, finished.stderr
     assert world.statuses() == {"sent": 120}
     check_one_each_in_the_outbox(world, list(world.deliveries()))

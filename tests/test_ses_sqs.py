@@ -15,6 +15,7 @@ import sys
 import uuid
 
 import pytest
+from cli_in_process import run_newsletter
 from crafted_ledger import CraftedLedger
 from ses_records import CERT_PATH, TOPIC, ses_record, sns_notification
 from sns_signing import (
@@ -222,15 +223,8 @@ def test_events_pull_command_applies_the_queue_and_prints_a_summary(tmp_path, qu
     queue.send(ses_record("Bounce", message_id="ses-a", recipient="a@example.org"))
     config = write_config(tmp_path, database_url, local_ses)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "newsletter", "--config", config]
-        + ["events", "pull", "--queue-url", queue.url, "--once", "--wait", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=command_environment(local_ses),
-        check=False,
-    )
+    # local_ses put its AWS_* variables in this process's environment.
+    done = run_newsletter("--config", config, "events", "pull", "--queue-url", queue.url, "--once", "--wait", "0")
 
     assert done.returncode == 0, done.stderr
     assert "bounce ses-a: recorded" in done.stdout and "now bounced" in done.stdout
