@@ -8,21 +8,16 @@ database).
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import httpx
 import pytest
 
 from newsletter.audience.subscribers import add_subscriber, get_subscriber
-from newsletter.sending.campaign import run_send
-from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store.schema import ACTIVE, UNSUBSCRIBE, UNSUBSCRIBED
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.web_site import Site, http_client, unsubscribe_url  # noqa: I001 - registers rewriting first
 
-from tests.send_world import EXAMPLE_ISSUE, parse_message, recipients_of
+from tests.send_world import recipients_of
 
 pytest_plugins = ["tests.web_site"]
 
@@ -30,22 +25,9 @@ READER = "both.editions@example.org"
 CONTROL = "keeps.both@example.org"
 
 
-def edition(site: Site, slug: str, list_slug: str) -> Path:
-    """An issue file `slug.md` sent to `list_slug` (the list named in its front matter)."""
-    text = EXAMPLE_ISSUE.read_text(encoding="utf-8")
-    text = re.sub(r"^---\n", f"---\nlist: {list_slug}\n", text, count=1)
-    path = site.world.root / "issues" / f"{slug}.md"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def send(site: Site, issue: Path) -> dict[str, int]:
-    """Send `issue`; returns how many messages of it each address got."""
-    before = set(site.world.outbox_files())
-    summary = run_send(plan_send(site.world.settings, site.world.store, issue, SendOptions()))
-    assert summary.failed_permanent == summary.failed_temporary == 0, summary
-    new = [path for path in site.world.outbox_files() if path not in before]
-    return recipients_of(parse_message(path.read_bytes()) for path in new)
+def send(site: Site, slug: str, list_slug: str) -> dict[str, int]:
+    """Send the example issue as `slug` to `list_slug`; how many messages each address got."""
+    return recipients_of(site.send_edition(slug, list_slug))
 
 
 def gmail_one_click(url: str) -> httpx.Response:
@@ -63,7 +45,7 @@ def test_one_click_from_a_daily_message_leaves_daily_and_the_weekly_still_arrive
         add_subscriber(store, address, list_slug="daily")
         add_subscriber(store, address, list_slug="weekly")
 
-    first_daily = send(site, edition(site, "daily-1", "daily"))
+    first_daily = send(site, "daily-1", "daily")
     assert first_daily == {READER: 1, CONTROL: 1}
     message = next(
         m for m in site.messages() if m["To"].addresses[0].addr_spec == READER and "daily" in str(m["List-Id"])
@@ -76,8 +58,8 @@ def test_one_click_from_a_daily_message_leaves_daily_and_the_weekly_still_arrive
     (event,) = site.events(UNSUBSCRIBE, READER)
     assert event["detail"] == {"method": "one-click", "lists": ["daily"]}
 
-    assert send(site, edition(site, "weekly-1", "weekly")) == {READER: 1, CONTROL: 1}
-    assert send(site, edition(site, "daily-2", "daily")) == {CONTROL: 1}
+    assert send(site, "weekly-1", "weekly") == {READER: 1, CONTROL: 1}
+    assert send(site, "daily-2", "daily") == {CONTROL: 1}
 
     # The same button pressed again (Gmail retries) changes nothing more.
     assert gmail_one_click(unsubscribe_url(message)).status_code == 200

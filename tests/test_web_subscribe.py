@@ -11,6 +11,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
+from newsletter.audience.erasure import address_digests, erase_subscriber
 from newsletter.audience.lists import set_list
 from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.config import ListSettings, replace
@@ -419,3 +420,19 @@ def test_too_many_posts_from_one_address_get_429(shop: Site):
 def test_an_oversized_form_is_refused(shop: Site):
     answer = subscribe(shop, "big@example.org", name="x" * 20_000)
     assert answer.status_code == 413
+
+
+def test_the_form_never_brings_back_an_erased_address_and_answers_as_for_anyone(shop: Site):
+    store = shop.world.store
+    digests = address_digests(shop.world.settings)
+    add_subscriber(store, "erased@example.org", digests=digests)
+    erase_subscriber(store, digests, email="erased@example.org", source="cli")
+    erased = subscribe(shop, "erased@example.org", name="Back Again")
+    stranger = subscribe(shop, "someone.new@example.org")
+    assert erased.status_code == stranger.status_code == 200 and erased.text == stranger.text
+    wait_for_confirmation(shop, "someone.new@example.org")
+    no_new_mail_after_the_requests_finished(shop, "erased@example.org", 0)
+    with store.read() as conn:
+        assert (
+            conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == "erased@example.org")).first() is None
+        )

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from newsletter.audience.subscribers import remove_subscriber
+from newsletter.audience.erasure import erase_subscriber
 from newsletter.store.schema import (
     ACTIVE,
     BOUNCED,
@@ -18,9 +18,12 @@ from newsletter.store.schema import (
     UNSUBSCRIBED,
     subscribers,
 )
+from newsletter.tokens import AddressDigests
 
 pytest.register_assert_rewrite("tests.web_site")
-from tests.web_site import Site, form_token, http_client, unsubscribe_url
+from tests.web_site import Site, form_token, http_client, unsubscribe_url  # noqa: I001 - registers rewriting first
+
+from tests.send_world import SECRET
 
 pytest_plugins = ["tests.web_site"]
 
@@ -239,7 +242,7 @@ def test_a_test_send_link_says_so_and_changes_nothing(sent: Site):
 def test_an_erased_subscriber_gets_a_successful_one_click_and_an_invalid_page(sent: Site):
     url = url_of(sent, 14)
     before = len(sent.events())
-    remove_subscriber(sent.world.store, reader(14))
+    erase_subscriber(sent.world.store, AddressDigests(SECRET), email=reader(14), source="cli")
     assert gmail_post(url).status_code == 200
     with sent.client() as browser:
         assert browser.get(url).status_code == 404

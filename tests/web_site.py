@@ -29,6 +29,8 @@ import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
+from newsletter.sending.campaign import run_send
+from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.sending.probe import send_test
 from newsletter.store.schema import events, subscribers
 from newsletter.web.app import create_app
@@ -38,7 +40,7 @@ pytest.register_assert_rewrite("tests.send_world")
 from databases import empty_database
 from http_server import run_asgi_in_thread
 
-from tests.send_world import World, parse_message
+from tests.send_world import EXAMPLE_ISSUE, World, parse_message
 from tests.standings import standing
 
 # What a person's browser sends; httpx's own user agent counts as a machine (it is one).
@@ -108,6 +110,18 @@ class Site:
     def send(self, **options) -> None:
         summary = self.world.send(**options)
         assert summary.failed_permanent == summary.failed_temporary == 0, summary
+
+    def send_edition(self, slug: str, list_slug: str, *, language: str | None = None) -> list[EmailMessage]:
+        """Send the example issue as issue `slug` to list `list_slug` (its front matter says
+        so, and `language` when given); returns the messages that send added to the outbox."""
+        text = EXAMPLE_ISSUE.read_text(encoding="utf-8")
+        front = f"list: {list_slug}\n" + (f"language: {language}\n" if language else "")
+        path = self.world.root / "issues" / f"{slug}.md"
+        path.write_text(re.sub(r"^---\n", "---\n" + front, text, count=1), encoding="utf-8")
+        before = set(self.world.outbox_files())
+        summary = run_send(plan_send(self.world.settings, self.world.store, path, SendOptions()))
+        assert summary.failed_permanent == summary.failed_temporary == 0, summary
+        return [parse_message(new.read_bytes()) for new in self.world.outbox_files() if new not in before]
 
     def send_test(self, address: str = TEST_ADDRESS) -> EmailMessage:
         before = set(self.world.outbox_files())

@@ -46,6 +46,7 @@ from newsletter.store.schema import (
     PENDING,
     UNSUBSCRIBED,
 )
+from newsletter.tokens import AddressDigests
 
 # Header names (compared trimmed and lowercased) that mean the address, the name, the lists
 # and the status; every other named column is kept as an attribute.
@@ -155,6 +156,7 @@ def import_csv(
     resubscribe: bool = False,
     on_problem: Callable[[RowProblem], None] | None = None,
     batch_size: int = BATCH_SIZE,
+    digests: AddressDigests | None = None,
 ) -> ImportReport:
     """Import the subscribers in a CSV file.
 
@@ -165,7 +167,9 @@ def import_csv(
     new lists; on a list they left, or when their address bounced or complained, they are
     not put back unless `resubscribe` (which then puts them back on the row's lists only).
     A row that says unsubscribed, bounced or complained suppresses an active subscriber, so
-    an export imported elsewhere keeps its suppressions.
+    an export imported elsewhere keeps its suppressions.  An address that was erased is
+    skipped unless `resubscribe` (newsletter.audience.erasure; `digests` under the
+    configured secret).
 
     Problems with single rows go to `on_problem` (or `report.problems`) and never stop the
     rest.  A file that cannot be read as a whole raises InputError before anything is
@@ -208,7 +212,13 @@ def import_csv(
         rows = _parse_rows(path, records, columns, report, problem, list_slug=list_slug, default_list=default_list)
         with _cyclic_gc_paused(), store.connect() as conn:
             writer = BatchWriter(
-                conn, report, problem, dry_run=dry_run, resubscribe=resubscribe, source=f"import:{path.name}"
+                conn,
+                report,
+                problem,
+                dry_run=dry_run,
+                resubscribe=resubscribe,
+                source=f"import:{path.name}",
+                digests=digests,
             )
             try:
                 for batch in _batches(rows, batch_size):

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from newsletter.audience.addresses import Address, normalize_address
+from newsletter.audience.erasure import ErasureCheck
 from newsletter.audience.self_service import Reader
 from newsletter.audience.subscribers import add_subscriber
 from newsletter.config import Settings
@@ -76,6 +77,7 @@ from newsletter.store.schema import (
     UNSUBSCRIBED,
     utcnow,
 )
+from newsletter.tokens import AddressDigests
 from newsletter.transports.base import Transport
 
 log = logging.getLogger("newsletter.web")
@@ -107,21 +109,33 @@ def form_address(email: str) -> Address:
     return address
 
 
-def request_subscription(store: Store, *, email: str, name: str, list_slug: str) -> PendingConfirmation | None:
+def request_subscription(
+    store: Store, *, email: str, name: str, list_slug: str, digests: AddressDigests | None
+) -> PendingConfirmation | None:
     """A subscribe form's request for `list_slug`, which the caller found public
     (newsletter.audience.lists.public_list; the list is created if only the configuration
     names it): the confirmation email now due, or None when none is (already an active
-    member, or one was sent within the hour).  InputError for an address we cannot mail.
+    member, one was sent within the hour, or the address was erased: the form never brings
+    an erased person back, newsletter.audience.erasure).  InputError for an address we
+    cannot mail.
     """
     address = form_address(email)
     check_list_slug(list_slug)
     with store.begin() as conn:
+        if ErasureCheck(conn, digests).erased(conn, [address.key]):
+            return None
         list_id = get_or_create_list(conn, list_slug)
         existing = address_by_key(conn, address.key)
         standing = membership_status(conn, existing.id, list_id) if existing else None
     if existing is None:
         created, _ = add_subscriber(
-            store, address.email, list_slug=list_slug, status=PENDING, source="web", change_source=BY_FORM
+            store,
+            address.email,
+            list_slug=list_slug,
+            status=PENDING,
+            source="web",
+            change_source=BY_FORM,
+            digests=digests,
         )
         subscriber_id = created.id
     elif existing.status == ACTIVE and standing == ACTIVE:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from newsletter.audience.erasure import ErasureCheck, erased_message
 from newsletter.audience.subscribers import since_text
 from newsletter.store.dialect import (
     CopyInsert,
@@ -35,6 +36,7 @@ from newsletter.store.schema import (
     subscribers,
     utcnow,
 )
+from newsletter.tokens import AddressDigests
 
 if TYPE_CHECKING:  # pragma: no cover - the reader's types, for annotations only
     from newsletter.audience.csv_import import ImportReport, ImportRow
@@ -89,6 +91,7 @@ class BatchWriter:
         dry_run: bool,
         resubscribe: bool,
         source: str,
+        digests: AddressDigests | None = None,
     ) -> None:
         self.conn = conn
         self.report = report
@@ -145,6 +148,8 @@ class BatchWriter:
                 updated_at=sa.bindparam("new_updated_at", type_=subscribers.c.updated_at.type),
             )
         )
+        with conn.begin():
+            self.erasures = ErasureCheck(conn, digests)
         if dry_run:
             self.select_seen = sa.select(_dry_run_seen.c.email_key, _dry_run_seen.c.row_number).where(
                 keys_condition(_dry_run_seen.c.email_key, dialect.name)
@@ -248,6 +253,7 @@ class BatchWriter:
                 if change:
                     updates.append(change)
 
+            new_rows = self._not_erased(new_rows)
             if self.dry_run:
                 return
             driver_now = self.driver_time(now)
@@ -269,6 +275,25 @@ class BatchWriter:
                 self.insert_memberships.execute(
                     conn, [(s, l, status, driver_now, driver_now, BY_IMPORT) for s, l, status in joins]
                 )
+
+    def _not_erased(self, rows: list[ImportRow]) -> list[ImportRow]:
+        """New rows whose address was not erased, or is being let back in by resubscribe."""
+        erased = self.erasures.erased(self.conn, [row.address.key for row in rows])
+        if not erased:
+            return rows
+        if self.resubscribe:
+            if not self.dry_run:
+                self.erasures.lift(self.conn, list(erased))
+            return rows
+        kept = []
+        for row in rows:
+            moment = erased.get(row.address.key)
+            if moment is None:
+                kept.append(row)
+            else:
+                self.report.imported -= 1
+                self.problem(row.number, erased_message(row.address.email, moment))
+        return kept
 
     def _first_in_batch(self, batch: list[ImportRow]) -> list[ImportRow]:
         first: dict[str, ImportRow] = {}

@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from newsletter.audience.addresses import clean_name, normalize_address
+from newsletter.audience.erasure import ErasureCheck, refuse_if_erased
 from newsletter.errors import InputError
 from newsletter.store import Store
 from newsletter.store.lists import check_list_slug, find_list_id, get_or_create_list
@@ -40,6 +41,7 @@ from newsletter.store.schema import (
     subscribers,
     utcnow,
 )
+from newsletter.tokens import AddressDigests
 
 # What `subscribers list/export --status` accepts: a standing on a list, or an address's.
 STATUS_FILTERS = (*MEMBERSHIP_STATUSES, *(s for s in ADDRESS_STATUSES if s != ACTIVE))
@@ -176,6 +178,7 @@ def add_subscriber(
     source: str = "cli",
     change_source: str = BY_CLI,
     resubscribe: bool = False,
+    digests: AddressDigests | None = None,
 ) -> tuple[Subscriber, bool]:
     """Add `email` to `list_slug` as `status` (active, or pending a double opt-in); returns
     the subscriber and whether they are new.
@@ -185,7 +188,8 @@ def add_subscriber(
     unless `resubscribe=True` (then they get `status` on this list, and only this list).
     An active member asked to be pending (a repeated web sign-up) stays active.
     `source` says where a new subscriber came from, `change_source` (schema.BY_*) what
-    changed their standing on the list.
+    changed their standing on the list.  An address that was erased is refused unless
+    `resubscribe` (newsletter.audience.erasure; `digests` under the configured secret).
     """
     if status not in (ACTIVE, PENDING):
         raise InputError(f"a new subscription is {ACTIVE} or {PENDING}, not {status!r}")
@@ -201,6 +205,7 @@ def add_subscriber(
         list_id = get_or_create_list(conn, list_slug)
         existing = conn.execute(sa.select(subscribers).where(subscribers.c.email_key == address.key)).first()
         if existing is None:
+            refuse_if_erased(conn, ErasureCheck(conn, digests), address.key, address.email, resubscribe=resubscribe)
             inserted = conn.execute(
                 subscribers.insert().values(
                     email=address.email,
@@ -315,18 +320,3 @@ def unsubscribe(
         subscriber = subscriber_by_id(conn, found)
     assert subscriber is not None
     return subscriber, bool(changed)
-
-
-def remove_subscriber(store: Store, email: str) -> Subscriber:
-    """Erase a subscriber and everything stored about them (memberships, and whatever later
-    tables attach to them with ON DELETE CASCADE); returns what was erased.
-
-    Unlike unsubscribing this forgets the address, so a later import can add it again.
-    """
-    key = normalize_address(email).key
-    with store.begin() as conn:
-        row = conn.execute(_subscriber_query(store.dialect).where(subscribers.c.email_key == key)).first()
-        if row is None:
-            raise InputError(f"no subscriber {email}")
-        conn.execute(subscribers.delete().where(subscribers.c.id == row.id))
-    return _subscriber_from_row(row)

@@ -42,7 +42,7 @@ def subscribers() -> None:
 @click.option(
     "--resubscribe",
     is_flag=True,
-    help="Put people back on the file's lists they had left, and make bounced or complained addresses active again.",
+    help="Put people back on the file's lists they had left, make bounced or complained addresses active, add erased ones.",
 )
 @pass_context
 def subscribers_import(
@@ -63,11 +63,13 @@ def subscribers_import(
       newsletter subscribers import readers.csv --encoding gbk --list weekly --dry-run
     """
     from newsletter.audience.csv_import import import_csv
+    from newsletter.audience.erasure import address_digests
 
     with open_store(context) as store:
         report = import_csv(
             store,
             csv_file,
+            digests=address_digests(context.settings),
             list_slug=list_slug,
             default_list=context.settings.newsletter.list,
             encoding=encoding,
@@ -85,7 +87,7 @@ def subscribers_import(
 @click.option(
     "--resubscribe",
     is_flag=True,
-    help="Put them back on the list if they had left it, or make their bounced or complained address active.",
+    help="Put them back on the list if they had left it, make a bounced or complained address active, or add an erased one.",
 )
 @pass_context
 def subscribers_add(context: Context, email: str, name: str, list_slug: str | None, resubscribe: bool) -> None:
@@ -95,11 +97,17 @@ def subscribers_add(context: Context, email: str, name: str, list_slug: str | No
     Example:
       newsletter subscribers add wang.fang@example.com --name 王芳 --list weekly
     """
+    from newsletter.audience.erasure import address_digests
     from newsletter.audience.subscribers import add_subscriber
 
     with open_store(context) as store:
         subscriber, created = add_subscriber(
-            store, email, name=name, list_slug=list_slug or context.settings.newsletter.list, resubscribe=resubscribe
+            store,
+            email,
+            name=name,
+            list_slug=list_slug or context.settings.newsletter.list,
+            resubscribe=resubscribe,
+            digests=address_digests(context.settings),
         )
     verb = "added" if created else "updated"
     click.echo(f"{verb} {subscriber.email} ({subscriber.status}; lists: {subscriber.memberships_text()})")
@@ -135,19 +143,23 @@ def subscribers_unsubscribe(context: Context, email: str, list_slug: str | None)
 def subscribers_remove(context: Context, email: str, yes: bool) -> None:
     """Erase EMAIL and everything stored about them (a data-deletion request).
 
-    Unlike unsubscribe, nothing is kept, so a later import can add them again.
+    What is kept is a keyed hash of the address (under [newsletter] secret), so that no
+    import, `subscribers add` or subscribe form brings them back unless --resubscribe.
 
     \b
     Example:
       newsletter subscribers remove alice@example.com --yes
     """
-    from newsletter.audience.subscribers import remove_subscriber
+    from newsletter.audience.erasure import erase_subscriber
+    from newsletter.store.schema import BY_CLI
+    from newsletter.tokens import AddressDigests
 
+    digests = AddressDigests(context.settings.newsletter.secret)
     if not yes:
         click.confirm(f"Erase {email} and all their data?", abort=True)
     with open_store(context) as store:
-        subscriber = remove_subscriber(store, email)
-    click.echo(f"removed {subscriber.email}")
+        erased = erase_subscriber(store, digests, email=email, source=BY_CLI)
+    click.echo(f"removed {erased}")
 
 
 @subscribers.command("list")

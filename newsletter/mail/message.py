@@ -201,8 +201,15 @@ class MessageFactory:
         )
         head.append(header_line("MIME-Version", "1.0"))
         self._head = b"".join(head)
-        mailbox = settings.newsletter.unsubscribe_mailto or self.sender
-        self._mailto_prefix = f"mailto:{quote(ascii_address(mailbox), safe='@')}?subject=unsubscribe%20".encode("ascii")
+        # A mailto in List-Unsubscribe only where `[newsletter] unsubscribe_mailto` names a
+        # mailbox that is read (`newsletter events inbox` applies its mail): an address
+        # nobody reads would promise an unsubscribe that never happens.
+        mailbox = settings.newsletter.unsubscribe_mailto
+        self._mailto_prefix = (
+            f"mailto:{quote(ascii_address(mailbox), safe='@')}?subject=unsubscribe%20".encode("ascii")
+            if mailbox
+            else None
+        )
         self._body_head = (
             header_line("Content-Type", f'multipart/alternative; boundary="{self.boundary}"')
             + CRLF
@@ -263,7 +270,11 @@ class MessageFactory:
         html_values, text_values = self._slot_values(recipient.subscriber_id)
         unsubscribe = text_values[UNSUBSCRIBE_URL]
         # The token is URL-safe already; the mailbox that gets this mail can act on it.
-        mailto = self._mailto_prefix + unsubscribe.rsplit(b"/", 1)[1]
+        mailto = (
+            [b">,\r\n <", self._mailto_prefix, unsubscribe.rsplit(b"/", 1)[1]]
+            if self._mailto_prefix is not None
+            else []
+        )
         data = b"".join(
             [
                 self._head,
@@ -275,8 +286,7 @@ class MessageFactory:
                 # its line may pass 78 (RFC 5322's SHOULD; never its 998).
                 b"List-Unsubscribe: <",
                 unsubscribe,
-                b">,\r\n <",
-                mailto,
+                *mailto,
                 b">\r\n",
                 _ONE_CLICK,
                 self._body_head,

@@ -31,6 +31,7 @@ from newsletter.audience.double_opt_in import (
     request_subscription,
     send_confirmation,
 )
+from newsletter.audience.erasure import address_digests
 from newsletter.audience.lists import public_list
 from newsletter.audience.self_service import find_reader
 from newsletter.errors import InputError, NewsletterError, TokenError
@@ -121,7 +122,9 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
 
     def subscribe_and_mail(email: str, name: str, list_slug: str) -> None:
         try:
-            pending = request_subscription(context.store, email=email, name=name, list_slug=list_slug)
+            pending = request_subscription(
+                context.store, email=email, name=name, list_slug=list_slug, digests=address_digests(context.settings)
+            )
             if pending is None:
                 return
             url = context.links.confirm(pending.token)
