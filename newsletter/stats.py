@@ -9,8 +9,9 @@ Definitions (each a count of subscribers, not of events, unless it says otherwis
 - sent / failed (temporary, permanent) / skipped / pending: ledger rows by status;
 - delivered, bounced, complained, rejected, delayed: rows with that SES event; a subscriber
   with a permanent bounce is `hard`, one with only transient bounces `soft`;
-- unsubscribed: subscribers who unsubscribed from this issue's mail (our link, Gmail's
-  one-click button, or SES's list management);
+- unsubscribed: subscribers who left this issue's list by a link of this issue's mail (our
+  link, Gmail's one-click button, the preference page, a mailto, or SES's list
+  management); leaving only another list from this issue's preference page does not count;
 - opens and clicks: people and machines.  A subscriber is a person when at least one of
   their opens (clicks) was not marked as a machine's (scanner, privacy proxy, a click within
   seconds of delivery), otherwise a machine; so people + machines = all who opened;
@@ -32,6 +33,7 @@ from typing import Any
 from newsletter.errors import InputError
 from newsletter.store import Store, ledger
 from newsletter.store import stats as queries
+from newsletter.store.memberships import list_of_issue
 from newsletter.store.schema import (
     BOUNCE,
     COMPLAINT,
@@ -196,8 +198,12 @@ def issue_stats(store: Store, slug: str) -> IssueStats:
         hourly = queries.hourly_activity(conn, issue.id)
         with_event = {
             kind: queries.recipients_with(conn, issue.id, (kind,))
-            for kind in (DELIVERY, COMPLAINT, REJECT, DELIVERY_DELAY, UNSUBSCRIBE)
+            for kind in (DELIVERY, COMPLAINT, REJECT, DELIVERY_DELAY)
         }
+        issue_list = list_of_issue(conn, issue.id)
+        with_event[UNSUBSCRIBE] = _left_the_list(
+            queries.event_details(conn, issue.id, UNSUBSCRIBE), issue_list.slug if issue_list else None
+        )
     started = issue.snapshot_at or first_sent
     return IssueStats(
         slug=issue.slug,
@@ -225,6 +231,18 @@ def issue_stats(store: Store, slug: str) -> IssueStats:
         links=tuple(LinkStats(r.idx, r.url, r.clicks, r.machine_clicks, r.people) for r in link_rows),
         timeline=_timeline(hourly, started),
     )
+
+
+def _left_the_list(unsubscribes: list[tuple[int | None, Any]], list_slug: str | None) -> int:
+    """Distinct subscribers whose unsubscribe took them off `list_slug`.  An event names the
+    lists it left (`detail.lists`); one without (SES list management, events from before
+    per-list standings) left everything."""
+    left = set()
+    for subscriber_id, detail in unsubscribes:
+        lists = detail.get("lists") if isinstance(detail, Mapping) else None
+        if subscriber_id is not None and (lists is None or list_slug is None or list_slug in lists):
+            left.add(subscriber_id)
+    return len(left)
 
 
 def issue_summaries(store: Store) -> list[IssueSummary]:

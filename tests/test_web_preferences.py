@@ -254,3 +254,18 @@ def test_an_english_issue_gets_the_page_in_english(editions: Site):
         page = browser.get(unsubscribe_url(message))
     assert '<html lang="en">' in page.text
     assert "Your subscriptions to" in page.text and "Download my data" in page.text and "Erase my data" in page.text
+
+
+def test_the_issues_stats_count_who_left_its_list_not_who_left_another_from_its_page(editions: Site):
+    from newsletter.stats import issue_stats
+
+    def unsubscribed() -> int:
+        return issue_stats(editions.world.store, "daily-prefs").unsubscribed
+
+    before = unsubscribed()
+    url = url_of(editions, 9)
+    with editions.client() as browser:
+        post(browser, url, browser.get(url), action="save", list=["daily"])  # leaves weekly only
+        assert unsubscribed() == before
+        post(browser, url, browser.get(url), action="save", list=[])  # now daily too
+    assert unsubscribed() == before + 1
