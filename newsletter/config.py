@@ -44,6 +44,10 @@ class NewsletterSettings:
     # Postal address in the footer; required by CAN-SPAM for commercial mail.
     address: str = ""
     unsubscribe_mailto: str = ""
+    # IANA zone that `send --at` times are read in (e.g. "Asia/Shanghai"); empty: the machine's.
+    timezone: str = ""
+    # Who `send --test` goes to when no address is given.
+    test_recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -354,6 +358,17 @@ def _validate(settings: Settings) -> None:
             else "sending.warmup_daily_growth",
             source=settings.source,
         )
+    if settings.newsletter.timezone:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(settings.newsletter.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{settings.newsletter.timezone!r} is not a time zone; use an IANA name like 'Asia/Shanghai'",
+                key="newsletter.timezone",
+                source=settings.source,
+            ) from None
     if not settings.newsletter.list or not settings.newsletter.list.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(
             "must be a list slug: letters, digits, '-' and '_'", key="newsletter.list", source=settings.source

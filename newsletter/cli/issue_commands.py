@@ -112,7 +112,7 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 
 
 @click.command()
-@click.argument("issue_file", type=click.Path(path_type=Path))
+@click.argument("issue", metavar="ISSUE")
 @click.option(
     "--list",
     "list_slug",
@@ -124,8 +124,24 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
     "test_addresses",
     metavar="ADDR",
     multiple=True,
-    help="Send only to ADDR (repeatable), subject prefixed [TEST], no ledger.",
+    is_flag=False,
+    flag_value="",
+    help="Send only to ADDR (repeatable; alone: [newsletter] test_recipients), subject [TEST], no ledger, "
+    "no list needed.",
 )
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="Send later: 'YYYY-MM-DD HH:MM' (or 'HH:MM', the next one); checked and frozen now, sent by "
+    "`newsletter serve` or `newsletter worker` at the time.",
+)
+@click.option(
+    "--tz",
+    metavar="ZONE",
+    help="Time zone of --at, e.g. Asia/Shanghai (default: [newsletter] timezone, else this machine's).",
+)
+@click.option("--cancel", is_flag=True, help="Withdraw the issue's scheduled send.")
 @click.option("--dry-run", is_flag=True, help="Build every message, send none, change nothing.")
 @click.option(
     "--rate",
@@ -140,7 +156,7 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
     is_flag=True,
     help="Resend rows left in flight by a crash (may duplicate those that got through).",
 )
-@click.option("--force", is_flag=True, help="Send even if checks fail.")
+@click.option("--force", is_flag=True, help="Send even if checks fail (with --at: even if late or stale).")
 @click.option(
     "--templates",
     "templates_dir",
@@ -150,9 +166,12 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 @pass_context
 def send(
     context: Context,
-    issue_file: Path,
+    issue: str,
     list_slug: str | None,
     test_addresses: tuple[str, ...],
+    at: str | None,
+    tz: str | None,
+    cancel: bool,
     dry_run: bool,
     rate: float | None,
     workers: int | None,
@@ -162,21 +181,32 @@ def send(
     force: bool,
     templates_dir: Path | None,
 ) -> None:
-    """Send ISSUE_FILE: one personal copy to every active subscriber of the list.
+    """Send ISSUE (the issue's file, or its slug: issues/SLUG.md): one personal copy to
+    every active subscriber of the list.
 
     Runs the checks first and refuses to send if they fail. Safe to interrupt (Ctrl-C) or
     to crash: run the same command again and it resumes where it stopped, sending nobody
-    a second copy and skipping nobody.
+    a second copy and skipping nobody.  With --at it is checked and frozen now and sent at
+    that time by `newsletter serve` or `newsletter worker`.
 
     \b
     Examples:
       newsletter send issues/2026-11-30.md --test me@example.com
       newsletter send issues/2026-11-30.md --dry-run
       newsletter send issues/2026-11-30.md --yes
+      newsletter send issues/2026-11-30.md --at "2026-12-02 08:00" --tz Asia/Shanghai
+      newsletter send 2026-11-30 --cancel
     """
-    from newsletter.cli.send import run_send_command
+    from newsletter.cli import schedule_commands
     from newsletter.sending.plan import SendOptions
 
+    if sum(bool(x) for x in (test_addresses, at, cancel, dry_run)) > 1:
+        raise click.UsageError("--test, --at, --cancel and --dry-run do not go together; use one")
+    if tz and not at:
+        raise click.UsageError("--tz goes with --at")
+    settings = context.settings
+    if cancel:
+        sys.exit(schedule_commands.cancel(settings, issue))
     options = SendOptions(
         list_slug=list_slug,
         rate=rate,
@@ -185,10 +215,17 @@ def send(
         resend_uncertain=resend_uncertain,
         force=force,
         templates_dir=templates_dir,
+        for_test=bool(test_addresses),
     )
-    code = run_send_command(
-        context.settings, issue_file, options, test_addresses=list(test_addresses), dry_run=dry_run, assume_yes=yes
-    )
+    issue_file = schedule_commands.issue_file(settings, issue)
+    if at:
+        sys.exit(schedule_commands.schedule(settings, issue_file, at=at, tz=tz, options=options))
+    from newsletter.cli.send import run_send_command
+
+    addresses = schedule_commands.test_addresses(settings, test_addresses)
+    if not addresses and not dry_run:
+        schedule_commands.refuse_if_scheduled(settings, issue_file)
+    code = run_send_command(settings, issue_file, options, test_addresses=addresses, dry_run=dry_run, assume_yes=yes)
     sys.exit(code)
 
 

@@ -12,7 +12,14 @@ import sys
 import click
 
 from newsletter import __version__
-from newsletter.cli import audience_commands, doctor, issue_commands, service_commands
+from newsletter.cli import (
+    audience_commands,
+    doctor,
+    issue_commands,
+    project_commands,
+    schedule_commands,
+    service_commands,
+)
 from newsletter.cli.context import Context
 from newsletter.errors import NewsletterError
 
@@ -45,12 +52,14 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     """Markdown-first email newsletters.
 
     \b
-    Write an issue in issues/, then:
+    Start with `newsletter init DIR`, write an issue (`newsletter new`), then:
       newsletter build issues/2026-11-30.md      render email.html, email.txt, web.html
       newsletter check issues/2026-11-30.md      what mail clients would object to
       newsletter preview issues/2026-11-30.md    live preview in the browser
       newsletter subscribers import subscribers/example.csv
       newsletter send issues/2026-11-30.md       one personal copy to each subscriber
+      newsletter send issues/2026-11-30.md --at "2026-12-02 08:00" --tz Asia/Shanghai
+      newsletter issues                          every issue and its state
       newsletter serve                           unsubscribe, tracking, archive, SES events
       newsletter stats 2026-11-30                what happened to an issue
       newsletter doctor                          SPF, DKIM, DMARC, SES account, web side
@@ -61,11 +70,15 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 # The commands live beside this module, one module per area; importing them is cheap, as
 # each command imports what it needs only when it runs.
 for _command in (
+    project_commands.init,
+    project_commands.new,
     issue_commands.build,
     issue_commands.check,
     issue_commands.preview,
     issue_commands.send,
     issue_commands.stats,
+    schedule_commands.issues_command,
+    schedule_commands.worker,
     audience_commands.subscribers,
     audience_commands.lists_command,
     service_commands.serve,

@@ -18,6 +18,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from newsletter.compose.issue import model
+from newsletter.compose.link_origins import LinkOrigin, link_origins
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.i18n import format_date, wording_for
@@ -97,6 +98,8 @@ class Rendered:
     # Distinct link targets of the email HTML, in order of first appearance; slot `link:N`
     # stands for links[N].
     links: tuple[str, ...]
+    # Where each of `links` sits in the issue (its words, entry, category), for stats.
+    link_origins: tuple[LinkOrigin, ...] = ()
 
     def slot_values(
         self,
@@ -206,6 +209,7 @@ class Renderer:
             text=slotted_text,
             web_html=web_html,
             links=tuple(email_links.urls),
+            link_origins=link_origins(issue, email_links.urls),
         )
 
     # -- stages -------------------------------------------------------------

@@ -24,7 +24,7 @@ from newsletter.sending.warmup import Clock, WarmupBudget, todays_budget, utc_no
 from newsletter.store import Store, ledger
 from newsletter.store.ledger import LedgerCounts, StoredIssue
 from newsletter.store.link_history import earlier_links
-from newsletter.store.lists import find_list_id
+from newsletter.store.lists import find_list_id, get_or_create_list
 from newsletter.tokens import Links, Tokens
 from newsletter.transports.base import SendQuota
 from newsletter.transports.configured import open_transport
@@ -43,6 +43,8 @@ class SendOptions:
     templates_dir: Path | None = None
     # What time it is, for the warm-up's day (tests set it to simulate days).
     clock: Clock = utc_now
+    # For `send --test`: the list need not exist yet.
+    for_test: bool = False
 
 
 @dataclass
@@ -101,7 +103,16 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
     require_sending_secret(settings)
     issue = load_issue(issue_file, default_language=settings.newsletter.language)
     fresh = Renderer(settings, options.templates_dir).render(issue)
-    findings = check_rendered(fresh, settings)
+    return plan_rendered(settings, store, fresh, check_rendered(fresh, settings), options)
+
+
+def plan_rendered(
+    settings: Settings, store: Store, fresh: Rendered, findings: list[Finding], options: SendOptions
+) -> SendPlan:
+    """`plan_send` for an issue already rendered and checked: a scheduled send's frozen
+    render (sending/schedule.py) goes out as it was when it was scheduled."""
+    require_sending_secret(settings)
+    issue = fresh.issue
     email_html, email_text = fresh.html.marked(), fresh.text.marked()
     source_sha = ledger.source_digest(email_html + email_text + fresh.web_html)
     notes: list[str] = []
@@ -109,6 +120,10 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
         stored = ledger.get_issue(conn, issue.slug)
         list_slug = _list_slug(settings, options, issue, stored, conn)
         list_id = find_list_id(conn, list_slug)
+        if list_id is None and options.for_test:
+            # A [TEST] copy needs no audience, only the issue's row (its links resolve
+            # through it); the list it names is where subscribers will be imported.
+            list_id = get_or_create_list(conn, list_slug)
         if list_id is None:
             raise InputError(
                 f"there is no list {list_slug!r}; import subscribers into it first "
@@ -130,12 +145,13 @@ def plan_send(settings: Settings, store: Store, issue_file: Path, options: SendO
             web_html=fresh.web_html,
             source_sha256=source_sha,
             link_urls=fresh.links,
+            link_origins=[origin.as_json() for origin in fresh.link_origins],
         )
         if stored.snapshot_at is not None:
             rendered = _frozen(stored, issue, ledger.issue_links(conn, stored.id))
             if stored.source_sha256 != source_sha:
                 notes.append(
-                    f"{issue_file} changed since this issue's send began; the rest of its audience gets "
+                    f"{issue.path} changed since this issue's send began; the rest of its audience gets "
                     "the version already being sent, so everyone receives the same issue"
                 )
             counts = ledger.counts(conn, stored.id)

@@ -14,9 +14,10 @@ import hashlib
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -142,6 +143,7 @@ def save_issue(
     web_html: str,
     source_sha256: str,
     link_urls: Sequence[str],
+    link_origins: Sequence[Mapping[str, Any]] = (),
 ) -> StoredIssue:
     """Store the rendered issue, or update it while its send has not begun.
 
@@ -175,7 +177,16 @@ def save_issue(
     assert stored is not None
     conn.execute(sa.delete(links).where(links.c.issue_id == stored.id))
     if link_urls:
-        conn.execute(links.insert(), [{"issue_id": stored.id, "idx": i, "url": url} for i, url in enumerate(link_urls)])
+        # Each link's words and entry (`compose/link_origins.py`), where known.
+        blank = {"text": None, "entry_idx": None, "entry": None, "category": None}
+        origins = list(link_origins) + [blank] * (len(link_urls) - len(link_origins))
+        conn.execute(
+            links.insert(),
+            [
+                {**blank, **origin, "issue_id": stored.id, "idx": i, "url": url}
+                for i, (url, origin) in enumerate(zip(link_urls, origins, strict=True))
+            ],
+        )
     return stored
 
 
@@ -199,13 +210,14 @@ def link_url(conn: sa.Connection, issue_id: int, index: int) -> str | None:
 def claim_sender(conn: sa.Connection, issue_id: int, me: str) -> str | None:
     """Become the issue's sender; returns the other live sender instead if there is one."""
     row = conn.execute(sa.select(issues.c.sender, issues.c.sender_seen_at).where(issues.c.id == issue_id)).first()
-    if row and row.sender and row.sender != me and _alive(row.sender, row.sender_seen_at):
+    if row and row.sender and row.sender != me and sender_alive(row.sender, row.sender_seen_at):
         return row.sender
     conn.execute(sa.update(issues).where(issues.c.id == issue_id).values(sender=me, sender_seen_at=utcnow()))
     return None
 
 
-def _alive(sender: str, seen_at: datetime | None) -> bool:
+def sender_alive(sender: str, seen_at: datetime | None) -> bool:
+    """Whether the process named `sender` ("host:pid"), last seen at `seen_at`, still runs."""
     host, _, pid = sender.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         # On this machine the answer is exact: a killed sender's pid is gone.

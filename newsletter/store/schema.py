@@ -205,6 +205,13 @@ links = sa.Table(
     sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("url", sa.Text, nullable=False),
+    # Where the link sits in the issue (migration 0005), so stats can say which story was
+    # clicked: its words, and the entry (position, title, category) it belongs to.  The
+    # related-news links have the section's title and no position; a template's none.
+    sa.Column("text", sa.Text),
+    sa.Column("entry_idx", sa.Integer),
+    sa.Column("entry", sa.Text),
+    sa.Column("category", sa.Text),
 )
 
 deliveries = sa.Table(
@@ -320,4 +327,52 @@ confirmations = sa.Table(
     sa.Column("used_at", UtcDateTime),
     sa.UniqueConstraint("digest"),
     sa.Index(None, "subscriber_id", "list_id"),
+)
+
+
+# ---- scheduled sends (migration 0005) ----
+
+# A schedule's life: scheduled -> running -> done, or cancelled / refused (stale) on the way.
+# `running` is held by one process (`claimed_by`, refreshed in `claimed_at`); a schedule left
+# `running` by a process that died is taken over and the send resumes from the ledger.
+SCHEDULED = "scheduled"
+RUNNING = "running"
+DONE = "done"
+CANCELLED = "cancelled"
+REFUSED = "refused"
+SCHEDULE_STATES = (SCHEDULED, RUNNING, DONE, CANCELLED, REFUSED)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("send_at", UtcDateTime, nullable=False),
+    # The zone the editor gave the time in, to show it back the same way.
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    # --force: send even if late or stale.
+    sa.Column("force", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("list_slug", sa.String(100), nullable=False),
+    # The issue as checked when it was scheduled: its Markdown (read again for the subject
+    # and slug) and its render, sent as it is, whatever happens to the file meanwhile.
+    sa.Column("source_path", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("email_html", sa.Text, nullable=False),
+    sa.Column("email_text", sa.Text, nullable=False),
+    sa.Column("web_html", sa.Text, nullable=False),
+    # [{"url", "text", "entry_idx", "entry", "category"}] in link-index order.
+    sa.Column("links", JsonDocument, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # After a failed attempt (a transport down), not before this.
+    sa.Column("next_try_at", UtcDateTime),
+    sa.Column("started_at", UtcDateTime),
+    sa.Column("finished_at", UtcDateTime),
+    sa.Column("claimed_by", sa.String(255)),
+    sa.Column("claimed_at", UtcDateTime),
+    # Why it was refused, or what the last attempt said.
+    sa.Column("note", sa.Text),
+    sa.UniqueConstraint("issue_id"),
+    sa.CheckConstraint(sa.column("state").in_(SCHEDULE_STATES), name="state"),
+    sa.Index(None, "state", "send_at"),
 )

@@ -10,7 +10,8 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from newsletter.config import DEMO_SECRET, Settings
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InputError
+from newsletter.sending.schedule import ScheduleRunner
 from newsletter.store import Store
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
@@ -23,20 +24,41 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> N
     refuse_demo_secret_in_public(settings, host)
     with Store.open(settings.database_url) as store:
         app = create_app(WebContext.create(settings, store))
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            # X-Forwarded-For/-Proto are believed only from the addresses in
-            # $FORWARDED_ALLOW_IPS (uvicorn's default: 127.0.0.1, a proxy on this machine), so
-            # a client cannot pick its own address to dodge the subscribe rate limit.
-            proxy_headers=True,
-            # Access logs would write every unsubscribe and confirmation URL (each one a
-            # capability) to disk, and a line per pixel; the reverse proxy logs requests.
-            access_log=False,
-            log_level="info",
-            lifespan="on",
-        )
+        refuse_port_in_use(host, port)
+        # Scheduled sends (`send --at`) go out from a background thread while the server
+        # runs; a stop (Ctrl-C, SIGTERM) lets a send in progress finish its messages in flight.
+        with ScheduleRunner(settings, store):
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                # X-Forwarded-For/-Proto are believed only from the addresses in
+                # $FORWARDED_ALLOW_IPS (uvicorn's default: 127.0.0.1, a proxy on this machine), so
+                # a client cannot pick its own address to dodge the subscribe rate limit.
+                proxy_headers=True,
+                # Access logs would write every unsubscribe and confirmation URL (each one a
+                # capability) to disk, and a line per pixel; the reverse proxy logs requests.
+                access_log=False,
+                log_level="info",
+                lifespan="on",
+            )
+
+
+def refuse_port_in_use(host: str, port: int) -> None:
+    """One line instead of uvicorn's log and exit when the port is taken."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT after a restart is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise InputError(f"port {port} on {host} is already in use; pick another with --port") from None
+            raise InputError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
 def refuse_demo_secret_in_public(settings: Settings, host: str) -> None:
