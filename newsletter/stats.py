@@ -65,6 +65,30 @@ class LinkStats:
     clicks: int
     machine_clicks: int
     people: int
+    # The link's words and the entry it sits in (None for a template's own links).
+    text: str | None = None
+    entry: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryStats:
+    """Clicks on the links of one entry (a story), related news, or the template's links."""
+
+    # None for the links outside every entry and the related news: the template's own.
+    title: str | None
+    category: str | None
+    clicks: int
+    machine_clicks: int
+    people: int
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    category: str
+    clicks: int
+    machine_clicks: int
+    people: int
 
 
 @dataclass(frozen=True)
@@ -103,6 +127,10 @@ class IssueStats:
     clicks: Audience
     links: tuple[LinkStats, ...]
     timeline: tuple[TimelineHour, ...]
+    # Clicks per entry in the issue's order (then related news, then the template's links),
+    # and per category, most clicked first.
+    entries: tuple[EntryStats, ...] = ()
+    categories: tuple[CategoryStats, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -195,6 +223,8 @@ def issue_stats(store: Store, slug: str) -> IssueStats:
         opens = Audience(*queries.people_and_machines(conn, issue.id, queries.OPEN_KINDS))
         clicks = Audience(*queries.people_and_machines(conn, issue.id, queries.CLICK_KINDS))
         link_rows = queries.link_rows(conn, issue.id)
+        by_entry = queries.entry_clicks(conn, issue.id)
+        by_category = queries.category_clicks(conn, issue.id)
         hourly = queries.hourly_activity(conn, issue.id)
         with_event = {
             kind: queries.recipients_with(conn, issue.id, (kind,))
@@ -228,8 +258,17 @@ def issue_stats(store: Store, slug: str) -> IssueStats:
         unsubscribed=with_event[UNSUBSCRIBE],
         opens=opens,
         clicks=clicks,
-        links=tuple(LinkStats(r.idx, r.url, r.clicks, r.machine_clicks, r.people) for r in link_rows),
+        links=tuple(
+            LinkStats(r.idx, r.url, r.clicks, r.machine_clicks, r.people, r.text, r.entry, r.category)
+            for r in link_rows
+        ),
         timeline=_timeline(hourly, started),
+        entries=_entries(by_entry),
+        categories=tuple(
+            CategoryStats(row.key[0], row.clicks, row.machine_clicks, row.people)
+            for row in sorted(by_category, key=lambda row: (-row.clicks, -row.people, row.key[0] or ""))
+            if row.key[0]
+        ),
     )
 
 
@@ -279,6 +318,18 @@ def resolve_issue_slug(argument: str, *, default_language: str) -> str:
             raise InputError(f"{argument}: no such issue file")
         return load_issue(path, default_language=default_language).slug
     return argument
+
+
+def _entries(rows: list[queries.GroupRow]) -> tuple[EntryStats, ...]:
+    def order(row: queries.GroupRow) -> tuple[int, int]:
+        index, title, _ = row.key
+        # Entries in the issue's order, then related news, then the template's links.
+        return (0, index) if index is not None else (1 if title else 2, 0)
+
+    return tuple(
+        EntryStats(row.key[1], row.key[2], row.clicks, row.machine_clicks, row.people)
+        for row in sorted(rows, key=order)
+    )
 
 
 def _no_issue(slug: str, known: list[str]) -> str:

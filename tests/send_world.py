@@ -65,6 +65,8 @@ def toml_value(value: Any) -> str:
     if isinstance(value, str):
         # A JSON string is a valid TOML basic string (same escapes).
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     raise TypeError(f"no TOML for {value!r}")
 
 

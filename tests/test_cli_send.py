@@ -206,3 +206,31 @@ def test_dry_run_builds_what_a_retry_would_send_and_no_more(world: World, local_
     assert result.returncode == 0, result.stderr
     # --retry-failed retries temporary failures only; a permanent one is never sent again.
     assert "building 1 messages" in result.stdout and "built 1 messages" in result.stdout
+
+
+def test_a_test_send_works_in_a_fresh_database_with_no_list(world: World):
+    # No subscriber was ever imported: there is no list yet.
+    result = world.cli("send", str(world.issue_file), "--test", "me@example.com")
+    assert result.returncode == 0, result.stderr
+    (message,) = [parse_message(path.read_bytes()) for path in world.outbox_files()]
+    assert message["To"].addresses[0].addr_spec == "me@example.com" and message["Subject"].startswith("[TEST] ")
+    assert world.deliveries() == {}
+
+
+def test_test_alone_goes_to_the_configured_test_recipients(world: World):
+    world.configure("newsletter", test_recipients=["first@example.com", "second@example.net"])
+    result = world.cli("send", str(world.issue_file), "--test")
+    assert result.returncode == 0, result.stderr
+    assert recipients_of(world.outbox_headers()) == {"first@example.com": 1, "second@example.net": 1}
+
+
+def test_test_alone_without_configured_recipients_is_a_usage_error(world: World):
+    result = world.cli("send", str(world.issue_file), "--test")
+    assert result.returncode == 2 and "test_recipients" in result.stderr and world.outbox_count() == 0
+
+
+def test_send_takes_the_issue_slug_too(world: World):
+    world.add_subscribers(2)
+    result = world.cli("send", "2026-11-30", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert world.outbox_count() == 2

@@ -31,9 +31,7 @@ def test_addresses(settings: Settings, given: tuple[str, ...]) -> list[str]:
     if given and not addresses:
         addresses = list(settings.newsletter.test_recipients)
         if not addresses:
-            raise click.UsageError(
-                "--test without an address needs [newsletter] test_recipients = [\"you@example.com\"]"
-            )
+            raise click.UsageError('--test without an address needs [newsletter] test_recipients = ["you@example.com"]')
     return addresses
 
 
@@ -87,7 +85,9 @@ def cancel(settings: Settings, argument: str) -> int:
 
 
 @click.command("issues")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects (slug, state, scheduled_at, sent…).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of objects (slug, state, scheduled_at, sent…)."
+)
 @pass_context
 def issues_command(context: Context, as_json: bool) -> None:
     """List every issue (files in issues/ and issues in the database), newest first, with

@@ -32,16 +32,54 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
     console.print(summary)
     console.print()
 
+    if stats.entries:
+        entries = Table(title="clicks per entry", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        entries.add_column("entry", overflow="fold")
+        entries.add_column("category", overflow="fold")
+        entries.add_column("clicks", justify="right")
+        entries.add_column("machines", justify="right")
+        entries.add_column("people", justify="right")
+        for entry in stats.entries:
+            entries.add_row(
+                _escape(entry.title or "(the template's links)"),
+                _escape(entry.category or ""),
+                str(entry.clicks),
+                str(entry.machine_clicks),
+                str(entry.people),
+            )
+        console.print(entries)
+        console.print()
+
+    if stats.categories:
+        categories = Table(title="clicks per category", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        categories.add_column("category", overflow="fold")
+        categories.add_column("clicks", justify="right")
+        categories.add_column("machines", justify="right")
+        categories.add_column("people", justify="right")
+        for category in stats.categories:
+            categories.add_row(
+                _escape(category.category), str(category.clicks), str(category.machine_clicks), str(category.people)
+            )
+        console.print(categories)
+        console.print()
+
     if stats.links:
         links = Table(title="clicks per link", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
         links.add_column("#", justify="right")
         links.add_column("link", overflow="fold")
+        links.add_column("entry", overflow="fold")
         links.add_column("clicks", justify="right")
         links.add_column("machines", justify="right")
         links.add_column("people", justify="right")
         for link in stats.links:
+            words = f"{link.text}\n{link.url}" if link.text and link.text != link.url else link.url
             links.add_row(
-                str(link.index), _escape(link.url), str(link.clicks), str(link.machine_clicks), str(link.people)
+                str(link.index),
+                _escape(words),
+                _escape(link.entry or "(template)"),
+                str(link.clicks),
+                str(link.machine_clicks),
+                str(link.people),
             )
         console.print(links)
         console.print()

@@ -91,7 +91,7 @@ def parse_send_time(text: str, zone: tzinfo | None, *, now: datetime) -> datetim
     aware = naive.replace(tzinfo=zone) if zone is not None else naive.astimezone()
     # A time the clocks skip (the hour daylight saving starts) does not exist; zoneinfo would
     # quietly move it, so refuse it rather than send at a time nobody asked for.
-    if _in_zone(aware, zone).replace(tzinfo=None) != naive:
+    if _in_zone(aware.astimezone(UTC), zone).replace(tzinfo=None) != naive:
         raise InputError(f"--at {text!r} does not exist in {_zone_label(zone)} (the clocks skip it); pick another time")
     return aware.astimezone(UTC)
 

@@ -115,6 +115,10 @@ class LinkRow:
     clicks: int
     machine_clicks: int
     people: int
+    text: str | None = None
+    entry_idx: int | None = None
+    entry: str | None = None
+    category: str | None = None
 
 
 def link_rows(conn: sa.Connection, issue_id: int) -> list[LinkRow]:
@@ -140,12 +144,65 @@ def link_rows(conn: sa.Connection, issue_id: int) -> list[LinkRow]:
             sa.func.coalesce(counted.c.clicks, 0),
             sa.func.coalesce(counted.c.machine_clicks, 0),
             sa.func.coalesce(counted.c.people, 0),
+            links.c.text,
+            links.c.entry_idx,
+            links.c.entry,
+            links.c.category,
         )
         .select_from(links.outerjoin(counted, counted.c.link_idx == links.c.idx))
         .where(links.c.issue_id == issue_id)
         .order_by(links.c.idx)
     )
-    return [LinkRow(int(idx), url, int(c), int(m), int(p)) for idx, url, c, m, p in conn.execute(query)]
+    return [
+        LinkRow(int(idx), url, int(c), int(m), int(p), text, entry_idx, entry, category)
+        for idx, url, c, m, p, text, entry_idx, entry, category in conn.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """Clicks on the links of one entry (or one category)."""
+
+    key: tuple[Any, ...]
+    clicks: int
+    machine_clicks: int
+    people: int
+
+
+def entry_clicks(conn: sa.Connection, issue_id: int) -> list[GroupRow]:
+    """Clicks per entry: keys (entry position, entry title, category)."""
+    return _clicks_by(conn, issue_id, (links.c.entry_idx, links.c.entry, links.c.category))
+
+
+def category_clicks(conn: sa.Connection, issue_id: int) -> list[GroupRow]:
+    """Clicks per category: keys (category,)."""
+    return _clicks_by(conn, issue_id, (links.c.category,))
+
+
+def _clicks_by(conn: sa.Connection, issue_id: int, columns: tuple[sa.Column, ...]) -> list[GroupRow]:
+    """Clicks grouped by columns of `links` (its entry, or its category): every group of
+    the issue's links, clicked or not.  People are counted once per group, however many of
+    its links they clicked, so a group's people are not the sum of its links'."""
+    joined = links.outerjoin(
+        events,
+        (events.c.issue_id == links.c.issue_id) & (events.c.link_idx == links.c.idx) & events.c.kind.in_(CLICK_KINDS),
+    )
+    query = (
+        sa.select(
+            *columns,
+            sa.func.count(events.c.id),
+            sa.func.coalesce(sa.func.sum(sa.case((events.c.machine.is_(sa.true()), 1), else_=0)), 0),
+            sa.func.count(sa.distinct(sa.case((events.c.machine.is_(sa.false()), events.c.subscriber_id)))),
+        )
+        .select_from(joined)
+        .where(links.c.issue_id == issue_id)
+        .group_by(*columns)
+    )
+    width = len(columns)
+    return [
+        GroupRow(tuple(row[:width]), int(row[width]), int(row[width + 1]), int(row[width + 2]))
+        for row in conn.execute(query)
+    ]
 
 
 def hourly_activity(conn: sa.Connection, issue_id: int) -> list[tuple[datetime, str, bool, int]]:
