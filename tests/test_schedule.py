@@ -252,7 +252,8 @@ def test_a_server_killed_mid_send_resumes_on_restart_and_sends_nobody_twice(worl
     assert "queued" not in statuses and statuses.count("sent") + statuses.count("sending") == count
     counted = recipients_of(delivery.message for delivery in local_smtp.received)
     assert max(counted.values()) == 1, "somebody got two copies"
-    assert len(counted) == statuses.count("sent")
+    # Every row sent arrived; a row in flight at the kill may or may not have arrived.
+    assert statuses.count("sent") <= len(counted) <= statuses.count("sent") + statuses.count("sending")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
