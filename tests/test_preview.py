@@ -17,7 +17,6 @@ from cli_in_process import run_newsletter
 from sample_issues import EXAMPLE, FIXTURES
 
 from newsletter.config import load_settings
-from newsletter.errors import IssueError
 from newsletter.web.preview import create_preview_app, serve_preview
 
 pytest_plugins = ["browser", "http_server"]
@@ -131,10 +130,28 @@ def test_an_issue_broken_from_the_start_shows_its_error_escaped(serve_asgi, sett
         assert "<img" not in page.text.split("<pre>", 1)[1]
 
 
-def test_serve_preview_refuses_a_broken_issue_before_listening(settings, tmp_path):
-    path = Path(shutil.copy(FIXTURES / "no_title.md", tmp_path / "no_title.md"))
-    with pytest.raises(IssueError, match=r"no_title\.md:1: "):
-        serve_preview(settings, path, host="127.0.0.1", port=1)  # port 1 would fail if it got that far
+def test_preview_shows_the_check_findings_with_their_lines(serve_asgi, settings, issue_copy):
+    base = serve_asgi(create_preview_app(settings, issue_copy))
+    with httpx.Client(base_url=base) as client:
+        assert client.get("/version").json()["findings"] == []
+        edit(issue_copy, "**核心洞察：** 端侧模型", "**核心洞查：** 端侧模型")
+        answer = poll(lambda: client.get("/version").json(), lambda v: v["findings"])
+        (finding,) = answer["findings"]
+        assert finding["severity"] == "error"
+        assert finding["text"].startswith(f"{issue_copy}:11: error: unknown label '核心洞查'")
+
+
+def test_serve_preview_refuses_a_port_in_use_in_one_line(settings, issue_copy):
+    from newsletter.errors import InputError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            InputError, match=rf"^port {port} on 127\.0\.0\.1 is already in use; pick another with --port$"
+        ):
+            serve_preview(settings, issue_copy, host="127.0.0.1", port=port)
 
 
 # ---------------------------------------------------------------------------------------
@@ -177,12 +194,61 @@ def test_preview_command_serves_the_issue_until_stopped(issue_copy, tmp_path):
     assert "Traceback" not in stderr
 
 
-def test_preview_command_with_a_broken_issue_exits_1_with_one_line(tmp_path):
+def test_preview_command_starts_with_a_broken_issue_and_shows_it_until_fixed(tmp_path):
     shutil.copy(FIXTURES / "empty_sources.md", tmp_path / "bad.md")
-    result = run_newsletter("preview", "bad.md", "--port", str(free_port()), cwd=tmp_path)
-    assert result.returncode == 1
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "preview", "bad.md", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def version():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read()
+                return None
+
+        answer = poll(version, lambda v: v is not None, seconds=30)
+        assert answer["error"] == "bad.md:6: 来源 / Sources has nothing after it; list the sources as links"
+        edit(tmp_path / "bad.md", "> **来源：**", "> **来源：** [来源](https://source.example.com/fixed)")
+        fixed = poll(version, lambda v: v["error"] is None)
+        assert fixed["error"] is None
+        assert httpx.get(f"http://127.0.0.1:{port}/email.html", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=10)
+    assert stderr.splitlines()[0] == (
+        "bad.md:6: 来源 / Sources has nothing after it; list the sources as links "
+        "(the page shows it until the file is fixed)"
+    )
+    assert "Traceback" not in stderr and stdout.startswith("previewing bad.md at ")
+
+
+def test_preview_command_with_its_port_in_use_is_one_line(issue_copy, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter", "preview", str(issue_copy), "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "error: bad.md:6: 来源 / Sources has nothing after it; list the sources as links"
+        f"error: port {port} on 127.0.0.1 is already in use; pick another with --port"
     ]
 
 
@@ -240,3 +306,19 @@ def test_preview_page_shows_a_broken_edit_and_recovers(serve_asgi, settings, iss
     expect(page.locator("#error")).to_contain_text(f"{issue_copy}:8: 分类 / Category has nothing after it")
     edit(issue_copy, "> **分类：**\n", "> **分类：** 市场动态\n")
     expect(page.locator("#error")).to_be_hidden(timeout=WAIT)
+
+
+@pytest.mark.browser
+def test_preview_page_lists_the_check_findings_until_they_are_fixed(serve_asgi, settings, issue_copy, new_page):
+    from playwright.sync_api import expect
+
+    base = serve_asgi(create_preview_app(settings, issue_copy))
+    page = new_page(1100, 700)
+    page.goto(base + "/")
+    expect(page.frame_locator("#frame").locator("h2.nl-entry-title").first).to_have_text(OLD_TITLE, timeout=WAIT)
+    expect(page.locator("#findings")).to_be_hidden()
+    edit(issue_copy, "**核心洞察：** 端侧模型", "**核心洞查：** 端侧模型")
+    finding = page.locator("#findings li.error")
+    expect(finding).to_contain_text(f"{issue_copy}:11: error: unknown label '核心洞查'", timeout=WAIT)
+    edit(issue_copy, "**核心洞查：** 端侧模型", "**核心洞察：** 端侧模型")
+    expect(page.locator("#findings")).to_be_hidden(timeout=WAIT)

@@ -99,16 +99,26 @@ def check(context: Context, issue_file: Path, templates_dir: Path | None, fetch_
 def preview(context: Context, issue_file: Path, host: str, port: int, templates_dir: Path | None) -> None:
     """Serve ISSUE_FILE in the browser, reloading when it or a template changes.
 
-    The page switches between desktop and phone widths and shows the plain-text part.
+    The page switches between desktop and phone widths and shows the plain-text part and
+    the check findings.  A file that does not parse shows its error until it is fixed.
 
     \b
     Example:
       newsletter preview issues/2026-11-30.md --port 8001
     """
-    from newsletter.web.preview import serve_preview
+    from newsletter.web.preview import first_render_error, serve_preview
 
-    click.echo(f"previewing {issue_file} at http://{host}:{port}/ (Ctrl-C to stop)")
-    serve_preview(context.settings, issue_file, host=host, port=port, templates_dir=templates_dir)
+    error = first_render_error(context.settings, issue_file, templates_dir)
+    if error is not None:
+        click.echo(f"{error} (the page shows it until the file is fixed)", err=True)
+    serve_preview(
+        context.settings,
+        issue_file,
+        host=host,
+        port=port,
+        templates_dir=templates_dir,
+        announce=lambda: click.echo(f"previewing {issue_file} at http://{host}:{port}/ (Ctrl-C to stop)"),
+    )
 
 
 @click.command()

@@ -16,7 +16,8 @@ def serve(context: Context, host: str, port: int) -> None:
     feed, subscribe with double opt-in, the SES event hook and the stats pages.
 
     Links in the emails point at [newsletter] base_url; put a reverse proxy (https) there
-    that forwards to this server (docs/deploy.md).
+    that forwards to this server (docs/deploy.md).  Scheduled sends (`send --at`) go out
+    from it when they are due.
 
     \b
     Example:
@@ -24,8 +25,8 @@ def serve(context: Context, host: str, port: int) -> None:
     """
     from newsletter.web.serve import serve as run_server
 
-    click.echo(f"serving {context.settings.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(context.settings, host=host, port=port)
+    announce = lambda: click.echo(f"serving {context.settings.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(context.settings, host=host, port=port, announce=announce)
 
 
 @click.group()

@@ -261,6 +261,9 @@ def run_due(
     me = ledger.this_sender()
     outcomes: list[DueOutcome] = []
     while not stop.is_set():
+        with store.read() as conn:
+            if not queries.anything_due(conn, now()):
+                break
         with store.begin() as conn:
             row = queries.claim_due(conn, now(), me, ledger.sender_alive)
         if row is None:
@@ -302,6 +305,11 @@ def _run_one(
         summary = run_send(plan, progress=_progress(store, row.id, me, stop))
     except NewsletterError as err:
         return release(SCHEDULED, f"attempt failed, trying again in 5 minutes: {err}", retry=True)
+    except Exception as err:
+        # A bug: hand the schedule back (or it would stay ours, and stuck, while we run)
+        # and let the caller log the traceback.
+        release(SCHEDULED, f"attempt failed (internal error {err!r}), trying again in 5 minutes", retry=True)
+        raise
     counts = summary.ledger
     if summary.stopped == "interrupted" and counts.queued:
         return release(SCHEDULED, f"stopped with {counts.queued} still queued; resumes when a server or worker runs")
@@ -348,6 +356,10 @@ def run_worker(
         except NewsletterError as err:
             # The database went away for a moment: say so and keep going.
             report(f"scheduled sends: {err}")
+        except Exception:  # noqa: BLE001 - the server must go on serving; the schedule was handed back
+            import traceback
+
+            report(f"scheduled sends: internal error\n{traceback.format_exc()}")
         if once or stop.wait(poll):
             return
 

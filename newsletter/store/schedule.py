@@ -102,6 +102,16 @@ def cancel_schedule(conn: sa.Connection, issue_id: int) -> ScheduleRow | None:
     return current
 
 
+def anything_due(conn: sa.Connection, now: datetime) -> bool:
+    """Whether `claim_due` may find work: read-only, so the runner's poll does not take
+    SQLite's write lock every second."""
+    due = sa.func.coalesce(schedules.c.next_try_at, schedules.c.send_at)
+    query = sa.select(schedules.c.id).where(
+        ((schedules.c.state == SCHEDULED) & (due <= now)) | (schedules.c.state == RUNNING)
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
 def claim_due(
     conn: sa.Connection, now: datetime, me: str, holder_alive: Callable[[str, datetime | None], bool]
 ) -> ScheduleRow | None:

@@ -7,6 +7,7 @@ this is the same app with uvicorn's defaults chosen for that setup.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from newsletter.config import DEMO_SECRET, Settings
@@ -17,14 +18,19 @@ from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted; a clean stop writes every buffered tracking hit first."""
+def serve(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, announce: Callable[[], None] | None = None
+) -> None:
+    """Serve until interrupted; a clean stop writes every buffered tracking hit first.
+    `announce` runs once the port is known to be free."""
     import uvicorn
 
     refuse_demo_secret_in_public(settings, host)
+    refuse_port_in_use(host, port)
     with Store.open(settings.database_url) as store:
         app = create_app(WebContext.create(settings, store))
-        refuse_port_in_use(host, port)
+        if announce is not None:
+            announce()
         # Scheduled sends (`send --at`) go out from a background thread while the server
         # runs; a stop (Ctrl-C, SIGTERM) lets a send in progress finish its messages in flight.
         with ScheduleRunner(settings, store):
