@@ -284,3 +284,23 @@ def test_worker_once_sends_what_is_due_and_exits(world: World):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2026-11-30: sent 2"
     assert world.outbox_count() == 2 and schedule_row(world)["state"] == "done"
+
+
+def test_at_is_read_in_the_configured_time_zone_without_tz(world: World):
+    world.add_subscribers(1)
+    dated_today(world)
+    world.configure("newsletter", timezone="Asia/Shanghai")
+    tomorrow = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).date()
+    result = world.cli("send", str(world.issue_file), "--at", f"{tomorrow.isoformat()} 08:00")
+    assert result.returncode == 0, result.stderr
+    assert "08:00 CST" in result.stdout
+    row = schedule_row(world)
+    assert row["timezone"] == "Asia/Shanghai"
+    assert row["send_at"] == datetime(tomorrow.year, tomorrow.month, tomorrow.day, 0, 0, tzinfo=UTC)
+
+
+def test_an_unknown_configured_time_zone_is_an_error_naming_the_key(world: World):
+    world.configure("newsletter", timezone="Mars/Olympus_Mons")
+    result = world.cli("issues")
+    assert result.returncode == 1
+    assert "newsletter.timezone: 'Mars/Olympus_Mons' is not a time zone" in result.stderr
