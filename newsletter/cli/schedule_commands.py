@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.context import Context, open_store, pass_context
-from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.sending.plan import SendOptions
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only; `--help` stays fast
+    from newsletter.config import Settings
+    from newsletter.sending.plan import SendOptions
 
 
 def issue_file(settings: Settings, argument: str) -> Path:
