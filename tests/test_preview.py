@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_in_process import run_newsletter
 from sample_issues import EXAMPLE, FIXTURES
 
 from newsletter.config import load_settings
