@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from newsletter import __version__
 from newsletter.compose.checks import Finding, issue_images, issue_links
@@ -58,8 +60,23 @@ def check_links(issue: Issue, *, timeout: float = TIMEOUT_SECONDS, concurrency: 
     targets = link_targets(issue)
     if not targets:
         return []
-    findings = asyncio.run(_check_all(issue.path, targets, timeout, concurrency))
+    findings = _run_to_completion(_check_all(issue.path, targets, timeout, concurrency))
     return sorted((f for f in findings if f is not None), key=lambda finding: finding.line or 0)
+
+
+def _run_to_completion(work: Coroutine[Any, Any, list[Finding | None]]) -> list[Finding | None]:
+    """Run `work` on an event loop of its own, also when the caller's thread already runs one.
+
+    `asyncio.run` refuses to start inside a running loop, which is where a check lands when it is
+    called from async code (a server's request) or beside Playwright's sync API, whose loop stays
+    running in the main thread; a short-lived thread gives the fetches a loop of their own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="link-check") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 async def _check_all(path: str, targets: list[Target], timeout: float, concurrency: int) -> list[Finding | None]:
