@@ -172,6 +172,44 @@ def test_the_feed_is_atom_with_full_escaped_content(published: Site):
     assert "Draft that was never sent" not in answer.text
 
 
+def test_feed_entries_are_dated_on_the_day_the_archive_shows(published: Site):
+    with published.client() as reader:
+        feed = ET.fromstring(reader.get("/feed.xml").content)
+        archive = reader.get("/").text
+    dates = {
+        entry.findtext(f"{ATOM}id").rsplit("/", 1)[1]: datetime.fromisoformat(entry.findtext(f"{ATOM}published"))
+        for entry in feed.findall(f"{ATOM}entry")
+    }
+    # The example issue is dated 2026-11-30 and was sent today: the feed keeps its date.
+    assert dates["2026-11-30"].astimezone().date().isoformat() == "2026-11-30"
+    assert dates["2026-12-07-tools"].astimezone().date().isoformat() == "2026-12-07"
+    assert 'datetime="2026-11-30"' in archive and 'datetime="2026-12-07"' in archive
+
+
+@pytest.mark.parametrize("path", ["/feed.xml", "/issues/2026-11-30", "/"])
+def test_archive_answers_carry_validators_and_a_reader_holding_them_gets_304(published: Site, path: str):
+    with published.client() as reader:
+        first = reader.get(path)
+        tag, modified = first.headers["etag"], first.headers["last-modified"]
+        assert re.fullmatch(r'"[0-9a-f]{32}"', tag)
+        assert modified.endswith(" GMT")
+        assert reader.get(path).headers["etag"] == tag  # the same bytes, the same tag
+
+        by_tag = reader.get(path, headers={"If-None-Match": tag})
+        by_weak_tag = reader.get(path, headers={"If-None-Match": f'"other", W/{tag}'})
+        by_date = reader.get(path, headers={"If-Modified-Since": modified})
+        assert [by_tag.status_code, by_weak_tag.status_code, by_date.status_code] == [304, 304, 304]
+        assert by_tag.content == b"" and by_tag.headers["etag"] == tag
+
+        # Another tag wins over a matching date (RFC 9110, 13.2.2); an older date or a bad
+        # one gets the whole answer.
+        stale_tag = reader.get(path, headers={"If-None-Match": '"0000"', "If-Modified-Since": modified})
+        older = reader.get(path, headers={"If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"})
+        garbage = reader.get(path, headers={"If-Modified-Since": "yesterday"})
+        for answer in (stale_tag, older, garbage):
+            assert answer.status_code == 200 and answer.content == first.content
+
+
 def test_pages_carry_the_security_headers(published: Site):
     with published.client() as browser:
         for path in ("/", "/issues/2026-11-30", "/subscribe", "/nothing"):

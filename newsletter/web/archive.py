@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, tzinfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter.archive import SentIssue, sent_issue, sent_issues
 from newsletter.compose.excerpt import excerpt
 from newsletter.i18n import format_date
+from newsletter.sending.schedule import resolve_zone
+from newsletter.web.conditional import conditional
 from newsletter.web.context import WebContext
 from newsletter.web.pages import Pages
 
@@ -31,6 +33,8 @@ FEED_SUMMARY_COLUMNS = 280
 # Public and the same for everyone: short caching spares the database without delaying a
 # new issue for long.
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+HTML = "text/html; charset=utf-8"
+FEED = "application/atom+xml; charset=utf-8"
 
 _MAIN = re.compile(r"<main[^>]*>(.*)</main>", re.DOTALL | re.IGNORECASE)
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
@@ -39,7 +43,7 @@ _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
 def archive_routes(context: WebContext, pages: Pages) -> list[Route]:
     store = context.store
 
-    def index_page() -> Response:
+    def index_page(request: Request) -> Response:
         found = sent_issues(store)
         items = [
             {
@@ -51,27 +55,32 @@ def archive_routes(context: WebContext, pages: Pages) -> list[Route]:
             }
             for issue in found
         ]
-        return pages.render("web/archive.html.j2", headers=PUBLIC_CACHE, issues=items)
+        page = pages.render("web/archive.html.j2", headers=PUBLIC_CACHE, issues=items)
+        newest = max((issue.updated_at for issue in found), default=None)
+        return conditional(request, bytes(page.body), media_type=HTML, last_modified=newest, headers=PUBLIC_CACHE)
 
-    def issue_page(slug: str) -> Response:
+    def issue_page(request: Request, slug: str) -> Response:
         found = sent_issue(store, slug)
         if found is None:
             return pages.not_found()
-        return HTMLResponse(found.web_html, headers=PUBLIC_CACHE)
+        # The stored web version is written once, when the send began.
+        body = (found.web_html or "").encode("utf-8")
+        return conditional(request, body, media_type=HTML, last_modified=found.snapshot_at, headers=PUBLIC_CACHE)
 
-    def feed() -> Response:
+    def feed(request: Request) -> Response:
         found = sent_issues(store, limit=FEED_ENTRIES, with_content=True)
         body = atom_feed(context, found)
-        return Response(body, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC_CACHE)
+        newest = max((issue.updated_at for issue in found), default=None)
+        return conditional(request, body, media_type=FEED, last_modified=newest, headers=PUBLIC_CACHE)
 
     async def index(request: Request) -> Response:
-        return await run_in_threadpool(index_page)
+        return await run_in_threadpool(index_page, request)
 
     async def issue(request: Request) -> Response:
-        return await run_in_threadpool(issue_page, request.path_params["slug"])
+        return await run_in_threadpool(issue_page, request, request.path_params["slug"])
 
     async def atom(request: Request) -> Response:
-        return await run_in_threadpool(feed)
+        return await run_in_threadpool(feed, request)
 
     return [
         Route("/", index, methods=["GET"]),
@@ -85,6 +94,7 @@ def atom_feed(context: WebContext, found: list[SentIssue]) -> bytes:
     version as its content.  ElementTree escapes every text and attribute."""
     settings = context.settings
     base = settings.base_url
+    zone, _ = resolve_zone(settings, None)
     ET.register_namespace("", ATOM)
 
     def element(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
@@ -111,13 +121,25 @@ def atom_feed(context: WebContext, found: list[SentIssue]) -> bytes:
         element(entry, "id", url)
         element(entry, "title", issue.title)
         element(entry, "link", rel="alternate", type="text/html", href=url)
-        element(entry, "published", _rfc3339(issue.snapshot_at))
+        element(entry, "published", _rfc3339(published_at(issue, zone)))
         element(entry, "updated", _rfc3339(issue.updated_at))
         if issue.preheader:
             element(entry, "summary", excerpt(issue.preheader, FEED_SUMMARY_COLUMNS))
         # 4.1.3.3: type="html" content is escaped HTML (ElementTree does the escaping).
         element(entry, "content", page_content(issue.web_html or ""), type="html")
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+def published_at(issue: SentIssue, zone: tzinfo | None) -> datetime:
+    """When the feed says an issue came out: the day the archive shows (the issue's date), at
+    the time its send began when that was on the same day in the newsletter's time zone, else
+    at the start of that day — a digest dated the 7th and sent late on the 8th is still the
+    7th's, in the feed as on the archive page."""
+    began = issue.snapshot_at.astimezone(zone)
+    if began.date() == issue.issue_date:
+        return issue.snapshot_at
+    start = datetime.combine(issue.issue_date, time(0, 0))
+    return start.replace(tzinfo=zone) if zone is not None else start.astimezone()
 
 
 def page_content(web_html: str) -> str:
