@@ -25,7 +25,7 @@ from newsletter.feedback.machines import (
 from newsletter.store.ledger import issue_links
 from newsletter.store.schema import CLICK, OPEN, deliveries, events, links, utcnow
 from newsletter.tokens import Purpose
-from newsletter.web.serve import refuse_demo_secret_in_public
+from newsletter.web.refusals import refuse_unsafe_settings
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.send_world import World, parse_message
@@ -439,8 +439,8 @@ def test_newsletter_serve_refuses_the_demo_secret_beyond_loopback():
         load_settings(environ={"NEWSLETTER_SECRET": DEMO_SECRET}), newsletter={"base_url": "https://news.example.com"}
     )
     with pytest.raises(ConfigError, match="demo secret"):
-        refuse_demo_secret_in_public(demo, "0.0.0.0")
+        refuse_unsafe_settings(demo, listen_host="0.0.0.0")
     local = replace(demo, newsletter={"base_url": "http://127.0.0.1:8000"})
-    refuse_demo_secret_in_public(local, "127.0.0.1")  # the local outbox demo still works
+    refuse_unsafe_settings(local, listen_host="127.0.0.1")  # the local outbox demo still works
     with pytest.raises(ConfigError):
-        refuse_demo_secret_in_public(local, "0.0.0.0")
+        refuse_unsafe_settings(local, listen_host="0.0.0.0")

@@ -37,6 +37,7 @@ from newsletter.web.archive import archive_routes
 from newsletter.web.context import WebContext
 from newsletter.web.hooks import hook_routes
 from newsletter.web.pages import Pages
+from newsletter.web.refusals import refuse_unsafe_settings
 from newsletter.web.security import FormGuard, RateLimiter, SecurityHeaders
 from newsletter.web.subscribe import subscribe_routes
 from newsletter.web.tracking import OpenPixel, tracking_routes
@@ -46,6 +47,8 @@ log = logging.getLogger("newsletter.web")
 
 
 def create_app(context: WebContext) -> Starlette:
+    # Here rather than in `newsletter serve`, so that every ASGI server running the app gets it.
+    refuse_unsafe_settings(context.settings)
     pages = Pages(context)
     guard = FormGuard(lambda: context.settings.base_url)
     limiter = RateLimiter(context.settings.web.subscribe_rate_per_minute)

@@ -6,16 +6,15 @@ this is the same app with uvicorn's defaults chosen for that setup.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from newsletter.config import DEMO_SECRET, Settings
-from newsletter.errors import ConfigError, InputError
+from newsletter.config import Settings
+from newsletter.errors import InputError
 from newsletter.sending.schedule import ScheduleRunner
 from newsletter.store import Store
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
+from newsletter.web.refusals import refuse_unsafe_settings
 
 
 def serve(
@@ -25,7 +24,8 @@ def serve(
     `announce` runs once the port is known to be free."""
     import uvicorn
 
-    refuse_demo_secret_in_public(settings, host)
+    # create_app refuses the same again; here first, with the address we listen on.
+    refuse_unsafe_settings(settings, listen_host=host)
     refuse_port_in_use(host, port)
     with Store.open(settings.database_url) as store:
         app = create_app(WebContext.create(settings, store))
@@ -65,27 +65,3 @@ def refuse_port_in_use(host: str, port: int) -> None:
             if err.errno == errno.EADDRINUSE:
                 raise InputError(f"port {port} on {host} is already in use; pick another with --port") from None
             raise InputError(f"cannot listen on {host}:{port}: {err.strerror}") from None
-
-
-def refuse_demo_secret_in_public(settings: Settings, host: str) -> None:
-    """The example configuration's secret is public, so with it anyone could sign an
-    unsubscribe link for any subscriber: fine on loopback, refused anywhere else."""
-    if settings.newsletter.secret != DEMO_SECRET:
-        return
-    if _loopback(host) and _loopback(urlsplit(settings.base_url).hostname or ""):
-        return
-    raise ConfigError(
-        "is the example configuration's demo secret, which anyone can read; set a long random one "
-        "(NEWSLETTER_SECRET) before serving beyond this machine",
-        key="newsletter.secret",
-        source=settings.source,
-    )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
