@@ -333,7 +333,33 @@ def _coerce(kind: Any, raw: Any, *, key: str, source: str) -> Any:
     raise AssertionError(f"unsupported setting type {kind!r}")  # pragma: no cover - programming error
 
 
+# Strings that never reach a header or a protocol line: the footer's postal address and
+# reason, and a list's description on the preference page, may span lines.
+_MULTI_LINE_KEYS = frozenset({"newsletter.address", "newsletter.reason"})
+
+
+def _refuse_line_breaks(section: Any, prefix: str, source: str) -> None:
+    """CR or LF in a configured string would end a header field (or an SMTP command line)
+    where the string is written: RFC 5322 section 2.2, RFC 5321 section 2.3.8."""
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        dotted = prefix + _KEY_FOR_FIELD.get(item.name, item.name)
+        if dataclasses.is_dataclass(value):
+            _refuse_line_breaks(value, dotted + ".", source)
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if dotted not in _MULTI_LINE_KEYS and any(isinstance(v, str) and ("\r" in v or "\n" in v) for v in values):
+            raise ConfigError("holds a line break (CR or LF); it must be one line", key=dotted, source=source)
+
+
 def _validate(settings: Settings) -> None:
+    for name in ("newsletter", "transport", "tracking", "web", "events", "sending", "doctor"):
+        _refuse_line_breaks(getattr(settings, name), name + ".", settings.source)
+    for slug, table in settings.lists.items():
+        if table.name is not None and ("\r" in table.name or "\n" in table.name):
+            raise ConfigError(
+                "holds a line break (CR or LF); it must be one line", key=f"lists.{slug}.name", source=settings.source
+            )
     for dotted, choices in VALID_CHOICES.items():
         value: Any = settings
         for part in dotted.split("."):

@@ -31,8 +31,9 @@ MAX_LINE_HARD = 998
 # bytes of UTF-8 make 52 base64 characters, 64 with `=?utf-8?b?` and `?=`, which leaves room
 # for the longest field name we write before it ("Reply-To: ").
 _ENCODED_WORD_BYTES = 39
-_ATOM_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
-_HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
+# Used with fullmatch: `$` would also match before a final newline.
+_ATOM_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*")
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
 # Text a decoder would take for an encoded word (RFC 2047 section 2: "=?" charset "?"
 # encoding "?" text "?="), so it must not go out as it is: a display name written as
 # "=?utf-8?b?...?=" would be shown as whatever it decodes to.
@@ -44,7 +45,7 @@ _LONGEST_WORD = MAX_LINE - 1
 def encode_words(text: str) -> str:
     """`text` as RFC 2047 encoded words when it is not plain ASCII or would read as an
     encoded word itself, else unchanged."""
-    if _HEADER_SAFE.match(text) and "=?" not in text:
+    if _HEADER_SAFE.fullmatch(text) and "=?" not in text:
         return text
     return _encoded(text)
 
@@ -77,8 +78,8 @@ def format_address(name: str, address: str) -> str:
     """
     if not name:
         return address
-    if _HEADER_SAFE.match(name) and not _LOOKS_ENCODED.search(name) and _foldable(name):
-        if _ATOM_SAFE.match(name):
+    if _HEADER_SAFE.fullmatch(name) and not _LOOKS_ENCODED.search(name) and _foldable(name):
+        if _ATOM_SAFE.fullmatch(name):
             return f"{name} <{address}>"
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{address}>'

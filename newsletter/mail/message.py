@@ -35,6 +35,7 @@ from newsletter.compose.render import (
     open_pixel_tag,
 )
 from newsletter.config import Settings
+from newsletter.errors import InputError
 from newsletter.mail.headers import (
     CRLF,
     ascii_address,
@@ -67,6 +68,8 @@ class OutgoingMessage:
 # less than re-encoding the static lines between two runs (seed issue: 38 us per HTML part
 # at 0, 46 us at 6).
 MERGE_MARGIN_LINES = 0
+# The rule of store.lists.check_list_slug, for the List-Id field.
+_LIST_SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _ONE_CLICK = header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 # Base64 turns each 57 input bytes into one 76-character line (RFC 2045's limit is 76).
 _LINE_BYTES = 57
@@ -165,6 +168,10 @@ class MessageFactory:
         links: Links,
         subject_prefix: str = "",
     ) -> None:
+        # The slug goes into List-Id as it is (RFC 2919 section 2: a dot-atom); fullmatch,
+        # since `$` would let a final newline through and end the header block.
+        if not _LIST_SLUG.fullmatch(list_slug):
+            raise InputError(f"list {list_slug!r} is not a valid slug (letters, digits, '-' and '_')")
         self.rendered = rendered
         self.issue_id = issue_id
         self.issue_uid = issue_uid

@@ -12,11 +12,13 @@ from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.schema import lists, utcnow
 
 # The same rule as `[newsletter] list` in the configuration: slugs appear in URLs and List-Id.
-_SLUG = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# fullmatch, not match with `$`: `$` also matches before a final newline, and "daily\n"
+# would put a bare LF into List-Id.
+_SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def check_list_slug(slug: str) -> str:
-    if not _SLUG.match(slug):
+    if not _SLUG.fullmatch(slug):
         raise InputError(f"list {slug!r} is not a valid slug (letters, digits, '-' and '_')")
     return slug
 
