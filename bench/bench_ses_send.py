@@ -198,9 +198,10 @@ def main() -> None:
         return
 
     os.environ.update(AWS_ENVIRONMENT)
-    from tests.send_world import EXAMPLE_ISSUE, SEED_ISSUE, World
+    from tests.sample_issues import SEED
+    from tests.send_world import EXAMPLE_ISSUE, World
 
-    issue = SEED_ISSUE if args.seed else EXAMPLE_ISSUE
+    issue = SEED if args.seed else EXAMPLE_ISSUE
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {_load()}")
     print(f"issue: {issue.name}; {args.messages} messages per run, {args.runs} runs, alternating")
     if args.latency:

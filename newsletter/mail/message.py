@@ -45,7 +45,7 @@ from newsletter.mail.headers import (
     header_line,
 )
 from newsletter.mail.message_id import ledger_message_id
-from newsletter.tokens import Links
+from newsletter.tokens import Links, Purpose
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,10 @@ class MessageFactory:
         self.domain = settings.sender_domain
         self.sender = settings.from_address
         self._click_prefix = f"{links.base_url}/c/".encode("ascii")
+        self._unsubscribe_prefix = f"{links.base_url}/u/".encode("ascii")
+        # The pixel's tag around its token, which is URL-safe and needs no escaping.
+        before, after = open_pixel_tag(links.open_pixel(0, 0)).split(links.tokens.sign(Purpose.OPEN, 0, 0))
+        self._pixel_tag = (before.encode("ascii"), after.encode("ascii"))
         self._view = links.issue_page(rendered.issue.slug)
         # Per-issue headers, encoded once.  The boundary uses '.', which base64 never
         # produces, so it cannot occur inside either part.
@@ -252,20 +256,19 @@ class MessageFactory:
     def _slot_values(self, subscriber_id: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
         """The recipient's slot values for the HTML part (escaped) and the text part.  Our
         tokens and URLs are URL-safe ASCII, so they need no escaping."""
-        unsubscribe = self.links.unsubscribe(self.issue_id, subscriber_id).encode("ascii")
+        # One MAC for all of the message's tokens (newsletter/tokens.py).
+        tokens = self.links.tokens.sign_message(
+            self.issue_id, subscriber_id, self._link_count if self.tracking.clicks else 0
+        )
+        unsubscribe = self._unsubscribe_prefix + tokens.unsubscribe
         html_values: dict[str, bytes] = {
             UNSUBSCRIBE_URL: unsubscribe,
             VIEW_URL: self._view_html,
-            OPEN_PIXEL: (
-                open_pixel_tag(self.links.open_pixel(self.issue_id, subscriber_id)).encode("ascii")
-                if self.tracking.opens
-                else b""
-            ),
+            OPEN_PIXEL: self._pixel_tag[0] + tokens.open + self._pixel_tag[1] if self.tracking.opens else b"",
         }
         if self.tracking.clicks:
             prefix = self._click_prefix
-            tokens = self.links.tokens.sign_clicks(self.issue_id, subscriber_id, self._link_count)
-            html_values.update(zip(self._link_slots, [prefix + token for token in tokens], strict=True))
+            html_values.update(zip(self._link_slots, [prefix + token for token in tokens.clicks], strict=True))
         else:
             html_values.update(self._original_links)
         text_values = {UNSUBSCRIBE_URL: unsubscribe, VIEW_URL: self._view.encode("utf-8"), OPEN_PIXEL: b""}
