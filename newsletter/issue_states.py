@@ -12,6 +12,9 @@ gone, an issue may never have been stored).  Its state:
 - sent: complete, every ledger row sent, skipped or failed permanently;
 - incomplete: begun, and rows are left queued, failed temporarily or uncertain (in flight
   when a send stopped), which another run may still deliver.
+
+Complete and incomplete are decided by `newsletter.sending.state`, the rule `send` and
+`stats` use too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.sending.state import COMPLETE, pending, send_state
 from newsletter.store import Store, ledger
 from newsletter.store import schedule as queries
 from newsletter.store.schema import REFUSED, RUNNING, SCHEDULED
@@ -136,9 +140,10 @@ def _state(row: queries.IssueOverviewRow, counts: ledger.LedgerCounts, schedule)
         return DRAFT, ""
     if running or live_sender:
         return SENDING, f"{counts.sent} of {counts.total} sent so far"
-    left = counts.queued + counts.failed_temporary + counts.sending
-    if row.completed_at is not None and not counts.failed_temporary and not counts.sending:
-        return SENT, f"{counts.sent} sent"
+    left = pending(counts)
+    if send_state(counts) == COMPLETE:
+        failed = f", {counts.failed_permanent} failed permanently" if counts.failed_permanent else ""
+        return SENT, f"{counts.sent} sent{failed}"
     if schedule is not None and schedule.state == SCHEDULED:
         return INCOMPLETE, f"{left} left; its schedule resumes it"
     return INCOMPLETE, f"{left} of {counts.total} not delivered yet (queued, failed temporarily or uncertain)"

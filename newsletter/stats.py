@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import InputError
+from newsletter.sending.state import send_state
 from newsletter.store import Store, ledger
 from newsletter.store import stats as queries
 from newsletter.store.memberships import list_of_issue
@@ -101,6 +102,9 @@ class TimelineHour:
     machine_clicks: int
 
 
+NOT_SENT = "not sent"
+
+
 @dataclass(frozen=True)
 class IssueStats:
     slug: str
@@ -131,6 +135,13 @@ class IssueStats:
     # and per category, most clicked first.
     entries: tuple[EntryStats, ...] = ()
     categories: tuple[CategoryStats, ...] = ()
+    # complete | incomplete (newsletter/sending/state.py), or "not sent" before the send began.
+    state: str = NOT_SENT
+
+    @property
+    def undelivered(self) -> int:
+        """Rows another run may still deliver: queued, uncertain, failed temporarily."""
+        return self.pending + self.failed_temporary
 
     @property
     def failed(self) -> int:
@@ -236,6 +247,7 @@ def issue_stats(store: Store, slug: str) -> IssueStats:
         )
     started = issue.snapshot_at or first_sent
     return IssueStats(
+        state=send_state(tally) if issue.snapshot_at is not None else NOT_SENT,
         slug=issue.slug,
         title=issue.title,
         subject=issue.subject,

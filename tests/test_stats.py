@@ -116,6 +116,8 @@ EXPECTED = {
     # The crafted links sit in no entry: one group, whose people are counted once.
     "entries": [{"title": None, "category": None, "clicks": 4, "machine_clicks": 1, "people": 2}],
     "categories": [],
+    # Rows queued, uncertain and failed temporarily remain.
+    "state": "incomplete",
     "timeline": [
         {"hour": 0, "start": "2026-11-30T08:00:00Z", "opens": 1, "clicks": 1, "machine_opens": 2, "machine_clicks": 1},
         {"hour": 1, "start": "2026-11-30T09:00:00Z", "opens": 1, "clicks": 1, "machine_opens": 0, "machine_clicks": 0},

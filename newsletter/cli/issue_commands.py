@@ -200,6 +200,14 @@ def send(
     that time by `newsletter serve` or `newsletter worker`.
 
     \b
+    Exit status (for cron and CI):
+      0   complete: every subscriber sent, skipped, or failed permanently
+      75  incomplete: rows queued, failed temporarily (retried by the next run once
+          their backoff has passed) or uncertain; run the same command again later
+      1   an error before or during sending that a person must see to
+      2   a usage error
+
+    \b
     Examples:
       newsletter send issues/2026-11-30.md --test me@example.com
       newsletter send issues/2026-11-30.md --dry-run

@@ -16,6 +16,7 @@ from newsletter.errors import InputError
 from newsletter.sending.campaign import SendSummary, run_send
 from newsletter.sending.plan import SendOptions, SendPlan, plan_send
 from newsletter.sending.probe import dry_run, send_test
+from newsletter.sending.state import EXIT_COMPLETE, EXIT_ERROR, exit_status, pending
 from newsletter.store import Store
 
 
@@ -74,44 +75,30 @@ def _dry_run(plan: SendPlan) -> int:
 
 
 def _real_send(plan: SendPlan, assume_yes: bool) -> int:
-    counts = plan.counts
-    if plan.snapshotted and counts.sending and not plan.options.resend_uncertain:
-        click.echo(
-            f"{counts.sending} messages were in flight when an earlier send stopped; "
-            + (
-                "the outbox will tell which arrived"
-                if plan.settings.transport.kind == "outbox"
-                else "they may or may not have been delivered, so they are not resent (use --resend-uncertain to resend them)"
-            ),
-            err=True,
+    if not plan.snapshotted and not plan.audience:
+        click.echo(f"list {plan.list_slug!r} has no active subscribers — nothing to send")
+        return EXIT_COMPLETE
+    if plan.audience:
+        transport = plan.settings.transport.kind
+        rate = f"{plan.rate:g}/s" if plan.rate else "as fast as it goes"
+        question = (
+            f"Send {plan.issue.subject!r} to {plan.audience} subscribers of {plan.list_slug!r} "
+            f"via {transport} ({rate}, {plan.workers} workers)?"
         )
-    if not plan.audience and not (plan.settings.transport.kind == "outbox" and counts.sending):
-        if plan.snapshotted:
-            if counts.sending:
-                # Not complete: the uncertain rows reported above are neither sent nor failed.
-                click.echo(f"{plan.stored.slug}: nothing left to send ({counts.sent} sent, {counts.sending} uncertain)")
-            else:
-                click.echo(f"{plan.stored.slug}: already sent completely ({counts.sent} sent) — nothing to do")
-            if counts.failed_temporary:
-                click.echo(f"{counts.failed_temporary} failed temporarily: run again with --retry-failed to retry them")
-        else:
-            click.echo(f"list {plan.list_slug!r} has no active subscribers — nothing to send")
-        return 1 if counts.sending else 0
-    transport = plan.settings.transport.kind
-    rate = f"{plan.rate:g}/s" if plan.rate else "as fast as it goes"
-    question = (
-        f"Send {plan.issue.subject!r} to {plan.audience} subscribers of {plan.list_slug!r} "
-        f"via {transport} ({rate}, {plan.workers} workers)?"
-    )
-    if not assume_yes:
-        if not sys.stdin.isatty():
-            raise InputError(f"{question} — confirm with --yes (no terminal to ask on)")
-        if not click.confirm(question, default=False, err=True):
-            click.echo("nothing sent", err=True)
-            return 1
+        if not assume_yes:
+            if not sys.stdin.isatty():
+                raise InputError(f"{question} — confirm with --yes (no terminal to ask on)")
+            if not click.confirm(question, default=False, err=True):
+                click.echo("nothing sent", err=True)
+                return EXIT_ERROR
+    # Run even with nothing queued: the campaign takes the sender lock first, so what it
+    # reports about rows in flight is about an earlier send, never a live one's, and the
+    # outbox settles those rows exactly.
     summary = _with_progress(plan)
     _report(plan, summary)
-    return 0 if summary.complete and not summary.failed_permanent and not summary.failed_temporary else 1
+    if summary.stopped_for_good:
+        return EXIT_ERROR
+    return exit_status(summary.state)
 
 
 def _with_progress(plan: SendPlan) -> SendSummary:
@@ -148,30 +135,62 @@ def _with_progress(plan: SendPlan) -> SendSummary:
 
 
 def _report(plan: SendPlan, summary: SendSummary) -> None:
-    click.echo(
-        f"sent {summary.sent}, failed {summary.failed_permanent} permanently and {summary.failed_temporary} temporarily, "
-        f"skipped {summary.skipped} in {summary.elapsed:.1f} s ({summary.rate:.1f}/s)"
-    )
+    counts = summary.ledger
+    slug = plan.stored.slug
+    tried = summary.sent + summary.failed_permanent + summary.failed_temporary + summary.skipped
+    for note in summary.notes:
+        click.echo(f"note: {note}", err=True)
+    if tried or summary.stopped:
+        click.echo(
+            f"sent {summary.sent}, failed {summary.failed_permanent} permanently and "
+            f"{summary.failed_temporary} temporarily, skipped {summary.skipped} in {summary.elapsed:.1f} s "
+            f"({summary.rate:.1f}/s)"
+        )
     for reason, number in summary.failures.most_common(10):
         click.echo(f"  {number} × {reason}", err=True)
     if summary.stopped:
         click.echo(f"stopped: {summary.stopped}", err=True)
-    ledger = summary.ledger
-    if summary.uncertain:
+    if counts.sending:
+        click.echo(uncertain_line(counts.sending), err=True)
+    if counts.queued:
+        click.echo(f"{counts.queued} still queued: run the same command again to resume", err=True)
+    if counts.failed_temporary:
         click.echo(
-            f"{summary.uncertain} messages may or may not have gone out (the provider did not answer); "
-            "they are not resent unless you run again with --resend-uncertain",
-            err=True,
-        )
-    if ledger.queued:
-        click.echo(f"{ledger.queued} still queued: run the same command again to resume", err=True)
-    if ledger.failed_temporary:
-        click.echo(
-            f"{ledger.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True
+            f"{counts.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True
         )
     if summary.complete:
-        click.echo(f"{plan.stored.slug}: sent completely ({ledger.sent} in all)")
+        if counts.failed_permanent:
+            click.echo(
+                f"{slug}: complete: {counts.sent} sent, {counts.failed_permanent} failed permanently, "
+                f"{counts.skipped} skipped"
+            )
+            _name_permanent_failures(summary)
+        elif tried:
+            click.echo(f"{slug}: sent completely ({counts.sent} in all)")
+        else:
+            click.echo(f"{slug}: already sent completely ({counts.sent} sent) — nothing to do")
+    else:
+        click.echo(
+            f"{slug}: incomplete ({counts.sent} sent, {pending(counts)} not yet: {counts.queued} queued, "
+            f"{counts.failed_temporary} failed temporarily, {counts.sending} uncertain)"
+        )
     _where_messages_are(plan)
+
+
+def uncertain_line(number: int) -> str:
+    """The one wording for rows whose fate is unknown (DESIGN.md, "The ledger is the truth")."""
+    return (
+        f"{number} messages may or may not have gone out (in flight when a send stopped, or the provider "
+        "did not answer): they are not resent unless you run again with --resend-uncertain"
+    )
+
+
+def _name_permanent_failures(summary: SendSummary) -> None:
+    for address, reason in summary.permanent_failures:
+        click.echo(f"  failed permanently: {address}: {reason.splitlines()[0] if reason else ''}")
+    more = summary.ledger.failed_permanent - len(summary.permanent_failures)
+    if more > 0:
+        click.echo(f"  ... and {more} more failed permanently")
 
 
 def _where_messages_are(plan: SendPlan) -> None:

@@ -18,7 +18,12 @@ def print_stats(stats: IssueStats, *, file: IO[str] | None = None, width: int | 
 
     console = Console(file=file, width=width, highlight=False, soft_wrap=False)
     started = f"sending began {stats.send_started_at:%Y-%m-%d %H:%M} UTC" if stats.send_started_at else "not sent yet"
-    finished = f", finished {stats.completed_at:%Y-%m-%d %H:%M} UTC" if stats.completed_at else ""
+    if stats.state == "complete":
+        finished = f", finished {stats.completed_at:%Y-%m-%d %H:%M} UTC" if stats.completed_at else ", complete"
+    elif stats.state == "incomplete":
+        finished = f", incomplete: {stats.undelivered} not delivered yet"
+    else:
+        finished = ""
     named = stats.slug if stats.slug == stats.issue_date.isoformat() else f"{stats.slug}, {stats.issue_date:%Y-%m-%d}"
     console.print(f"[bold]{_escape(stats.title)}[/bold]  ({_escape(named)}; {started}{finished})")
     console.print()

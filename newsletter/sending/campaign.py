@@ -33,6 +33,7 @@ from newsletter.interrupts import stop_on_signals
 from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
+from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome
 from newsletter.store.schema import (
@@ -56,6 +57,8 @@ from newsletter.transports.configured import open_transport
 MAX_ATTEMPTS = 4
 HEARTBEAT_SECONDS = 5.0
 OUTBOX_CLAIM_WINDOW = 200
+# Permanent failures named in the summary; the rest are counted.
+PERMANENT_NAMED = 10
 
 
 @dataclass
@@ -70,6 +73,17 @@ class SendSummary:
     failures: Counter = field(default_factory=Counter)
     ledger: LedgerCounts = field(default_factory=LedgerCounts)
     complete: bool = False
+    # What this run found and did that the editor should hear of once (settled uncertain rows).
+    notes: list[str] = field(default_factory=list)
+    # (address, reason) of rows failed permanently, for naming them (at most PERMANENT_NAMED).
+    permanent_failures: list[tuple[str, str]] = field(default_factory=list)
+    # Whether the stop needs a person (a paused account, refused credentials), not time.
+    stopped_for_good: bool = False
+
+    @property
+    def state(self) -> str:
+        """COMPLETE or INCOMPLETE, by the one rule of sending/state.py."""
+        return COMPLETE if self.complete else INCOMPLETE
 
     @property
     def rate(self) -> float:
@@ -130,8 +144,10 @@ class _Campaign:
             if self.own_transport:
                 self.transport.close()
         with self.store.begin() as conn:
-            self.summary.complete = ledger.mark_complete_if_done(conn, self.issue_id)
+            ledger.mark_complete_if_done(conn, self.issue_id)
             self.summary.ledger = ledger.counts(conn, self.issue_id)
+            self.summary.permanent_failures = ledger.permanent_failures(conn, self.issue_id, limit=PERMANENT_NAMED)
+        self.summary.complete = send_state(self.summary.ledger) == COMPLETE
         self.summary.uncertain = self.summary.ledger.sending
         self.summary.elapsed = time.monotonic() - started
         return self.summary
@@ -158,7 +174,7 @@ class _Campaign:
                 ledger.record(conn, arrived)
                 if missing:
                     ledger.requeue(conn, self.issue_id, status=SENDING, ids=missing)
-            self.plan.notes.append(
+            self.summary.notes.append(
                 f"{len(uncertain)} messages were in flight when an earlier send stopped: "
                 f"{len(arrived)} had reached the outbox, {len(missing)} had not and are sent now"
             )
@@ -303,6 +319,7 @@ class _Campaign:
                 outcome = Outcome(item.delivery_id, QUEUED, error=f"internal error: {err!r}")
                 self.stop.set()
                 self.summary.stopped = f"internal error: {err!r}"
+                self.summary.stopped_for_good = True
             self.results.put(outcome)
 
     def _deliver(self, item: Claimed) -> Outcome:
@@ -328,7 +345,8 @@ class _Campaign:
                     # It may have gone out: retrying could send a second copy.
                     return Outcome(item.delivery_id, SENDING, error=str(err))
                 if err.stops_send:
-                    self.summary.stopped = str(err)
+                    self.summary.stopped = self.summary.stopped or str(err)
+                    self.summary.stopped_for_good = self.summary.stopped_for_good or err.permanent
                     self.stop.set()
                     return Outcome(item.delivery_id, QUEUED, attempts=attempt - 1)
                 if err.permanent:

@@ -429,11 +429,18 @@ def requeue(
 
 
 def mark_complete_if_done(conn: sa.Connection, issue_id: int) -> bool:
-    """Record the issue as completely sent when no row is queued or in flight."""
+    """Record when the issue's send became complete: no row queued, in flight or failed
+    temporarily (the rule of newsletter/sending/state.py)."""
     pending = conn.execute(
         sa.select(sa.func.count())
         .select_from(deliveries)
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_((QUEUED, SENDING)))
+        .where(
+            deliveries.c.issue_id == issue_id,
+            sa.or_(
+                deliveries.c.status.in_((QUEUED, SENDING)),
+                sa.and_(deliveries.c.status == FAILED, deliveries.c.failure != PERMANENT),
+            ),
+        )
     ).scalar_one()
     if pending:
         return False
@@ -441,3 +448,15 @@ def mark_complete_if_done(conn: sa.Connection, issue_id: int) -> bool:
         sa.update(issues).where(issues.c.id == issue_id, issues.c.completed_at.is_(None)).values(completed_at=utcnow())
     )
     return True
+
+
+def permanent_failures(conn: sa.Connection, issue_id: int, *, limit: int) -> list[tuple[str, str]]:
+    """(address, reason) of up to `limit` rows failed permanently, in ledger order."""
+    query = (
+        sa.select(subscribers.c.email, deliveries.c.error)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == FAILED, deliveries.c.failure == PERMANENT)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    return [(row.email, row.error or "no reason recorded") for row in conn.execute(query)]

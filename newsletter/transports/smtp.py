@@ -10,7 +10,9 @@ may decide to risk a second copy.
 
 Reply codes (RFC 5321 section 4.2): 4xx are temporary, 5xx permanent.  A refusal at MAIL
 FROM concerns the sender, so every message would meet it: a 5xx there, a failed login or an
-untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports.base`).
+untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports.base`),
+and so does a server that cannot be reached or refuses the session: the rows stay queued
+for the next run rather than each failing in turn.
 Amazon SES's SMTP interface reports its daily quota as "454 Throttling failure: Daily message
 quota exceeded" (SES developer guide, "Errors related to the sending quotas"), which stops
 the send too.
@@ -309,21 +311,27 @@ class SmtpTransport:
                 stops_send=True,
             ) from err
         except smtplib.SMTPResponseException as err:
+            # A greeting of 421 or 554 (RFC 5321 section 3.1): the server takes no mail from
+            # us now, whoever it is for.
             _close_quietly(connection)
             raise TransportError(
                 f"SMTP server {where} refused the session: {err.smtp_code} {_text(err.smtp_error)}",
                 permanent=False,
                 recipient=recipient,
                 code=str(err.smtp_code),
+                stops_send=True,
             ) from err
         except (smtplib.SMTPException, OSError) as err:
-            # Refused, reset, timed out, name not resolved: the server may be back later.
+            # Refused, reset, timed out, name not resolved: the server may be back later.  No
+            # message can go until it is, so the send stops with the rest queued (and resumes
+            # when run again) instead of failing every reader in turn.
             _close_quietly(connection)
             raise TransportError(
                 f"cannot connect to SMTP server {where}: {err}",
                 permanent=False,
                 recipient=recipient,
                 code="connect",
+                stops_send=True,
             ) from err
 
 

@@ -1,0 +1,105 @@
+"""Unattended sends tell the truth: one state per issue (complete only when every row is
+sent, skipped or failed permanently), the exit status a cron job reads (0 / 75 / 1 / 2),
+and what a rerun says, through real SMTP servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+
+import pytest
+
+pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
+from tests.send_world import World
+from tests.transport_servers import LocalSmtp
+
+pytest_plugins = ["tests.transport_servers", "tests.send_world"]
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def issue_state(world: World) -> dict:
+    listed = world.cli("issues", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (state,) = [s for s in json.loads(listed.stdout) if s["slug"] == "2026-11-30"]
+    return state
+
+
+def received_by(server: LocalSmtp) -> Counter[str]:
+    return Counter(rcpt for delivery in server.received for rcpt in delivery.rcpt_tos)
+
+
+def test_smtp_down_then_up_first_run_is_incomplete_75_and_the_second_delivers_everyone_once(world: World):
+    world.add_subscribers(8)
+    world.configure("transport", kind="smtp")
+    world.configure("transport.smtp", host="127.0.0.1", port=closed_port(), security="none", timeout=5)
+
+    first = world.cli("send", str(world.issue_file), "--yes")
+    assert first.returncode == 75, first.stdout + first.stderr
+    assert "2026-11-30: incomplete" in first.stdout and "sent completely" not in first.stdout
+    assert "cannot connect to SMTP server" in first.stderr
+    # Every command says so: issues, stats (terminal and JSON).
+    assert issue_state(world)["state"] == "incomplete"
+    stats = world.cli("stats", "2026-11-30", "--json")
+    assert json.loads(stats.stdout)["state"] == "incomplete"
+    assert "incomplete: 8 not delivered yet" in world.cli("stats", "2026-11-30").stdout
+    assert world.issue_row()["completed_at"] is None
+
+    with LocalSmtp() as server:
+        world.use_smtp(server)
+        second = world.cli("send", str(world.issue_file), "--yes")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "2026-11-30: sent completely (8 in all)" in second.stdout
+        assert received_by(server) == Counter({f"reader{n}@example.org": 1 for n in range(8)})
+    assert issue_state(world)["state"] == "sent"
+    assert json.loads(world.cli("stats", "2026-11-30", "--json").stdout)["state"] == "complete"
+
+
+def test_a_rerun_with_uncertain_rows_is_incomplete_and_never_says_nothing_to_do(world: World, local_smtp: LocalSmtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(4)
+    # The server takes the first message and hangs up before saying so: that row is uncertain.
+    local_smtp.hang_up_in_data(1)
+    first = world.cli("send", str(world.issue_file), "--yes", "--workers", "1")
+    assert first.returncode == 75, first.stdout + first.stderr
+
+    again = world.cli("send", str(world.issue_file), "--yes")
+    assert again.returncode == 75
+    assert "nothing to do" not in again.stdout and "sent completely" not in again.stdout
+    assert "(3 sent, 1 not yet: 0 queued, 0 failed temporarily, 1 uncertain)" in again.stdout
+    assert again.stderr.count("may or may not have gone out") == 1
+    assert issue_state(world)["state"] == "incomplete"
+
+
+def test_a_rerun_after_permanent_failures_names_them_instead_of_sent_completely(world: World, local_smtp: LocalSmtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(5)
+    local_smtp.rcpt_replies["reader1@example.org"] = "550 5.7.1 Message refused by policy"
+    local_smtp.rcpt_replies["reader3@example.org"] = "554 5.7.1 Rejected"
+    first = world.cli("send", str(world.issue_file), "--yes")
+    # Complete: every row is settled for good, though two of them failed.
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    again = world.cli("send", str(world.issue_file), "--yes")
+    assert again.returncode == 0
+    assert "already sent completely" not in again.stdout
+    assert "2026-11-30: complete: 3 sent, 2 failed permanently, 0 skipped" in again.stdout
+    named = [line for line in again.stdout.splitlines() if "failed permanently:" in line]
+    assert len(named) == 2
+    assert "reader1@example.org" in named[0] and "550 5.7.1" in named[0]
+    assert "reader3@example.org" in named[1] and "554 5.7.1" in named[1]
+    assert issue_state(world)["state"] == "sent"
+
+
+def test_send_help_documents_the_exit_statuses(world: World):
+    shown = world.cli("send", "--help")
+    assert shown.returncode == 0
+    for line in ("0   complete", "75  incomplete", "1   an error", "2   a usage error"):
+        assert line in shown.stdout
