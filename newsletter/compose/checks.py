@@ -9,6 +9,7 @@ file only.
 from __future__ import annotations
 
 import difflib
+import html
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -70,9 +71,10 @@ def check_rendered(rendered: Rendered, settings: Settings) -> list[Finding]:
     findings += _issue_links(rendered.issue)
     findings += _refused_targets(source, where)
     findings += _markup(preview_html, where, issue_urls={url for url, _ in issue_links(rendered.issue)})
-    findings += _leftovers("HTML part", preview_html, source, where)
-    findings += _leftovers("text part", preview_text, source, where)
-    findings += _leftovers("web page", rendered.web_html, source, where)
+    decoded = _decoded(source)
+    findings += _leftovers("HTML part", preview_html, decoded, where)
+    findings += _leftovers("text part", preview_text, decoded, where)
+    findings += _leftovers("web page", rendered.web_html, decoded, where)
     # In the order of the file, as a compiler reports; what the templates made comes first.
     return sorted(findings, key=lambda finding: finding.line or 0)
 
@@ -371,6 +373,16 @@ def _source_text(path: str) -> str:
             return handle.read()
     except OSError:
         return ""
+
+
+# CommonMark's backslash escapes (section 2.4: any ASCII punctuation) and entity references
+# (section 2.5) reach the output decoded: `&#123;&#123;` is the issue's own `{{`.
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _decoded(source: str) -> str:
+    """The issue's text as it reaches the output, for comparing counts (`_leftovers`)."""
+    return source + "\n" + html.unescape(_BACKSLASH_ESCAPE.sub(r"\1", source))
 
 
 def _leftovers(part: str, text: str, source: str, where: str) -> Iterator[Finding]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,8 +36,19 @@ OPEN_PIXEL = "open_pixel"
 LINK_PREFIX = "link:"
 # ASCII on purpose: MRML drops private-use characters from text and mangles them in
 # attributes, while this survives MJML and css-inline unchanged (checked in the tests).
+#
+# Two spellings.  While an issue renders, the renderer's own slots carry a random nonce
+# (`%%nl-NONCE:NAME%%`): the editor's text reaches the output decoded (an entity `&#37;`,
+# a backslash escape `\%`), so no spelling can be refused up front, but nobody can write a
+# nonce they never saw.  Stored (`SlottedText.marked`, read back by `parse`) a slot is
+# `%%nl:NAME%%`, and a `%%nl:` of the editor's text is written `%%nl:literal%%nl:`, which
+# `parse` turns back into text.
 SLOT_MARK = "%%nl:{}%%"
 SLOT_PATTERN = re.compile(r"%%nl:([a-z_]+(?::\d+)?)%%")
+_RENDER_MARK = "%%nl-{nonce}:{name}%%"
+_LITERAL = "literal"
+_MARK_START = "%%nl:"
+_ESCAPED_MARK_START = SLOT_MARK.format(_LITERAL) + "nl:"
 
 TRACKABLE_SCHEMES = ("http://", "https://")
 
@@ -58,13 +70,30 @@ class SlottedText:
 
     @classmethod
     def parse(cls, text: str) -> SlottedText:
+        """Stored text (`marked`) back into parts and slots."""
         pieces = SLOT_PATTERN.split(text)
+        if _ESCAPED_MARK_START not in text:
+            return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
+        parts, slots = [pieces[0]], []
+        for name, part in zip(pieces[1::2], pieces[2::2], strict=True):
+            if name == _LITERAL:
+                parts[-1] += "%%" + part
+            else:
+                slots.append(name)
+                parts.append(part)
+        return cls(tuple(parts), tuple(slots))
+
+    @classmethod
+    def rendered(cls, text: str, nonce: str) -> SlottedText:
+        """The renderer's output split at its own slots (those carrying `nonce`) only."""
+        pieces = re.split(_RENDER_MARK.format(nonce=re.escape(nonce), name=r"([a-z_]+(?::\d+)?)"), text)
         return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
 
     def marked(self) -> str:
-        """The text with its slot markers, as `parse` read it (for storing)."""
-        return self.parts[0] + "".join(
-            SLOT_MARK.format(name) + part for name, part in zip(self.slots, self.parts[1:], strict=True)
+        """The text with its slot markers, for storing; `parse` reads it back as it was."""
+        parts = [part.replace(_MARK_START, _ESCAPED_MARK_START) for part in self.parts]
+        return parts[0] + "".join(
+            SLOT_MARK.format(name) + part for name, part in zip(self.slots, parts[1:], strict=True)
         )
 
     def fill(self, values: Mapping[str, str]) -> str:
@@ -184,16 +213,18 @@ class Renderer:
         raise RenderError(f"template {name!r} not found in {', '.join(self.search_path)}")
 
     def render(self, issue: model.Issue) -> Rendered:
-        email_links = _LinkRegistry(track=True)
+        # Fresh for every render, so no text of the issue can spell one of its slots.
+        nonce = secrets.token_hex(8)
+        email_links = _LinkRegistry(track=True, nonce=nonce)
         email_html = self._inline(
-            main_landmark(self._mjml(self._template(EMAIL_TEMPLATE, issue, email_links)), issue.title)
+            main_landmark(self._mjml(self._template(EMAIL_TEMPLATE, issue, email_links, nonce)), issue.title)
         )
-        plain = _LinkRegistry(track=False)
-        text = self._template(TEXT_TEMPLATE, issue, plain)
+        plain = _LinkRegistry(track=False, nonce=nonce)
+        text = self._template(TEXT_TEMPLATE, issue, plain, nonce)
         # The web version is a plain page, not the email: browsers need no tables, no
         # inlined styles and no MSO fallbacks (and skipping MJML halves the render time).
-        web_html = self._template(WEB_TEMPLATE, issue, plain)
-        slotted_html, slotted_text = SlottedText.parse(email_html), SlottedText.parse(text)
+        web_html = self._template(WEB_TEMPLATE, issue, plain, nonce)
+        slotted_html, slotted_text = SlottedText.rendered(email_html, nonce), SlottedText.rendered(text, nonce)
         # A slot nobody fills (an editor's slot('unsubscribe')) would fail at fill time, per
         # recipient, with a KeyError; say so now, once, naming the template.
         known = {UNSUBSCRIBE_URL, VIEW_URL, OPEN_PIXEL} | {f"{LINK_PREFIX}{i}" for i in range(len(email_links.urls))}
@@ -234,14 +265,14 @@ class Renderer:
         values.update(context)
         return self._render(name, values)
 
-    def _template(self, name: str, issue: model.Issue, links: _LinkRegistry) -> str:
+    def _template(self, name: str, issue: model.Issue, links: _LinkRegistry, nonce: str) -> str:
         to_html = _InlineHtml(links.href)
         context = self.page_context(issue.language)
         context.update(
             issue=issue,
             date=format_date(issue.date, issue.language),
             link=links.href,
-            slot=_slot,
+            slot=lambda slot_name: Markup(_RENDER_MARK.format(nonce=nonce, name=slot_name)),
             inline=to_html.inline,
             blocks=to_html.blocks,
             inline_text=_inline_text,
@@ -311,15 +342,12 @@ def main_landmark(document: str, label: str) -> str:
     return document[: found.start()] + opening + document[found.start() : end] + "</div>" + document[end:]
 
 
-def _slot(name: str) -> Markup:
-    return Markup(SLOT_MARK.format(name))
-
-
 class _LinkRegistry:
     """Gives each distinct trackable URL a slot, in order of first use."""
 
-    def __init__(self, *, track: bool) -> None:
+    def __init__(self, *, track: bool, nonce: str) -> None:
         self.track = track
+        self.nonce = nonce
         self.urls: list[str] = []
         self._index: dict[str, int] = {}
 
@@ -330,7 +358,7 @@ class _LinkRegistry:
         if url not in self._index:
             self._index[url] = len(self.urls)
             self.urls.append(url)
-        return SLOT_MARK.format(f"{LINK_PREFIX}{self._index[url]}")
+        return _RENDER_MARK.format(nonce=self.nonce, name=f"{LINK_PREFIX}{self._index[url]}")
 
 
 class _InlineHtml:
