@@ -103,11 +103,25 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class InboxSettings:
+    """`[events.inbox]`: the mailbox `newsletter events inbox` reads (feedback/inbox.py)."""
+
+    # imaps://USER@HOST[:PORT]/FOLDER, imap://... (plain, for a server on this machine) or
+    # maildir:///PATH; empty: no mailbox is read.
+    url: str = ""
+    # From NEWSLETTER_INBOX_PASSWORD rather than the file.
+    password: str = ""
+    # Where applied mail is moved so it is not read again; created when missing.
+    applied_folder: str = "newsletter-applied"
+
+
+@dataclass(frozen=True)
 class EventsSettings:
     # SNS topics whose notifications /hooks/ses accepts; empty accepts none.
     topic_arns: tuple[str, ...] = ()
     transient_bounce_limit: int = 3
     transient_bounce_days: int = 30
+    inbox: InboxSettings = field(default_factory=InboxSettings)
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,7 @@ ENVIRONMENT = {
     "NEWSLETTER_BASE_URL": ("newsletter", "base_url"),
     "NEWSLETTER_ADMIN_PASSWORD": ("web", "admin_password"),
     "NEWSLETTER_SMTP_PASSWORD": ("transport", "smtp", "password"),
+    "NEWSLETTER_INBOX_PASSWORD": ("events", "inbox", "password"),
 }
 
 VALID_CHOICES = {

@@ -624,6 +624,7 @@ def test_the_kinds_are_lowercase_names():
         "click",
         "rendering_failure",
         "subscription",
+        "mailto_unsubscribe",
     ]
 
 

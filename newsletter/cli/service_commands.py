@@ -31,7 +31,8 @@ def serve(context: Context, host: str, port: int) -> None:
 
 @click.group()
 def events() -> None:
-    """SES events (deliveries, bounces, complaints...) for servers SNS cannot reach."""
+    """Feedback that does not come through `serve`: SES events from SQS, and bounces,
+    complaints and unsubscribes that come back by mail."""
 
 
 @events.command("pull")
@@ -69,6 +70,39 @@ def events_pull(context: Context, queue_url: str, once: bool, max_messages: int 
             max_messages=max_messages,
             wait_seconds=wait_seconds,
             report=lambda line: click.echo(line),
+        )
+    click.echo(summary.describe(), err=True)
+
+
+@events.command("inbox")
+@click.option("--once", is_flag=True, help="Read the mailbox once and stop, instead of watching it.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often a watching reader looks again.",
+)
+@pass_context
+def events_inbox(context: Context, once: bool, interval: float) -> None:
+    """Apply what comes back by mail: bounce reports (RFC 3464 DSNs), feedback-loop
+    complaints (ARF) and mails to [newsletter] unsubscribe_mailto.
+
+    Reads the mailbox of [events.inbox] url: imaps://USER@HOST/INBOX (password from
+    NEWSLETTER_INBOX_PASSWORD), imap://... or maildir:///PATH.  Applied mail is moved into
+    [events.inbox] applied_folder; anything else is left in place and counted.  Runs until
+    Ctrl-C (or, with --once, one pass).
+
+    \b
+    Example:
+      NEWSLETTER_INBOX_PASSWORD=... newsletter events inbox --once
+    """
+    from newsletter.feedback.inbox import read_inbox
+
+    with open_store(context) as store:
+        summary = read_inbox(
+            context.settings, store, once=once, interval=interval, report=lambda line: click.echo(line)
         )
     click.echo(summary.describe(), err=True)
 

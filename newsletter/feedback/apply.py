@@ -1,11 +1,13 @@
-"""Applying SES events to the store: the ledger row's history and the subscriber's standing.
+"""Applying feedback events to the store: the ledger row's history and the subscriber's standing.
 
     with store.begin() as conn:
         result = apply_ses_event(conn, event, SuppressionPolicy.from_settings(settings.events))
 
 Both ways SES feedback arrives, the `/hooks/ses` endpoint (SNS over HTTPS) and
 `newsletter events pull` (SQS), parse an `FeedbackEvent` with `newsletter.transports.ses.sns` and hand it here,
-inside a transaction they commit.  What an event does:
+inside a transaction they commit; so does `newsletter events inbox` with the bounce reports,
+complaints and unsubscribe mails it reads from a mailbox (`feedback/inbox.py`).  What an
+event does:
 
 - it is recorded once as an event on its ledger row (issue, subscriber, delivery), keyed by
   its dedupe key, so an SNS retry, an SQS redelivery or the same bounce reported by both SES
@@ -14,10 +16,13 @@ inside a transaction they commit.  What an event does:
   bounces `bounced` once the policy's limit falls within its window.  Sends only go to
   `active` subscribers and re-check the status when they claim a row, so that is what
   suppresses them from every later send;
-- SES's Subscription event (its own list-management unsubscribe) unsubscribes.
+- SES's Subscription event (its own list-management unsubscribe) unsubscribes from every
+  list; a mail to the unsubscribe mailto leaves the list of the issue its token names, as
+  the unsubscribe link of the same message would.
 
 Finding the row: by the SES MessageId the send recorded; failing that by our own Message-ID
-header, which SES reports in `mail.headers` and which names the issue and subscriber.  The
+header, which SES reports in `mail.headers` (and a bounce report quotes) and which names the
+issue and subscriber; for a mailto unsubscribe, by the row its signed token names.  The
 second way matters for events that overtake the send's own bookkeeping: the row is written
 `sending` (with its Message-ID) before the message leaves, but gets its SES id only when the
 sender records a batch of outcomes.
@@ -48,7 +53,7 @@ from newsletter.feedback.machines import judge
 from newsletter.feedback.suppression import Suppression, SuppressionPolicy
 from newsletter.mail.message_id import parse_ledger_message_id
 from newsletter.store import schema
-from newsletter.store.events import DeliveryRef, delivery_by_provider_id, record_event
+from newsletter.store.events import DeliveryRef, delivery_by_provider_id, delivery_for, record_event
 from newsletter.store.feedback import (
     bounce_details,
     delivery_by_message_id,
@@ -56,6 +61,7 @@ from newsletter.store.feedback import (
     subscriber_id_for_address,
     suppress_subscriber,
 )
+from newsletter.store.memberships import address_of, leave_lists, list_of_issue
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ STORED_KIND: Mapping[EventKind, str] = {
     EventKind.CLICK: schema.SES_CLICK,
     EventKind.RENDERING_FAILURE: schema.RENDERING_FAILURE,
     EventKind.SUBSCRIPTION: schema.UNSUBSCRIBE,
+    EventKind.MAILTO_UNSUBSCRIBE: schema.UNSUBSCRIBE,
 }
 
 SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
@@ -81,7 +88,9 @@ SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
 }
 
 # Kinds that still matter when the message is in no ledger row: they are about the address.
-_ABOUT_THE_ADDRESS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION})
+_ABOUT_THE_ADDRESS = frozenset(
+    {EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION, EventKind.MAILTO_UNSUBSCRIBE}
+)
 
 
 class Applied(StrEnum):
@@ -92,7 +101,7 @@ class Applied(StrEnum):
 
 @dataclass(frozen=True)
 class FeedbackResult:
-    """What applying one SES event did."""
+    """What applying one feedback event did."""
 
     event: FeedbackEvent
     applied: Applied
@@ -109,7 +118,8 @@ class FeedbackResult:
             if self.delivery
             else ", ".join(f"subscriber {sid}" for sid in self.subscriber_ids) or "no subscriber"
         )
-        line = f"{self.event.kind} {self.event.provider_message_id}: {self.applied} ({where})"
+        about = self.event.provider_message_id or self.event.message_id or "(no message id)"
+        line = f"{self.event.kind} {about}: {self.applied} ({where})"
         if self.suppressed:
             line += "; " + ", ".join(f"subscriber {sid} now {status}" for sid, status in self.suppressed)
         if self.reason:
@@ -128,25 +138,45 @@ def apply_ses_event(
         return _apply(conn, event, policy, delivery, [delivery.subscriber_id])
     if event.kind not in _ABOUT_THE_ADDRESS:
         reason = "no ledger row has this message (a test send, a confirmation email or another sender): ignored"
-        log.info("SES %s event for %s: %s", event.kind, event.provider_message_id, reason)
+        log.info(
+            "%s %s event for %s: %s", event.source, event.kind, event.provider_message_id or event.message_id, reason
+        )
         return FeedbackResult(event, Applied.IGNORED, reason=reason)
+    if event.signed_row is not None:
+        # A signed token names its subscriber; the mail's sender address proves nothing (anyone
+        # can write a From line), so it is never used to find one.
+        signed_subscriber = event.signed_row[1]
+        if address_of(conn, signed_subscriber) is None:
+            reason = "the subscriber the token names is gone (erased): ignored"
+            return FeedbackResult(event, Applied.IGNORED, reason=reason)
+        return _apply(conn, event, policy, None, [signed_subscriber])
     found = {sid for address in event.recipients if (sid := subscriber_id_for_address(conn, address)) is not None}
     if not found:
         reason = "message in no ledger row and no subscriber has its address: ignored"
-        log.info("SES %s event for %s: %s", event.kind, event.provider_message_id, reason)
+        log.info(
+            "%s %s event for %s: %s", event.source, event.kind, event.provider_message_id or event.message_id, reason
+        )
         return FeedbackResult(event, Applied.IGNORED, reason=reason)
     return _apply(conn, event, policy, None, sorted(found))
 
 
 def find_delivery(conn: sa.Connection, event: FeedbackEvent) -> DeliveryRef | None:
-    """The ledger row of the event's message: by the provider's id, else by our Message-ID."""
+    """The ledger row of the event's message: by the provider's id, else by our Message-ID,
+    else by the row a signed token names."""
     delivery = delivery_by_provider_id(conn, event.provider_message_id) if event.provider_message_id else None
     if delivery is not None:
         return delivery
     own = parse_ledger_message_id(event.message_id) if event.message_id else None
-    if own is None:
-        return None
-    return delivery_by_message_id(conn, issue_id=own.issue_id, subscriber_id=own.subscriber_id, message_id=own.header)
+    if own is not None:
+        delivery = delivery_by_message_id(
+            conn, issue_id=own.issue_id, subscriber_id=own.subscriber_id, message_id=own.header
+        )
+        if delivery is not None:
+            return delivery
+    if event.signed_row is not None:
+        issue_id, subscriber_id = event.signed_row
+        return delivery_for(conn, issue_id=issue_id, subscriber_id=subscriber_id)
+    return None
 
 
 def _apply(
@@ -172,6 +202,17 @@ def _apply(
         )
         machine = verdict.machine
         detail.update(verdict.detail() or {})
+    leaving: list[int] | None = None
+    if event.kind is EventKind.MAILTO_UNSUBSCRIBE:
+        # The list of the issue the token names, as its unsubscribe link leaves (audience/
+        # self_service.py); every list when that issue is gone.
+        issue_list = list_of_issue(conn, delivery.issue_id) if delivery else None
+        detail["method"] = schema.BY_MAILTO
+        if issue_list is not None:
+            leaving = [issue_list.id]
+            detail["lists"] = [issue_list.slug]
+        else:
+            detail["everything"] = True
 
     recorded_for: list[int] = []
     for subscriber_id in subscriber_ids:
@@ -197,11 +238,20 @@ def _apply(
 
     suppressed: list[tuple[int, str]] = []
     for subscriber_id in recorded_for:
+        if event.kind is EventKind.MAILTO_UNSUBSCRIBE:
+            if leave_lists(conn, subscriber_id, schema.BY_MAILTO, list_ids=leaving):
+                suppressed.append((subscriber_id, schema.UNSUBSCRIBED))
+            continue
         status = _new_status(conn, event, policy, subscriber_id)
         if status is not None and suppress_subscriber(conn, subscriber_id, status, since=event.timestamp):
             suppressed.append((subscriber_id, status))
             log.info(
-                "subscriber %s is now %s after SES %s %s", subscriber_id, status, event.kind, event.provider_message_id
+                "subscriber %s is now %s after %s %s %s",
+                subscriber_id,
+                status,
+                event.source,
+                event.kind,
+                event.provider_message_id or event.message_id,
             )
     return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed))
 

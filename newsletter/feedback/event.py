@@ -23,6 +23,9 @@ class EventKind(StrEnum):
     CLICK = "click"
     RENDERING_FAILURE = "rendering_failure"
     SUBSCRIPTION = "subscription"
+    # A reader's mail to `[newsletter] unsubscribe_mailto` (the mailto of List-Unsubscribe,
+    # RFC 2369), read by `newsletter events inbox`: leaves the list of the issue it names.
+    MAILTO_UNSUBSCRIBE = "mailto_unsubscribe"
 
 
 # "Transient" bounces with these subtypes are about the message, not the mailbox: "You may be
@@ -36,14 +39,15 @@ CONTENT_BOUNCE_SUBTYPES = frozenset({"MessageTooLarge", "ContentRejected", "Atta
 class FeedbackEvent:
     """One thing that happened to one sent message, whoever reported it.
 
-    SES events (either SES format) are parsed into this by `transports/ses/events.py`; any
-    other source of feedback (a bounce report read from a mailbox, say) makes the same
-    object, so applying it (`feedback/apply.py`) does not care where it came from.  The
+    SES events (either SES format) are parsed into this by `transports/ses/events.py`; mail
+    read from a mailbox (`feedback/dsn.py`, `feedback/arf.py`, `feedback/mailto.py`) makes
+    the same object, so applying it (`feedback/apply.py`) does not care where it came from.  The
     vocabulary is SES's, the widest of the providers': its bounce types and subtypes.
     """
 
     kind: EventKind
-    # Who reported it: "ses" for SES events; stored with the event.
+    # Who reported it: "ses" for SES events, "inbox" for mail read by `events inbox`;
+    # stored with the event.
     source: str
     # The id the provider returned when the message was handed over (SES's MessageId):
     # the first way to find the ledger row.  Empty when the report does not carry one.
@@ -59,6 +63,9 @@ class FeedbackEvent:
     # Our own Message-ID header of the message, when the report quotes it: the second way
     # to find the ledger row (mail/message_id.py reads which row it names).
     message_id: str | None = None
+    # The (issue id, subscriber id) a signed token in the report names (the unsubscribe token
+    # of a mailto unsubscribe): the third way to find the ledger row.
+    signed_row: tuple[int, int] | None = None
     # The id of the envelope the event came in (the SNS MessageId); None for raw SQS delivery.
     envelope_id: str | None = None
     # Bounce: "Permanent" | "Transient" | "Undetermined", and SES's subtype ("General",

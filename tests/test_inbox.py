@@ -1,0 +1,305 @@
+"""`newsletter events inbox`: bounce reports, complaints and mailto unsubscribes read from a
+mailbox and applied to the store (newsletter.feedback.inbox and its readers), on SQLite and
+PostgreSQL.
+
+An issue is sent for real (to the outbox); the mail that comes back is written around the
+bytes of those very messages (tests/returned_mail.py) into a Maildir; the command runs; what
+is asserted is the database afterwards and what is left in the mailbox.
+"""
+
+from __future__ import annotations
+
+import os
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import returned_mail
+import sqlalchemy as sa
+
+pytest.register_assert_rewrite("tests.send_world")
+from newsletter.feedback.dsn import bounce_kind
+from newsletter.store import schema
+from tests.send_world import World
+
+pytest_plugins = ["tests.send_world"]
+
+MAILTO = "unsubscribe@example.com"
+APPLIED = ".newsletter-applied"
+
+
+def make_maildir(path: Path) -> Path:
+    for sub in ("new", "cur", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def deliver(maildir: Path, name: str, raw: bytes) -> None:
+    (maildir / "tmp" / name).write_bytes(raw)
+    os.rename(maildir / "tmp" / name, maildir / "new" / name)
+
+
+def names_in(directory: Path) -> list[str]:
+    return sorted(entry.split(":2,")[0] for entry in os.listdir(directory)) if directory.is_dir() else []
+
+
+def sent_messages(world: World) -> dict[str, bytes]:
+    """The bytes of each message in the outbox, by recipient."""
+    parser = BytesParser(policy=policy.default)
+    found = {}
+    for path in world.outbox_files():
+        raw = path.read_bytes()
+        found[parser.parsebytes(raw, headersonly=True)["To"].addresses[0].addr_spec] = raw
+    return found
+
+
+def standings(world: World) -> dict[str, tuple[str, str]]:
+    """(address status, membership status on the default list) by address."""
+    query = sa.select(schema.subscribers.c.email, schema.subscribers.c.status, schema.memberships.c.status).join(
+        schema.memberships, schema.memberships.c.subscriber_id == schema.subscribers.c.id
+    )
+    with world.store.read() as conn:
+        return {row[0]: (row[1], row[2]) for row in conn.execute(query)}
+
+
+def stored_events(world: World) -> list[dict]:
+    query = (
+        sa.select(schema.events, schema.subscribers.c.email)
+        .join(schema.subscribers, schema.subscribers.c.id == schema.events.c.subscriber_id)
+        .order_by(schema.events.c.id)
+    )
+    with world.store.read() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+@pytest.fixture
+def sent_world(world: World, tmp_path: Path) -> World:
+    world.configure("newsletter", unsubscribe_mailto=MAILTO)
+    world.add_subscribers(8)
+    summary = world.send()
+    assert summary.sent == 8
+    return world
+
+
+def fill_maildir(world: World, maildir: Path) -> None:
+    """The mail a week of sending brings back, and some that is not feedback at all."""
+    sent = sent_messages(world)
+    deliver(maildir, "1.postfix", returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org"))
+    deliver(maildir, "2.exim", returned_mail.exim_bounce(sent["reader2@example.org"], "reader2@example.org"))
+    # Exim again, but the remote refused the message on policy (5.7.1): not the address's fault.
+    deliver(
+        maildir,
+        "3.exim-policy",
+        returned_mail.exim_bounce(
+            sent["reader3@example.org"], "reader3@example.org", reply="550 5.7.1 Message rejected as spam"
+        ),
+    )
+    deliver(maildir, "4.delay", returned_mail.postfix_delay(sent["reader4@example.org"], "reader4@example.org"))
+    deliver(maildir, "5.arf", returned_mail.arf_report(sent["reader5@example.org"], "reader5@example.org"))
+    deliver(maildir, "6.mailto", returned_mail.mailto_unsubscribe(sent["reader6@example.org"], "someone@example.net"))
+    # A bounce about an address nobody here has, of a message that is not ours.
+    stranger = b"Message-ID: <other@elsewhere.example.net>\r\nTo: nobody@example.net\r\n\r\nhi\r\n"
+    deliver(maildir, "7.stranger", returned_mail.postfix_bounce(stranger, "nobody@example.net", queue_id="5B5B5B5B5B"))
+    for name, raw in returned_mail.JUNK.items():
+        deliver(maildir, f"9.{name}", raw)
+
+
+def test_reading_a_maildir_applies_bounces_complaints_and_unsubscribes_once_and_leaves_the_rest(
+    sent_world: World, tmp_path: Path
+):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    fill_maildir(world, maildir)
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "10 read: applied 3 bounce, 1 complaint, 1 delay, 1 unsubscribe; 0 already seen; "
+        "1 about no message of ours; 3 left in the mailbox (not readable as feedback); "
+        "4 subscriber(s) suppressed or unsubscribed"
+    )
+    standing = standings(world)
+    assert standing["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Postfix 5.1.1
+    assert standing["reader2@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Exim 5.0.0, reply 5.2.1
+    assert standing["reader3@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # 5.7.1: the message, not the address
+    assert standing["reader4@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # only delayed
+    assert standing["reader5@example.org"] == (schema.COMPLAINED, schema.ACTIVE)
+    assert standing["reader6@example.org"] == (schema.ACTIVE, schema.UNSUBSCRIBED)
+    untouched = {address for address, pair in standing.items() if pair == (schema.ACTIVE, schema.ACTIVE)}
+    assert untouched == {f"reader{n}@example.org" for n in (0, 3, 4, 7)}
+
+    events = stored_events(world)
+    deliveries = world.deliveries()
+    by_address = {row.email: subscriber_id for subscriber_id, row in deliveries.items()}
+    assert [(e["kind"], e["email"]) for e in events] == [
+        (schema.BOUNCE, "reader1@example.org"),
+        (schema.BOUNCE, "reader2@example.org"),
+        (schema.BOUNCE, "reader3@example.org"),
+        (schema.DELIVERY_DELAY, "reader4@example.org"),
+        (schema.COMPLAINT, "reader5@example.org"),
+        (schema.UNSUBSCRIBE, "reader6@example.org"),
+    ]
+    # Each on its ledger row, found by the Message-ID the report quotes (or the signed token).
+    assert all(e["issue_id"] is not None and e["delivery_id"] is not None for e in events)
+    assert {e["subscriber_id"] for e in events} == {by_address[f"reader{n}@example.org"] for n in range(1, 7)}
+    bounce1, bounce2, bounce3 = events[0]["detail"], events[1]["detail"], events[2]["detail"]
+    assert (bounce1["source"], bounce1["permanent"], bounce1["bounce_subtype"]) == ("inbox", True, "NoEmail")
+    assert bounce1["detail"].startswith("5.1.1 smtp; 550 5.1.1")
+    assert (bounce2["permanent"], bounce2["detail"].split()[0]) == (True, "5.2.1")
+    assert (bounce3["permanent"], bounce3["bounce_subtype"], bounce3["soft"]) == (False, "ContentRejected", False)
+    assert events[4]["detail"]["complaint_feedback_type"] == "abuse"
+    assert events[5]["detail"]["method"] == schema.BY_MAILTO and events[5]["detail"]["lists"] == ["default"]
+
+    # Applied mail moved aside; what could not be read is where it was.
+    assert names_in(maildir / "new") == ["9.broken-report", "9.garbage", "9.person"]
+    assert names_in(maildir / APPLIED / "cur") == [
+        "1.postfix",
+        "2.exim",
+        "3.exim-policy",
+        "4.delay",
+        "5.arf",
+        "6.mailto",
+        "7.stranger",
+    ]
+
+    # Again: nothing changes, and the junk is still counted.
+    again = world.cli("events", "inbox", "--once")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == (
+        "3 read: applied nothing; 0 already seen; 0 about no message of ours; "
+        "3 left in the mailbox (not readable as feedback)"
+    )
+    assert standings(world) == standing
+    assert stored_events(world) == events
+    assert names_in(maildir / "new") == ["9.broken-report", "9.garbage", "9.person"]
+
+
+def test_a_mail_read_again_after_a_crash_before_it_was_moved_is_already_seen(sent_world: World, tmp_path: Path):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    sent = sent_messages(world)
+    bounce = returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org")
+    deliver(maildir, "1.postfix", bounce)
+    assert world.cli("events", "inbox", "--once").returncode == 0
+    events = stored_events(world)
+    # The reader was stopped after its commit and before the move: the mail is still there.
+    deliver(maildir, "1.postfix-again", bounce)
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert "1 read: applied nothing; 1 already seen;" in result.stderr
+    assert stored_events(world) == events
+    assert names_in(maildir / "new") == []
+
+
+def test_a_mailto_unsubscribe_leaves_only_the_list_of_its_issue(sent_world: World, tmp_path: Path):
+    world = sent_world
+    reader = world.deliveries()
+    reader6 = next(sid for sid, row in reader.items() if row.email == "reader6@example.org")
+    from newsletter.store.lists import get_or_create_list
+
+    with world.store.begin() as conn:
+        weekly = get_or_create_list(conn, "weekly")
+        conn.execute(
+            schema.memberships.insert().values(
+                list_id=weekly,
+                subscriber_id=reader6,
+                status=schema.ACTIVE,
+                created_at=schema.utcnow(),
+                changed_at=schema.utcnow(),
+                change_source="test",
+            )
+        )
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    deliver(
+        maildir,
+        "6.mailto",
+        returned_mail.mailto_unsubscribe(sent_messages(world)["reader6@example.org"], "x@example.net"),
+    )
+
+    assert world.cli("events", "inbox", "--once").returncode == 0
+
+    query = sa.select(schema.lists.c.slug, schema.memberships.c.status, schema.memberships.c.change_source).join(
+        schema.lists, schema.lists.c.id == schema.memberships.c.list_id
+    )
+    with world.store.read() as conn:
+        rows = {
+            row[0]: (row[1], row[2]) for row in conn.execute(query.where(schema.memberships.c.subscriber_id == reader6))
+        }
+    assert rows == {"default": (schema.UNSUBSCRIBED, schema.BY_MAILTO), "weekly": (schema.ACTIVE, "test")}
+
+
+def test_a_mail_to_the_unsubscribe_address_with_a_forged_token_is_left_and_changes_nothing(
+    sent_world: World, tmp_path: Path
+):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    genuine = returned_mail.mailto_unsubscribe(sent_messages(world)["reader6@example.org"], "x@example.net")
+    subject = next(line for line in genuine.split(b"\r\n") if line.startswith(b"Subject: "))
+    token = subject.split()[-1]
+    forged = genuine.replace(token, token[:-3] + (b"AAA" if not token.endswith(b"AAA") else b"BBB"))
+    deliver(maildir, "forged", forged)
+    before = standings(world)
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0
+    assert "without a valid unsubscribe token" in result.stdout
+    assert standings(world) == before and stored_events(world) == []
+    assert names_in(maildir / "new") == ["forged"]
+
+
+def test_a_missing_maildir_is_one_line_and_exit_1(sent_world: World, tmp_path: Path):
+    world = sent_world
+    world.configure("events.inbox", url=f"maildir://{tmp_path / 'nowhere'}")
+    result = world.cli("events", "inbox", "--once")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"error: maildir://{tmp_path / 'nowhere'}: not a Maildir (it needs new/, cur/ and tmp/)"
+    )
+
+
+def test_an_unknown_mailbox_scheme_names_the_key(sent_world: World):
+    sent_world.configure("events.inbox", url="pop3://bounces@mail.example.com/")
+    result = sent_world.cli("events", "inbox", "--once")
+    assert result.returncode == 1
+    assert "events.inbox.url" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("5.1.1", ("Permanent", "NoEmail")),
+        ("5.1.10", ("Permanent", "NoEmail")),
+        ("5.2.1", ("Permanent", "General")),
+        ("5.2.2", ("Transient", "MailboxFull")),
+        ("5.3.4", ("Transient", "MessageTooLarge")),
+        ("5.7.1", ("Transient", "ContentRejected")),
+        ("5.7.26", ("Transient", "ContentRejected")),
+        ("4.4.7", ("Transient", "General")),
+        ("5.3.2", ("Undetermined", "General")),
+        (None, ("Undetermined", "Undetermined")),
+    ],
+)
+def test_status_codes_read_as_rfc_3463_says(status, expected):
+    assert bounce_kind(status) == expected
+
+
+def test_the_fixture_bounces_parse_as_the_email_package_reads_them():
+    # Guards the fixtures themselves: a typo in a boundary would make every test above
+    # test the junk path instead.
+    raw = returned_mail.postfix_bounce(b"Message-ID: <1.2.abc@example.com>\r\n\r\nx", "r@example.org")
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
