@@ -145,6 +145,9 @@ class SendingSettings:
     warmup_daily_growth: float = 1.5
     # Day 1 of the warm-up (YYYY-MM-DD); empty: the day the first message went out.
     warmup_start: str = ""
+    # Tries of one reader's message, over runs, before a temporary failure becomes permanent
+    # (newsletter/sending/retry.py has the schedule).
+    max_attempts: int = 8
 
 
 @dataclass(frozen=True)
@@ -399,6 +402,8 @@ def _validate(settings: Settings) -> None:
             else "sending.warmup_daily_growth",
             source=settings.source,
         )
+    if settings.sending.max_attempts < 1:
+        raise ConfigError("must be 1 or more", key="sending.max_attempts", source=settings.source)
     if settings.newsletter.timezone:
         import zoneinfo
 

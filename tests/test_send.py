@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +22,6 @@ from newsletter.audience.subscribers import add_subscriber, unsubscribe
 from newsletter.mail.message import MessageFactory, Recipient
 from newsletter.sending import campaign as send_module
 from newsletter.sending import pacing
-from newsletter.sending.campaign import MAX_ATTEMPTS
 from newsletter.sending.pacing import Pacer
 from newsletter.store import Store
 from newsletter.store.schema import deliveries, subscribers
@@ -318,18 +318,61 @@ def test_smtp_delivers_the_built_bytes_once_to_each_subscriber(world: World, loc
         assert delivery.content == with_date_of(delivery.content, built.data)
 
 
-def test_smtp_4xx_is_retried_then_left_failed_temporary(world: World, local_smtp: LocalSmtp, quick_backoff):
+def next_attempt_at(world: World, subscriber_id: int):
+    with world.store.read() as conn:
+        return conn.execute(
+            sa.select(deliveries.c.next_attempt_at).where(deliveries.c.subscriber_id == subscriber_id)
+        ).scalar_one()
+
+
+def test_smtp_4xx_is_retried_by_later_runs_once_due_then_given_up_with_the_last_reason(
+    world: World, local_smtp: LocalSmtp
+):
     world.use_smtp(local_smtp)
+    world.configure("sending", max_attempts=3)
     world.add_subscribers(6)
     local_smtp.rcpt_replies["reader2@example.org"] = "451 4.7.1 Greylisted, try again later"
-    summary = world.send()
+    start = datetime.now(UTC)
+    summary = world.send(clock=lambda: start)
 
     row = world.deliveries()[3]
-    assert (row.status, row.failure, row.attempts) == ("failed", "temporary", MAX_ATTEMPTS)
+    assert (row.status, row.failure, row.attempts) == ("failed", "temporary", 1)
     assert "451" in row.error and "Greylisted" in row.error
-    assert summary.failed_temporary == 1 and summary.sent == 5
-    assert not summary.complete or summary.ledger.failed_temporary == 1
+    assert summary.failed_temporary == 1 and summary.sent == 5 and not summary.complete
+    first_due = next_attempt_at(world, 3)
+    # The first retry is due within a minute.
+    assert start < first_due <= start + timedelta(minutes=1)
+
+    # A run before it is due leaves it alone.
+    early = world.send(clock=lambda: first_due - timedelta(seconds=1))
+    assert early.sent == 0 and world.deliveries()[3].attempts == 1 and len(local_smtp.received) == 5
+
+    # Due: tried again, refused again, and the next try is further away.
+    world.send(clock=lambda: first_due)
+    assert world.deliveries()[3].attempts == 2
+    second_due = next_attempt_at(world, 3)
+    assert second_due - first_due > first_due - start
+
+    # The third try is the last ([sending] max_attempts = 3): permanent, with the last reason.
+    last = world.send(clock=lambda: second_due)
+    row = world.deliveries()[3]
+    assert (row.status, row.failure, row.attempts) == ("failed", "permanent", 3)
+    assert row.error.startswith("gave up after 3 attempts") and "451 4.7.1 Greylisted" in row.error
+    assert last.complete and next_attempt_at(world, 3) is None
     assert "reader2@example.org" not in {r for d in local_smtp.received for r in d.rcpt_tos}
+
+
+def test_a_failed_row_is_delivered_by_the_run_after_its_retry_is_due(world: World, local_smtp: LocalSmtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(4)
+    local_smtp.rcpt_replies["reader0@example.org"] = "421 4.3.2 System not accepting network messages"
+    start = datetime.now(UTC)
+    world.send(clock=lambda: start)
+    local_smtp.rcpt_replies.clear()
+
+    later = world.send(clock=lambda: start + timedelta(minutes=1))
+    assert later.sent == 1 and later.complete
+    one_each(Counter(r for d in local_smtp.received for r in d.rcpt_tos), {f"reader{n}@example.org" for n in range(4)})
 
 
 def test_smtp_5xx_fails_permanently_at_once(world: World, local_smtp: LocalSmtp, quick_backoff):
@@ -603,9 +646,10 @@ def test_ses_rate_flag_above_max_send_rate_is_capped(world: World, local_ses: Lo
 def test_ses_throttled_sends_are_retried_and_everyone_gets_exactly_one(
     world: World, local_ses: LocalSes, quick_backoff, monkeypatch: pytest.MonkeyPatch
 ):
-    # With a 30 % share and the default 4 attempts, 40 subscribers would leave one
-    # failed(temporary) about one run in four; this test is about retrying, not giving up.
-    monkeypatch.setattr(send_module, "MAX_ATTEMPTS", 12)
+    # With a 30 % share and the default 4 tries in a claim, 40 subscribers would leave one
+    # failed(temporary) for a later claim about one run in four; this test is about retrying
+    # at once.
+    monkeypatch.setattr(send_module, "THROTTLED_TRIES", 12)
     use_ses(world, local_ses)
     local_ses.set_quota(max_send_rate=500)
     local_ses.throttle_share(0.3, seed=4)

@@ -103,3 +103,21 @@ def test_send_help_documents_the_exit_statuses(world: World):
     assert shown.returncode == 0
     for line in ("0   complete", "75  incomplete", "1   an error", "2   a usage error"):
         assert line in shown.stdout
+
+
+def test_a_rerun_before_a_retry_is_due_says_when_and_retry_failed_sends_at_once(world: World, local_smtp: LocalSmtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(3)
+    local_smtp.rcpt_replies["reader1@example.org"] = "451 4.7.1 Greylisted, try again later"
+    first = world.cli("send", str(world.issue_file), "--yes")
+    assert first.returncode == 75
+    assert "1 failed temporarily: the next run of the same command retries them from" in first.stderr
+
+    again = world.cli("send", str(world.issue_file), "--yes")
+    assert again.returncode == 75 and "nothing to do" not in again.stdout
+    assert "(2 sent, 1 not yet: 0 queued, 1 failed temporarily, 0 uncertain)" in again.stdout
+
+    local_smtp.rcpt_replies.clear()
+    retried = world.cli("send", str(world.issue_file), "--yes", "--retry-failed")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert received_by(local_smtp) == Counter({f"reader{n}@example.org": 1 for n in range(3)})

@@ -155,8 +155,11 @@ def _report(plan: SendPlan, summary: SendSummary) -> None:
     if counts.queued:
         click.echo(f"{counts.queued} still queued: run the same command again to resume", err=True)
     if counts.failed_temporary:
+        due = f" from {summary.next_retry_at:%Y-%m-%d %H:%M:%S} UTC" if summary.next_retry_at else ""
         click.echo(
-            f"{counts.failed_temporary} failed temporarily: run again with --retry-failed to retry them", err=True
+            f"{counts.failed_temporary} failed temporarily: the next run of the same command retries them{due} "
+            "(at once with --retry-failed)",
+            err=True,
         )
     if summary.complete:
         if counts.failed_permanent:

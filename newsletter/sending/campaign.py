@@ -27,12 +27,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from newsletter.errors import InputError, NewsletterError, TransportError
 from newsletter.interrupts import stop_on_signals
 from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
+from newsletter.sending.retry import after_temporary_failure
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome
@@ -53,8 +55,9 @@ from newsletter.transports.base import (
 )
 from newsletter.transports.configured import open_transport
 
-# Temporary failures are retried this many times in all, waiting as `pacing.backoff` says.
-MAX_ATTEMPTS = 4
+# A throttled request is tried this many times within one claim, waiting as `pacing.backoff`
+# says, before its row is handed back to be claimed again a little later (retry.py).
+THROTTLED_TRIES = 4
 HEARTBEAT_SECONDS = 5.0
 OUTBOX_CLAIM_WINDOW = 200
 # Permanent failures named in the summary; the rest are counted.
@@ -79,6 +82,8 @@ class SendSummary:
     permanent_failures: list[tuple[str, str]] = field(default_factory=list)
     # Whether the stop needs a person (a paused account, refused credentials), not time.
     stopped_for_good: bool = False
+    # When the earliest row failed temporarily is due to be tried again.
+    next_retry_at: datetime | None = None
 
     @property
     def state(self) -> str:
@@ -117,6 +122,8 @@ class _Campaign:
         self.tags = {"issue": plan.stored.slug, "list": plan.list_slug}
         self.sender = plan.settings.from_address
         self.pacer = Pacer(plan.rate)
+        self.clock = plan.options.clock
+        self.max_attempts = plan.settings.sending.max_attempts
         self.stop = threading.Event()
         self.summary = SendSummary()
         self.work: queue.Queue[Claimed | None] = queue.Queue()
@@ -147,6 +154,7 @@ class _Campaign:
             ledger.mark_complete_if_done(conn, self.issue_id)
             self.summary.ledger = ledger.counts(conn, self.issue_id)
             self.summary.permanent_failures = ledger.permanent_failures(conn, self.issue_id, limit=PERMANENT_NAMED)
+            self.summary.next_retry_at = ledger.next_retry_at(conn, self.issue_id)
         self.summary.complete = send_state(self.summary.ledger) == COMPLETE
         self.summary.uncertain = self.summary.ledger.sending
         self.summary.elapsed = time.monotonic() - started
@@ -228,7 +236,9 @@ class _Campaign:
                 if not exhausted and not self.stop.is_set() and in_flight <= low_water:
                     wanted = self._allowed(window - in_flight)
                     with self.store.begin() as conn:
-                        claimed, skipped = ledger.claim(conn, self.issue_id, wanted, self.factory.message_id)
+                        claimed, skipped = ledger.claim(
+                            conn, self.issue_id, wanted, self.factory.message_id, now=self.clock()
+                        )
                     if self.plan.warmup is not None:
                         # Only messages count towards the warm-up cap, not rows skipped.
                         self.plan.warmup.give_back(wanted - len(claimed))
@@ -334,28 +344,48 @@ class _Campaign:
         return self._send_with_retries(item, message)
 
     def _send_with_retries(self, item: Claimed, message: OutgoingMessage) -> Outcome:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        """Send `item`, trying again at once (after a backoff) only when throttled; any
+        other temporary failure is recorded with the time its next try is due (retry.py)."""
+        tries = 0
+        while True:
+            tries += 1
+            # `attempts` of an Outcome counts the tries beyond the one its claim counted.
+            extra = tries - 1
             try:
                 provider_id = self._paced_send(message)
-                return Outcome(item.delivery_id, SENT, provider_message_id=provider_id, attempts=attempt - 1)
+                return Outcome(item.delivery_id, SENT, provider_message_id=provider_id, attempts=extra)
             except TransportError as err:
                 if err.code == STOPPED:
-                    return Outcome(item.delivery_id, QUEUED, attempts=attempt - 1)
+                    return Outcome(item.delivery_id, QUEUED, attempts=extra)
                 if err.uncertain:
                     # It may have gone out: retrying could send a second copy.
-                    return Outcome(item.delivery_id, SENDING, error=str(err))
+                    return Outcome(item.delivery_id, SENDING, error=str(err), attempts=extra)
                 if err.stops_send:
                     self.summary.stopped = self.summary.stopped or str(err)
                     self.summary.stopped_for_good = self.summary.stopped_for_good or err.permanent
                     self.stop.set()
-                    return Outcome(item.delivery_id, QUEUED, attempts=attempt - 1)
+                    return Outcome(item.delivery_id, QUEUED, attempts=extra)
                 if err.permanent:
-                    return Outcome(item.delivery_id, FAILED, failure=PERMANENT, error=str(err), attempts=attempt - 1)
-                if attempt == MAX_ATTEMPTS:
-                    return Outcome(item.delivery_id, FAILED, failure=TEMPORARY, error=str(err), attempts=attempt - 1)
-                if self.stop.wait(backoff(attempt)):
-                    return Outcome(item.delivery_id, QUEUED, attempts=attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+                    return Outcome(item.delivery_id, FAILED, failure=PERMANENT, error=str(err), attempts=extra)
+                if err.throttled and tries < THROTTLED_TRIES:
+                    if self.stop.wait(backoff(tries)):
+                        return Outcome(item.delivery_id, QUEUED, attempts=extra)
+                    continue
+                verdict = after_temporary_failure(
+                    attempts=item.attempts + extra,
+                    max_attempts=self.max_attempts,
+                    now=self.clock(),
+                    error=str(err),
+                    throttled=err.throttled,
+                )
+                return Outcome(
+                    item.delivery_id,
+                    FAILED,
+                    failure=verdict.failure,
+                    error=verdict.error,
+                    attempts=extra,
+                    next_attempt_at=verdict.next_attempt_at,
+                )
 
     def _paced_send(self, message: OutgoingMessage) -> str:
         """One try, released by the pacer: at the wire where the transport can do that."""

@@ -155,9 +155,14 @@ def plan_rendered(
                     "the version already being sent, so everyone receives the same issue"
                 )
             counts = ledger.counts(conn, stored.id)
-            audience = counts.queued
-            if options.retry_failed:
-                audience += counts.failed_temporary
+            # Rows failed temporarily go again once due (sending/retry.py), or all at once
+            # with --retry-failed.
+            due = (
+                counts.failed_temporary
+                if options.retry_failed
+                else ledger.due_retries(conn, stored.id, options.clock())
+            )
+            audience = counts.queued + due
             if options.resend_uncertain:
                 audience += counts.sending
         else:

@@ -30,6 +30,7 @@ from newsletter.store.schema import (
     SENDING,
     SENT,
     SKIPPED,
+    TEMPORARY,
     deliveries,
     issues,
     links,
@@ -82,6 +83,8 @@ class Claimed:
     email: str
     name: str
     message_id: str
+    # Tries of this row so far, this one included.
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     attempts: int = 0
+    # For FAILED temporarily: when a later claim may try again.
+    next_attempt_at: datetime | None = None
 
 
 def source_digest(text: str) -> str:
@@ -296,8 +301,11 @@ def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
 # ---- claiming and recording ----
 
 
-def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[list[Claimed], list[Outcome]]:
-    """Move up to `limit` queued rows to `sending`, lowest ids first.
+def claim(
+    conn: sa.Connection, issue_id: int, limit: int, message_id, *, now: datetime | None = None
+) -> tuple[list[Claimed], list[Outcome]]:
+    """Move up to `limit` rows to `sending`, lowest ids first: queued ones, and those failed
+    temporarily whose next try is due at `now` (newsletter/sending/retry.py).
 
     Rows whose subscriber stopped being in the audience since the snapshot (they left the
     issue's list, or their address bounced or complained, mid-send) are marked skipped
@@ -305,11 +313,13 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
     would leave.  `message_id(subscriber_id)` names each message.
     Returns the claimed rows and the skipped ones.
     """
+    now = now or utcnow()
     issue_list = sa.select(issues.c.list_id).where(issues.c.id == issue_id).scalar_subquery()
     query = (
         sa.select(
             deliveries.c.id,
             deliveries.c.subscriber_id,
+            deliveries.c.attempts,
             subscribers.c.email,
             subscribers.c.name,
             subscribers.c.status,
@@ -320,7 +330,7 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
             memberships,
             sa.and_(memberships.c.subscriber_id == deliveries.c.subscriber_id, memberships.c.list_id == issue_list),
         )
-        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == QUEUED)
+        .where(deliveries.c.issue_id == issue_id, _claimable(now))
         .order_by(deliveries.c.id)
         .limit(limit)
     )
@@ -329,7 +339,6 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
         # still never claim the same row.
         query = query.with_for_update(of=deliveries, skip_locked=True)
     rows = conn.execute(query).all()
-    now = utcnow()
     claimed: list[Claimed] = []
     skipped: list[Outcome] = []
     for row in rows:
@@ -339,13 +348,17 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
             # None: taken off the list altogether (the subscriber was never re-added).
             skipped.append(Outcome(row.id, SKIPPED, failure=row.membership or "not on the list"))
         else:
-            claimed.append(Claimed(row.id, row.subscriber_id, row.email, row.name, message_id(row.subscriber_id)))
+            claimed.append(
+                Claimed(row.id, row.subscriber_id, row.email, row.name, message_id(row.subscriber_id), row.attempts + 1)
+            )
     if claimed:
         conn.execute(
             sa.update(deliveries)
-            .where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.status == QUEUED)
+            .where(deliveries.c.id == sa.bindparam("row_id"), _claimable(now))
             .values(
                 status=SENDING,
+                failure=None,
+                next_attempt_at=None,
                 claimed_at=now,
                 updated_at=now,
                 message_id=sa.bindparam("mid"),
@@ -356,6 +369,36 @@ def claim(conn: sa.Connection, issue_id: int, limit: int, message_id) -> tuple[l
     if skipped:
         record(conn, skipped)
     return claimed, skipped
+
+
+def _claimable(now: datetime) -> sa.ColumnElement[bool]:
+    """Queued, or failed temporarily with the next try due."""
+    return sa.or_(
+        deliveries.c.status == QUEUED,
+        sa.and_(
+            deliveries.c.status == FAILED,
+            deliveries.c.failure == TEMPORARY,
+            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        ),
+    )
+
+
+def due_retries(conn: sa.Connection, issue_id: int, now: datetime) -> int:
+    """Rows failed temporarily whose next try is due at `now`."""
+    return conn.execute(
+        sa.select(sa.func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.issue_id == issue_id, deliveries.c.status == FAILED, _claimable(now))
+    ).scalar_one()
+
+
+def next_retry_at(conn: sa.Connection, issue_id: int) -> datetime | None:
+    """When the earliest row failed temporarily is due again."""
+    return conn.execute(
+        sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.issue_id == issue_id, deliveries.c.status == FAILED, deliveries.c.failure == TEMPORARY
+        )
+    ).scalar_one()
 
 
 def record(conn: sa.Connection, outcomes: Iterable[Outcome]) -> None:
@@ -370,6 +413,7 @@ def record(conn: sa.Connection, outcomes: Iterable[Outcome]) -> None:
                 "pid": outcome.provider_message_id,
                 "err": outcome.error,
                 "extra": outcome.attempts,
+                "due": outcome.next_attempt_at,
             }
         )
     for status, params in by_status.items():
@@ -380,6 +424,7 @@ def record(conn: sa.Connection, outcomes: Iterable[Outcome]) -> None:
             "updated_at": now,
             # Retries inside one claim count as attempts too.
             "attempts": deliveries.c.attempts + sa.bindparam("extra"),
+            "next_attempt_at": sa.bindparam("due", type_=deliveries.c.next_attempt_at.type),
         }
         if status == SENT:
             values.update(provider_message_id=sa.bindparam("pid"), sent_at=now)
@@ -423,7 +468,9 @@ def requeue(
     if ids is not None:
         condition.append(deliveries.c.id.in_(ids))
     result = conn.execute(
-        sa.update(deliveries).where(*condition).values(status=QUEUED, failure=None, error=None, updated_at=utcnow())
+        sa.update(deliveries)
+        .where(*condition)
+        .values(status=QUEUED, failure=None, error=None, next_attempt_at=None, updated_at=utcnow())
     )
     return result.rowcount
 

@@ -233,6 +233,9 @@ deliveries = sa.Table(
     sa.Column("claimed_at", UtcDateTime),
     sa.Column("sent_at", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # For `failed` temporarily (migration 0006): when the next run may try again
+    # (newsletter/sending/retry.py); `attempts` counts the tries so far.
+    sa.Column("next_attempt_at", UtcDateTime),
     sa.UniqueConstraint("issue_id", "subscriber_id"),
     sa.CheckConstraint(sa.column("status").in_(DELIVERY_STATUSES), name="status"),
     # Claiming takes the lowest queued ids of an issue.
