@@ -271,6 +271,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"not valid TOML: {err}", source=str(path)) from err
     except UnicodeDecodeError as err:
         raise ConfigError("not UTF-8 text", source=str(path)) from err
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; no setting of ours
+        # nests more than two levels.
+        raise ConfigError("not a configuration: arrays or tables nested too deeply", source=str(path)) from None
 
 
 def _build(

@@ -359,7 +359,12 @@ def _row_of_line(path: Path, codec: codecs.CodecInfo, line: int) -> str:
         # the record that cell started; either way the records read so far end with it.
         yield marker + "\n"
 
-    row = sum(1 for _ in csv.reader(lines_until_failure()))
+    try:
+        row = sum(1 for _ in csv.reader(lines_until_failure()))
+    except csv.Error:
+        # A bare CR in an unquoted cell of an earlier line (read here line by line, not as
+        # the import reads): the line is all that can be said.
+        return f"line {line}"
     return f"row {row}" if row == line else f"row {row} (line {line})"
 
 

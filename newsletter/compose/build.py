@@ -10,6 +10,7 @@ from newsletter.compose.issue.model import Issue
 from newsletter.compose.issue.parse import load_issue
 from newsletter.compose.render import Rendered, Renderer
 from newsletter.config import Settings
+from newsletter.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,20 @@ def build_issue(
     """Write email.html, email.txt and web.html (slots filled with preview values)."""
     rendered = render_issue(settings, issue_file, templates_dir=templates_dir)
     out_dir = out_dir or Path("build") / rendered.issue.slug
-    out_dir.mkdir(parents=True, exist_ok=True)
     email_html, email_text = rendered.preview(settings)
     files = []
-    for name, content in (("email.html", email_html), ("email.txt", email_text), ("web.html", rendered.web_html)):
-        path = out_dir / name
-        # Write next to the target and rename, so a reader (the preview, a browser) never
-        # sees half a file.
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(content, encoding="utf-8")
-        partial.replace(path)
-        files.append(path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, content in (("email.html", email_html), ("email.txt", email_text), ("web.html", rendered.web_html)):
+            path = out_dir / name
+            # Write next to the target and rename, so a reader (the preview, a browser) never
+            # sees half a file.
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(content, encoding="utf-8")
+            partial.replace(path)
+            files.append(path)
+    except FileExistsError:
+        raise InputError(f"{out_dir}: exists and is not a directory; give --out a directory") from None
+    except OSError as err:
+        raise InputError(f"{out_dir}: cannot write the build there: {err.strerror or err}") from None
     return BuildResult(rendered.issue, rendered, tuple(files), tuple(check_rendered(rendered, settings)))

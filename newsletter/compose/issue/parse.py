@@ -47,6 +47,7 @@ from newsletter.compose.issue.labels import (
     sources_of,
     split_label,
 )
+from newsletter.compose.issue.markdown_tree import MarkdownPanic, markdown_tree
 from newsletter.compose.issue.model import (
     Anchor,
     Block,
@@ -178,7 +179,15 @@ class _IssueParser:
             raise self.error(f"{RESERVED_MARK!r} is reserved for the renderer; write it differently", line)
         encoded = body.encode("utf-8")
         self.newlines = [match.start() for match in re.finditer(b"\n", encoded)]
-        nodes = [node for node in _markdown.tree(body).children if node.name != "definition"]
+        try:
+            tree = markdown_tree(_markdown, body)
+        except MarkdownPanic as panic:
+            raise self.error(
+                "the Markdown parser cannot read this line (a '[' before a ` that never closes?); "
+                "close the code span or write \\[",
+                panic.line + self.line_offset,
+            ) from None
+        nodes = [node for node in tree.children if node.name != "definition"]
         title, title_line, rest = self.read_title(nodes)
         entries: list[Entry] = []
         related: tuple[Link, ...] = ()
