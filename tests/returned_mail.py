@@ -279,6 +279,6 @@ Content-Type: text/plain
 Something went wrong.
 --b--
 """),
-    # Not mail at all.
-    "garbage": b"\x00\xff\xfe\x81 not a message \xc3\x28\r\n\r\n\xff",
+    # Not mail at all (and no NUL, which an IMAP APPEND may not carry, RFC 3501 section 4.3).
+    "garbage": b"\xff\xfe\x81 not a message \xc3\x28\r\n\r\n\xff",
 }

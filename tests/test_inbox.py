@@ -23,7 +23,7 @@ from newsletter.feedback.dsn import bounce_kind
 from newsletter.store import schema
 from tests.send_world import World
 
-pytest_plugins = ["tests.send_world"]
+pytest_plugins = ["tests.send_world", "tests.dovecot_server"]
 
 MAILTO = "unsubscribe@example.com"
 APPLIED = ".newsletter-applied"
@@ -82,27 +82,64 @@ def sent_world(world: World, tmp_path: Path) -> World:
     return world
 
 
-def fill_maildir(world: World, maildir: Path) -> None:
-    """The mail a week of sending brings back, and some that is not feedback at all."""
+def returned(world: World) -> dict[str, bytes]:
+    """The mail a week of sending brings back, and some that is not feedback at all, by name."""
     sent = sent_messages(world)
-    deliver(maildir, "1.postfix", returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org"))
-    deliver(maildir, "2.exim", returned_mail.exim_bounce(sent["reader2@example.org"], "reader2@example.org"))
-    # Exim again, but the remote refused the message on policy (5.7.1): not the address's fault.
-    deliver(
-        maildir,
-        "3.exim-policy",
-        returned_mail.exim_bounce(
-            sent["reader3@example.org"], "reader3@example.org", reply="550 5.7.1 Message rejected as spam"
-        ),
-    )
-    deliver(maildir, "4.delay", returned_mail.postfix_delay(sent["reader4@example.org"], "reader4@example.org"))
-    deliver(maildir, "5.arf", returned_mail.arf_report(sent["reader5@example.org"], "reader5@example.org"))
-    deliver(maildir, "6.mailto", returned_mail.mailto_unsubscribe(sent["reader6@example.org"], "someone@example.net"))
     # A bounce about an address nobody here has, of a message that is not ours.
     stranger = b"Message-ID: <other@elsewhere.example.net>\r\nTo: nobody@example.net\r\n\r\nhi\r\n"
-    deliver(maildir, "7.stranger", returned_mail.postfix_bounce(stranger, "nobody@example.net", queue_id="5B5B5B5B5B"))
-    for name, raw in returned_mail.JUNK.items():
-        deliver(maildir, f"9.{name}", raw)
+    mail = {
+        "1.postfix": returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org"),
+        "2.exim": returned_mail.exim_bounce(sent["reader2@example.org"], "reader2@example.org"),
+        # Exim again, but the remote refused the message on policy (5.7.1): not the address's fault.
+        "3.exim-policy": returned_mail.exim_bounce(
+            sent["reader3@example.org"], "reader3@example.org", reply="550 5.7.1 Message rejected as spam"
+        ),
+        "4.delay": returned_mail.postfix_delay(sent["reader4@example.org"], "reader4@example.org"),
+        "5.arf": returned_mail.arf_report(sent["reader5@example.org"], "reader5@example.org"),
+        "6.mailto": returned_mail.mailto_unsubscribe(sent["reader6@example.org"], "someone@example.net"),
+        "7.stranger": returned_mail.postfix_bounce(stranger, "nobody@example.net", queue_id="5B5B5B5B5B"),
+    }
+    mail.update({f"9.{name}": raw for name, raw in returned_mail.JUNK.items()})
+    return mail
+
+
+def fill_maildir(world: World, maildir: Path) -> None:
+    for name, raw in returned(world).items():
+        deliver(maildir, name, raw)
+
+
+FIRST_SUMMARY = (
+    "10 read: applied 3 bounce, 1 complaint, 1 delay, 1 unsubscribe; 0 already seen; "
+    "1 about no message of ours; 3 left in the mailbox (not readable as feedback); "
+    "4 subscriber(s) suppressed or unsubscribed"
+)
+SECOND_SUMMARY = (
+    "3 read: applied nothing; 0 already seen; 0 about no message of ours; "
+    "3 left in the mailbox (not readable as feedback)"
+)
+
+
+def assert_applied_once(world: World) -> tuple[dict, list[dict]]:
+    """The standings and events that `returned(world)` must leave; returns them."""
+    standing = standings(world)
+    assert standing["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Postfix 5.1.1
+    assert standing["reader2@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Exim 5.0.0, reply 5.2.1
+    assert standing["reader3@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # 5.7.1: the message, not the address
+    assert standing["reader4@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # only delayed
+    assert standing["reader5@example.org"] == (schema.COMPLAINED, schema.ACTIVE)
+    assert standing["reader6@example.org"] == (schema.ACTIVE, schema.UNSUBSCRIBED)
+    untouched = {address for address, pair in standing.items() if pair == (schema.ACTIVE, schema.ACTIVE)}
+    assert untouched == {f"reader{n}@example.org" for n in (0, 3, 4, 7)}
+    events = stored_events(world)
+    assert [(e["kind"], e["email"]) for e in events] == [
+        (schema.BOUNCE, "reader1@example.org"),
+        (schema.BOUNCE, "reader2@example.org"),
+        (schema.BOUNCE, "reader3@example.org"),
+        (schema.DELIVERY_DELAY, "reader4@example.org"),
+        (schema.COMPLAINT, "reader5@example.org"),
+        (schema.UNSUBSCRIBE, "reader6@example.org"),
+    ]
+    return standing, events
 
 
 def test_reading_a_maildir_applies_bounces_complaints_and_unsubscribes_once_and_leaves_the_rest(
@@ -116,32 +153,10 @@ def test_reading_a_maildir_applies_bounces_complaints_and_unsubscribes_once_and_
     result = world.cli("events", "inbox", "--once")
 
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "10 read: applied 3 bounce, 1 complaint, 1 delay, 1 unsubscribe; 0 already seen; "
-        "1 about no message of ours; 3 left in the mailbox (not readable as feedback); "
-        "4 subscriber(s) suppressed or unsubscribed"
-    )
-    standing = standings(world)
-    assert standing["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Postfix 5.1.1
-    assert standing["reader2@example.org"] == (schema.BOUNCED, schema.ACTIVE)  # Exim 5.0.0, reply 5.2.1
-    assert standing["reader3@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # 5.7.1: the message, not the address
-    assert standing["reader4@example.org"] == (schema.ACTIVE, schema.ACTIVE)  # only delayed
-    assert standing["reader5@example.org"] == (schema.COMPLAINED, schema.ACTIVE)
-    assert standing["reader6@example.org"] == (schema.ACTIVE, schema.UNSUBSCRIBED)
-    untouched = {address for address, pair in standing.items() if pair == (schema.ACTIVE, schema.ACTIVE)}
-    assert untouched == {f"reader{n}@example.org" for n in (0, 3, 4, 7)}
-
-    events = stored_events(world)
+    assert result.stderr.strip().splitlines()[-1] == FIRST_SUMMARY
+    standing, events = assert_applied_once(world)
     deliveries = world.deliveries()
     by_address = {row.email: subscriber_id for subscriber_id, row in deliveries.items()}
-    assert [(e["kind"], e["email"]) for e in events] == [
-        (schema.BOUNCE, "reader1@example.org"),
-        (schema.BOUNCE, "reader2@example.org"),
-        (schema.BOUNCE, "reader3@example.org"),
-        (schema.DELIVERY_DELAY, "reader4@example.org"),
-        (schema.COMPLAINT, "reader5@example.org"),
-        (schema.UNSUBSCRIBE, "reader6@example.org"),
-    ]
     # Each on its ledger row, found by the Message-ID the report quotes (or the signed token).
     assert all(e["issue_id"] is not None and e["delivery_id"] is not None for e in events)
     assert {e["subscriber_id"] for e in events} == {by_address[f"reader{n}@example.org"] for n in range(1, 7)}
@@ -168,10 +183,7 @@ def test_reading_a_maildir_applies_bounces_complaints_and_unsubscribes_once_and_
     # Again: nothing changes, and the junk is still counted.
     again = world.cli("events", "inbox", "--once")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.strip().splitlines()[-1] == (
-        "3 read: applied nothing; 0 already seen; 0 about no message of ours; "
-        "3 left in the mailbox (not readable as feedback)"
-    )
+    assert again.stderr.strip().splitlines()[-1] == SECOND_SUMMARY
     assert standings(world) == standing
     assert stored_events(world) == events
     assert names_in(maildir / "new") == ["9.broken-report", "9.garbage", "9.person"]
@@ -303,3 +315,93 @@ def test_the_fixture_bounces_parse_as_the_email_package_reads_them():
         "message/delivery-status",
         "text/rfc822-headers",
     ]
+
+
+def imap_env(dovecot, *, trust: bool = True) -> dict[str, str]:
+    env = {"NEWSLETTER_INBOX_PASSWORD": dovecot.password}
+    if trust:
+        # OpenSSL reads the trust store from here when the default context loads it.
+        env["SSL_CERT_FILE"] = str(dovecot.cert_file)
+    return env
+
+
+def subjects(messages: list[bytes]) -> list[str]:
+    parser = BytesParser(policy=policy.default)
+    return sorted(str(parser.parsebytes(raw, headersonly=True).get("Subject", "(none)")) for raw in messages)
+
+
+def test_reading_an_imaps_mailbox_applies_each_mail_once_and_leaves_the_junk_in_the_inbox(sent_world: World, dovecot):
+    world = sent_world
+    mail = returned(world)
+    for raw in mail.values():
+        dovecot.append(raw)
+    world.configure("events.inbox", url=dovecot.url("imaps"))
+
+    result = world.cli("events", "inbox", "--once", env=imap_env(dovecot))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == FIRST_SUMMARY
+    standing, events = assert_applied_once(world)
+    junk = [raw for name, raw in mail.items() if name.startswith("9.")]
+    applied = [raw for name, raw in mail.items() if not name.startswith("9.")]
+    assert subjects(dovecot.messages("INBOX")) == subjects(junk)
+    assert subjects(dovecot.messages("newsletter-applied")) == subjects(applied)
+
+    again = world.cli("events", "inbox", "--once", env=imap_env(dovecot))
+
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == SECOND_SUMMARY
+    assert (standings(world), stored_events(world)) == (standing, events)
+    assert subjects(dovecot.messages("INBOX")) == subjects(junk)
+    assert len(dovecot.messages("newsletter-applied")) == len(applied)
+
+
+def test_plain_imap_on_loopback_reads_the_same_way(sent_world: World, dovecot):
+    world = sent_world
+    sent = sent_messages(world)
+    dovecot.append(returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org"))
+    dovecot.append(returned_mail.JUNK["person"])
+    world.configure("events.inbox", url=dovecot.url("imap"))
+
+    result = world.cli("events", "inbox", "--once", env=imap_env(dovecot, trust=False))
+
+    assert result.returncode == 0, result.stderr
+    assert "2 read: applied 1 bounce; 0 already seen; 0 about no message of ours; 1 left" in result.stderr
+    assert standings(world)["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)
+    assert subjects(dovecot.messages("INBOX")) == ["Re: your newsletter"]
+    # Left unread: the reader fetched with BODY.PEEK, so a person still sees it as new.
+    connection = dovecot.client()
+    try:
+        connection.select("INBOX", readonly=True)
+        _, data = connection.uid("SEARCH", "UNSEEN")
+        assert len(data[0].split()) == 1
+    finally:
+        connection.logout()
+
+
+def test_an_imaps_server_whose_certificate_is_not_trusted_is_refused_in_one_line(sent_world: World, dovecot):
+    dovecot.append(returned_mail.JUNK["person"])
+    sent_world.configure("events.inbox", url=dovecot.url("imaps"))
+
+    result = sent_world.cli("events", "inbox", "--once", env=imap_env(dovecot, trust=False))
+
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: imaps://{dovecot.user}@127.0.0.1:{dovecot.imaps_port}/INBOX: cannot connect: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in line
+
+
+def test_a_wrong_imap_password_is_one_line_and_exit_1(sent_world: World, dovecot):
+    sent_world.configure("events.inbox", url=dovecot.url("imap"))
+    result = sent_world.cli("events", "inbox", "--once", env={"NEWSLETTER_INBOX_PASSWORD": "wrong"})
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        f"error: imap://{dovecot.user}@127.0.0.1:{dovecot.imap_port}/INBOX: login refused"
+    )
+
+
+def test_plain_imap_to_another_machine_is_refused_before_connecting(sent_world: World):
+    sent_world.configure("events.inbox", url="imap://bounces@mail.example.com/INBOX")
+    result = sent_world.cli("events", "inbox", "--once", env={"NEWSLETTER_INBOX_PASSWORD": "x"})
+    assert result.returncode == 1
+    assert "sends the password in clear" in result.stderr and "events.inbox.url" in result.stderr

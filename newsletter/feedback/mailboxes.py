@@ -57,7 +57,11 @@ def open_mailbox(inbox: InboxSettings, *, source: str | None = None) -> Mailbox:
         if not parts.path:
             raise ConfigError("maildir:/// needs the Maildir's path", key=URL_KEY, source=source)
         return MaildirMailbox(Path(unquote(parts.path)), inbox.applied_folder)
-    raise ConfigError(f"must start with maildir://, not {inbox.url!r}", key=URL_KEY, source=source)
+    if parts.scheme in ("imap", "imaps"):
+        from newsletter.feedback.imap_mailbox import ImapMailbox
+
+        return ImapMailbox.open(inbox, source=source)
+    raise ConfigError(f"must start with imaps://, imap:// or maildir://, not {inbox.url!r}", key=URL_KEY, source=source)
 
 
 class MaildirMailbox:
