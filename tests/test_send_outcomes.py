@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import socket
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
+
+from newsletter.store.schema import subscribers
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
-from tests.send_world import World
-from tests.transport_servers import LocalSmtp
+from tests.send_world import SENDER, World
+from tests.transport_servers import LocalSes, LocalSmtp
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 
@@ -121,3 +125,83 @@ def test_a_rerun_before_a_retry_is_due_says_when_and_retry_failed_sends_at_once(
     retried = world.cli("send", str(world.issue_file), "--yes", "--retry-failed")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert received_by(local_smtp) == Counter({f"reader{n}@example.org": 1 for n in range(3)})
+
+
+def subscriber_statuses(world: World) -> dict[str, str]:
+    with world.store.read() as conn:
+        return {row.email: row.status for row in conn.execute(sa.select(subscribers.c.email, subscribers.c.status))}
+
+
+def test_smtp_hard_bounces_are_suppressed_policy_refusals_are_not_and_451s_go_out_on_a_rerun(
+    world: World, local_smtp: LocalSmtp
+):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(16)
+    dead = {
+        "reader1@example.org": "550 5.1.1 <reader1@example.org>: Recipient address rejected: User unknown",
+        "reader2@example.org": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found",
+        "reader3@example.org": "550 5.2.1 The email account that you tried to reach is disabled",
+        "reader4@example.org": "550 5.1.2 Host or domain name not found",
+    }
+    refused = {
+        "reader5@example.org": "550 5.7.1 Message rejected as spam by content filter",
+        "reader6@example.org": "554 5.7.1 Client host rejected: access denied",
+    }
+    later = {
+        "reader7@example.org": "451 4.7.1 Greylisted, try again later",
+        "reader8@example.org": "452 4.2.2 Mailbox full",
+    }
+    local_smtp.rcpt_replies.update({**dead, **refused, **later})
+    # The connection drops mid-DATA for the first two messages that get that far.
+    local_smtp.hang_up_in_data(2)
+    start = datetime.now(UTC)
+    first = world.send(clock=lambda: start, workers=1)
+
+    statuses = subscriber_statuses(world)
+    assert {address: statuses[address] for address in dead} == dict.fromkeys(dead, "bounced")
+    assert first.suppressed == 4 and not first.complete
+    assert {address: statuses[address] for address in [*refused, *later]} == dict.fromkeys([*refused, *later], "active")
+    rows = {row.email: row for row in world.deliveries().values()}
+    for address, reply in dead.items():
+        # The reply is kept, on the row and with the bounce.
+        assert rows[address].failure == "permanent" and reply in rows[address].error
+    assert {rows[a].failure for a in refused} == {"permanent"}
+    uncertain = sorted(a for a, row in rows.items() if row.status == "sending")
+    assert len(uncertain) == 2
+    stats = json.loads(world.cli("stats", "2026-11-30", "--json").stdout)
+    assert stats["bounced_hard"] == 4
+
+    # The servers change their minds; a run once the retries are due delivers the 451s.
+    local_smtp.rcpt_replies.clear()
+    second = world.send(clock=lambda: start + timedelta(minutes=1))
+    assert second.sent == 2
+    counted = received_by(local_smtp)
+    everyone = {f"reader{n}@example.org" for n in range(16)}
+    assert set(counted) == everyone - set(dead) - set(refused)
+    assert set(counted.values()) == {1}, counted
+    # The uncertain rows reached the server before it hung up, and were not resent.
+    assert all(counted[address] == 1 for address in uncertain)
+
+    # The next issue goes to nobody whose address bounced.
+    with world.store.read() as conn:
+        from newsletter.store.ledger import count_audience
+        from newsletter.store.lists import find_list_id
+
+        assert count_audience(conn, find_list_id(conn, "default")) == 16 - len(dead)
+
+
+def test_ses_refusing_an_address_at_send_time_suppresses_it_and_a_rejected_message_does_not(
+    world: World, local_ses: LocalSes
+):
+    local_ses.verify(SENDER)
+    local_ses.set_quota(max_send_rate=500)
+    world.use_ses(local_ses)
+    world.add_subscribers(4)
+    local_ses.fail_next(1, "BadRequestException", "Illegal address", 400)
+    local_ses.fail_next(1, "MessageRejected", "Email rejected: content", 400)
+    summary = world.send(workers=1)
+
+    bad, rejected = (request.body["Destination"]["ToAddresses"][0] for request in local_ses.requests[:2])
+    statuses = subscriber_statuses(world)
+    assert statuses[bad] == "bounced" and statuses[rejected] == "active"
+    assert summary.failed_permanent == 2 and summary.suppressed == 1 and summary.sent == 2

@@ -148,6 +148,12 @@ def _report(plan: SendPlan, summary: SendSummary) -> None:
         )
     for reason, number in summary.failures.most_common(10):
         click.echo(f"  {number} × {reason}", err=True)
+    if summary.suppressed:
+        click.echo(
+            f"{summary.suppressed} addresses suppressed: the receiving server says they do not exist "
+            "(a hard bounce); no issue goes to them again",
+            err=True,
+        )
     if summary.stopped:
         click.echo(f"stopped: {summary.stopped}", err=True)
     if counts.sending:

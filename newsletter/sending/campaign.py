@@ -21,6 +21,7 @@ Crash safety, by construction:
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from newsletter.errors import InputError, NewsletterError, TransportError
+from newsletter.feedback.apply import apply_ses_event
+from newsletter.feedback.event import EventKind, FeedbackEvent
+from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.interrupts import stop_on_signals
 from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
@@ -46,6 +50,7 @@ from newsletter.store.schema import (
     SENT,
     SKIPPED,
     TEMPORARY,
+    utcnow,
 )
 from newsletter.transports.base import (
     STOPPED,
@@ -80,6 +85,8 @@ class SendSummary:
     notes: list[str] = field(default_factory=list)
     # (address, reason) of rows failed permanently, for naming them (at most PERMANENT_NAMED).
     permanent_failures: list[tuple[str, str]] = field(default_factory=list)
+    # Addresses suppressed because the provider refused them as unknown (hard bounces).
+    suppressed: int = 0
     # Whether the stop needs a person (a paused account, refused credentials), not time.
     stopped_for_good: bool = False
     # When the earliest row failed temporarily is due to be tried again.
@@ -128,6 +135,9 @@ class _Campaign:
         self.summary = SendSummary()
         self.work: queue.Queue[Claimed | None] = queue.Queue()
         self.results: queue.Queue[Outcome] = queue.Queue()
+        # Hard bounces at send time, by row, from the workers to the main thread's record.
+        self.bounces: dict[int, FeedbackEvent] = {}
+        self.suppression = SuppressionPolicy.from_settings(plan.settings.events)
 
     # -- the main thread ----------------------------------------------------
 
@@ -297,8 +307,14 @@ class _Campaign:
         except queue.Empty:
             pass
         if outcomes:
+            bounces = [event for o in outcomes if (event := self.bounces.pop(o.delivery_id, None)) is not None]
             with self.store.begin() as conn:
                 ledger.record(conn, [o for o in outcomes if o.status != SENDING])
+                # In the same transaction as the row's failure: the address is suppressed
+                # (and the bounce counted in stats) exactly as a hard bounce SES reports later.
+                for event in bounces:
+                    result = apply_ses_event(conn, event, self.suppression)
+                    self.summary.suppressed += len(result.suppressed)
             for outcome in outcomes:
                 self._count(outcome)
         return len(outcomes)
@@ -315,6 +331,22 @@ class _Campaign:
             summary.failures[(outcome.error or "unknown error").split("\n")[0][:120]] += 1
         elif outcome.status == SKIPPED:
             summary.skipped += 1
+
+    def _bounce(self, item: Claimed, err: TransportError) -> FeedbackEvent:
+        """The provider's refusal of the address at send time, as the bounce it is."""
+        return FeedbackEvent(
+            kind=EventKind.BOUNCE,
+            source=self.settings.transport.kind,
+            provider_message_id="",
+            recipients=(item.email,),
+            timestamp=utcnow(),
+            dedupe_key=hashlib.sha256(f"refused at send:{item.message_id}".encode()).hexdigest(),
+            message_id=item.message_id,
+            bounce_type="Permanent",
+            bounce_subtype="General",
+            permanent=True,
+            detail=str(err),
+        )
 
     # -- worker threads -----------------------------------------------------
 
@@ -366,6 +398,8 @@ class _Campaign:
                     self.stop.set()
                     return Outcome(item.delivery_id, QUEUED, attempts=extra)
                 if err.permanent:
+                    if err.hard_bounce:
+                        self.bounces[item.delivery_id] = self._bounce(item, err)
                     return Outcome(item.delivery_id, FAILED, failure=PERMANENT, error=str(err), attempts=extra)
                 if err.throttled and tries < THROTTLED_TRIES:
                     if self.stop.wait(backoff(tries)):

@@ -8,8 +8,9 @@ went out, the transport reconnects once and tries again.  A drop during or after
 not retried here: the server may already have queued the message, and only the campaign
 may decide to risk a second copy.
 
-Reply codes (RFC 5321 section 4.2): 4xx are temporary, 5xx permanent.  A refusal at MAIL
-FROM concerns the sender, so every message would meet it: a 5xx there, a failed login or an
+Reply codes (RFC 5321 section 4.2): 4xx are temporary, 5xx permanent, and the enhanced
+status code (RFC 3463) tells a dead address from a refused message (`smtp_replies.py`).  A
+refusal at MAIL FROM concerns the sender, so every message would meet it: a 5xx there, a failed login or an
 untrusted certificate stops the send (`stops_send=True`, see `newsletter.transports.base`),
 and so does a server that cannot be reached or refuses the session: the rows stay queued
 for the next run rather than each failing in turn.
@@ -31,6 +32,7 @@ from typing import Self
 from newsletter.errors import TransportError
 from newsletter.mail.message_id import read_message_id
 from newsletter.transports.base import SendQuota
+from newsletter.transports.smtp_replies import classify_reply
 
 # How the common servers name the queue entry in their final 250 reply to DATA, most
 # specific first: Postfix "250 2.0.0 Ok: queued as 4ZxQ2k1Jq0z9", Exim "250 OK
@@ -210,15 +212,15 @@ class SmtpTransport:
             self._discard(connection)
         else:
             self._reset(connection)
-        quota = "daily message quota" in text.lower()
-        permanent = 500 <= code < 600
+        verdict = classify_reply(code, text, stage=stage)
         raise TransportError(
             f"SMTP {stage} refused by {self.host}: {code} {text}",
-            permanent=permanent and not quota,
+            permanent=verdict.permanent,
             recipient=recipient,
             code=str(code),
-            # A 5xx to MAIL FROM refuses the sender, and with it every other message.
-            stops_send=quota or (permanent and stage == "MAIL FROM"),
+            stops_send=verdict.stops_send,
+            throttled=verdict.throttled,
+            hard_bounce=verdict.hard_bounce,
         )
 
     def _reset(self, connection: smtplib.SMTP) -> None:
