@@ -16,6 +16,7 @@ cut after punctuation or a space is preferred, so an excerpt ends at a phrase wh
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 ELLIPSIS = "…"
 # Separators that look wrong in front of the ellipsis ("标题 ·…", "甲，…").
@@ -25,6 +26,9 @@ _PHRASE_ENDS = set(" ，。、；：！？,.;:!?·)）」』】》\"'")
 _ZWJ = "\u200d"
 
 
+# Cached: the preheader of every build measures a few hundred characters of a small alphabet
+# (bench/bench_build.py).
+@lru_cache(maxsize=8192)
 def columns(char: str) -> int:
     """Columns `char` fills: 2 for East Asian Wide and Fullwidth, 0 for combining marks."""
     if unicodedata.combining(char) or _joins_previous(char):
@@ -37,14 +41,26 @@ def width(text: str) -> int:
     return sum(_widths(text))
 
 
-def _widths(text: str) -> list[int]:
-    return [0 if index and text[index - 1] == _ZWJ else columns(char) for index, char in enumerate(text)]
+def _widths(text: str, stop: int | None = None) -> list[int]:
+    """Each character's columns; with `stop`, only until their sum passes it (what comes
+    after cannot change where an excerpt of `stop` columns is cut)."""
+    widths = []
+    used = 0
+    previous = ""
+    for char in text:
+        char_width = 0 if previous == _ZWJ else columns(char)
+        widths.append(char_width)
+        previous = char
+        used += char_width
+        if stop is not None and used > stop:
+            break
+    return widths
 
 
 def excerpt(text: str, limit: int) -> str:
     """`text` (whitespace collapsed) in at most `limit` columns, cut as the module says."""
     text = " ".join(text.split())
-    widths = _widths(text)
+    widths = _widths(text, stop=limit)
     if sum(widths) <= limit:
         return text
     room = limit - columns(ELLIPSIS)

@@ -46,7 +46,7 @@ def label_key(text: str) -> str | None:
 
 def split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
     """`**分类：** x`, `**分类**：x` or `分类：x` -> ("分类", spans of x); no label -> ("", spans)."""
-    spans = [span for span in spans if not (isinstance(span, Text) and not span.text)]
+    spans = [span for span in spans if type(span) is not Text or span.text]
     if not spans:
         return "", spans
     first = spans[0]

@@ -66,7 +66,10 @@ class Inline:
     @property
     def plain(self) -> str:
         """The words without markup, e.g. for a subject line or an alt attribute."""
-        return "".join(span_text(span) for span in self.spans).strip()
+        spans = self.spans
+        if len(spans) == 1 and type(spans[0]) is Text:
+            return spans[0].text.strip()
+        return "".join([span_text(span) for span in spans]).strip()
 
     def __bool__(self) -> bool:
         return bool(self.plain) or any(isinstance(s, Image) for s in _walk(self.spans))
@@ -87,6 +90,8 @@ def _walk(spans: Sequence[Span]) -> Iterator[Span]:
 
 def span_text(span: Span) -> str:
     """The words of one span without markup."""
+    if type(span) is Text:  # the usual span, tested first
+        return span.text
     if isinstance(span, (Text, Code)):
         return span.text
     if isinstance(span, Image):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ _INLINE_NODES = frozenset(
 )
 _LIST_NODES = ("bullet_list", "ordered_list")
 
+_PLUS_ONE = (1).__add__
 Node = Any  # markdown_it_pyrs.Node: .name, .meta, .children, .srcmap (byte offsets)
 
 
@@ -157,7 +159,8 @@ class _IssueParser:
         self.warnings: list[IssueWarning] = []
         self.unknown_labels: list[UnknownLabel] = []
         self.line_offset = 0
-        self.newlines: list[int] = []
+        # Byte offset where each line of the body starts (the source map counts bytes).
+        self.line_starts: list[int] = [0]
 
     # -- locations and errors -----------------------------------------------
 
@@ -167,7 +170,7 @@ class _IssueParser:
     def line_of(self, node: Node) -> int:
         """1-based line in the file of a node's first byte."""
         start = node.srcmap[0] if node.srcmap else 0
-        return bisect.bisect_right(self.newlines, start - 1) + 1 + self.line_offset
+        return bisect.bisect_right(self.line_starts, start) + self.line_offset
 
     # -- the whole file -----------------------------------------------------
 
@@ -178,7 +181,7 @@ class _IssueParser:
             line = self.source[: self.source.index(RESERVED_MARK)].count("\n") + 1
             raise self.error(f"{RESERVED_MARK!r} is reserved for the renderer; write it differently", line)
         encoded = body.encode("utf-8")
-        self.newlines = [match.start() for match in re.finditer(b"\n", encoded)]
+        self.line_starts = list(itertools.accumulate(map(_PLUS_ONE, map(len, encoded.split(b"\n"))), initial=0))
         try:
             tree = markdown_tree(_markdown, body)
         except MarkdownPanic as panic:
@@ -442,7 +445,13 @@ class _IssueParser:
             text: list[Span] = []
             children: tuple[SummaryItem, ...] = ()
             extra: list[Block] = []
-            for block in self.item_blocks(item):
+            nodes = item.children
+            if all(node.name in _INLINE_NODES for node in nodes):
+                # A tight item of text alone, the usual summary line: what the loop below
+                # makes of it, without the blocks in between.
+                text = list(self.inline(nodes).spans)
+                nodes = []
+            for block in self.item_blocks(item) if nodes else ():
                 if isinstance(block, Paragraph) and not text and not children:
                     text = list(block.inline.spans)
                 elif isinstance(block, _NestedList) and not children:

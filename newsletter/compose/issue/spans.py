@@ -25,13 +25,17 @@ from newsletter.compose.issue.model import (
 
 def trim(spans: Sequence[Span]) -> tuple[Span, ...]:
     """Drop empty text, and whitespace at both ends of a run of spans."""
+    if not spans:
+        return ()
+    first, last = spans[0], spans[-1]
     if (
-        spans
-        and type(spans[0]) is Text
-        and type(spans[-1]) is Text
-        and not spans[0].text[:1].isspace()
-        and not spans[-1].text[-1:].isspace()
-        and all(type(span) is not Text or span.text for span in spans)
+        type(first) is Text
+        and type(last) is Text
+        and first.text
+        and last.text
+        and not first.text[0].isspace()
+        and not last.text[-1].isspace()
+        and (len(spans) < 3 or all(type(span) is not Text or span.text for span in spans))
     ):
         # The common case, already trimmed: called a few hundred times per issue.
         return tuple(spans)
