@@ -9,7 +9,7 @@ files: parse -> render (email HTML via Jinja2 -> MJML -> css-inline, text, web) 
 slots with preview values.  It is timed as a whole; the stages are then timed one by one
 with the renderer's own stage methods (private, used here on purpose) so their medians can
 be compared with the whole.  The first build in the process (template compilation, lazy
-imports) is reported apart from the steady state.  Goals: full build <= 10 ms, seed email
+imports) is reported apart from the steady state.  Goals: full build <= 5 ms of CPU (median), seed email
 HTML <= 85 KB.  Prints figures; asserts nothing.
 """
 
@@ -26,7 +26,9 @@ REPO = HERE.parent
 SEED = REPO.parent / "shared" / "seeds" / "000_31559cfeefac81fc.txt"
 # Our own issue of the same size and format, for a clone with no shared/ beside it.
 DIGEST = REPO / "tests" / "fixtures" / "digest" / "2026-01-22.md"
-GOAL_MS = 10.0
+GOAL_MS = 5.0  # issue 15
+# The stages are timed with one fixed slot nonce (Renderer.render draws a random one).
+NONCE = "0123456789abcdef"
 GOAL_KB = 85.0
 
 
@@ -91,15 +93,15 @@ def main() -> None:
         marks = [(time.perf_counter(), time.thread_time())]
         issue = load_issue(args.issue, default_language=settings.newsletter.language)
         marks.append((time.perf_counter(), time.thread_time()))
-        mjml_source = renderer._template(EMAIL_TEMPLATE, issue, _LinkRegistry(track=True))
+        mjml_source = renderer._template(EMAIL_TEMPLATE, issue, _LinkRegistry(track=True, nonce=NONCE), NONCE)
         marks.append((time.perf_counter(), time.thread_time()))
         compiled = renderer._mjml(mjml_source)
         marks.append((time.perf_counter(), time.thread_time()))
         renderer._inline(compiled)
         marks.append((time.perf_counter(), time.thread_time()))
-        renderer._template(TEXT_TEMPLATE, issue, _LinkRegistry(track=False))
+        renderer._template(TEXT_TEMPLATE, issue, _LinkRegistry(track=False, nonce=NONCE), NONCE)
         marks.append((time.perf_counter(), time.thread_time()))
-        renderer._template(WEB_TEMPLATE, issue, _LinkRegistry(track=False))
+        renderer._template(WEB_TEMPLATE, issue, _LinkRegistry(track=False, nonce=NONCE), NONCE)
         marks.append((time.perf_counter(), time.thread_time()))
         rendered.preview(settings)
         marks.append((time.perf_counter(), time.thread_time()))
