@@ -205,3 +205,52 @@ def test_ses_refusing_an_address_at_send_time_suppresses_it_and_a_rejected_messa
     statuses = subscriber_statuses(world)
     assert statuses[bad] == "bounced" and statuses[rejected] == "active"
     assert summary.failed_permanent == 2 and summary.suppressed == 1 and summary.sent == 2
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_paused_ses_account_is_refused_in_one_line_before_anything_is_sent(world: World, local_ses: LocalSes):
+    local_ses.verify(SENDER)
+    local_ses.set_quota(sending_enabled=False)
+    world.use_ses(local_ses)
+    world.add_subscribers(3)
+    result = world.cli("send", str(world.issue_file), "--yes")
+
+    assert result.returncode == 1
+    paused = (
+        "error: sending is paused for this SES account: every send is refused; read the message from AWS "
+        "in the SES console (Reputation metrics) and ask to resume sending"
+    )
+    assert error_lines(result.stderr) == [paused]
+    assert "Traceback" not in result.stderr
+    assert local_ses.requests == [] and world.deliveries() == {}
+
+
+def test_a_sandboxed_ses_account_warns_and_counts_the_unverified_addresses(world: World, local_ses: LocalSes):
+    local_ses.verify(SENDER, "reader0@example.org", "example.net")
+    local_ses.set_quota(production_access=False, max_send_rate=100)
+    world.use_ses(local_ses)
+    world.add_subscribers(4)
+    world.add_subscribers(2, prefix="friend", domain="example.net")
+    # No --yes and no terminal: the question is the error, so it shows what it would ask.
+    asked = world.cli("send", str(world.issue_file))
+
+    assert (
+        "note: the SES account is in the sandbox: only verified addresses and domains receive mail: "
+        "3 of the 6 addresses to send to are not verified and will be refused" in asked.stderr
+    )
+    assert world.deliveries() == {}
+
+
+def test_the_confirmation_shows_the_daily_quota_left(world: World, local_ses: LocalSes):
+    local_ses.verify(SENDER)
+    local_ses.set_quota(max_24_hour_send=1_000, sent_last_24_hours=200)
+    world.use_ses(local_ses)
+    world.add_subscribers(3)
+    asked = world.cli("send", str(world.issue_file))
+
+    (line,) = error_lines(asked.stderr)
+    assert "to 3 subscribers of 'default'" in line and "SES allows 800 more in the current 24 hours" in line
+    assert "confirm with --yes" in line

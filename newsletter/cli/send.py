@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from newsletter.config import Settings
-from newsletter.errors import InputError
+from newsletter.errors import InputError, NewsletterError
 from newsletter.sending.campaign import SendSummary, run_send
 from newsletter.sending.plan import SendOptions, SendPlan, plan_send
 from newsletter.sending.probe import dry_run, send_test
@@ -75,15 +75,19 @@ def _dry_run(plan: SendPlan) -> int:
 
 
 def _real_send(plan: SendPlan, assume_yes: bool) -> int:
+    if plan.refusal:
+        raise NewsletterError(plan.refusal)
     if not plan.snapshotted and not plan.audience:
         click.echo(f"list {plan.list_slug!r} has no active subscribers — nothing to send")
         return EXIT_COMPLETE
     if plan.audience:
         transport = plan.settings.transport.kind
         rate = f"{plan.rate:g}/s" if plan.rate else "as fast as it goes"
+        left = plan.quota.remaining_24_hours if plan.quota is not None else None
+        allowance = "" if left is None else f"; SES allows {int(left):,} more in the current 24 hours"
         question = (
             f"Send {plan.issue.subject!r} to {plan.audience} subscribers of {plan.list_slug!r} "
-            f"via {transport} ({rate}, {plan.workers} workers)?"
+            f"via {transport} ({rate}, {plan.workers} workers{allowance})?"
         )
         if not assume_yes:
             if not sys.stdin.isatty():

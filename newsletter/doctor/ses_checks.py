@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Settings
 from newsletter.doctor.report import FAIL, OK, WARN, Check
-from newsletter.transports.base import SendQuota
+from newsletter.transports.ses.account import PAUSED, PAUSED_FIX, SANDBOX, SANDBOX_FIX, send_quota
 
 AREA = "ses"
 
@@ -149,39 +149,16 @@ def _account(client) -> list[Check]:
         return [Check(AREA, "account", FAIL, f"GetAccount failed: {err}", _CREDENTIALS)]
     except BotoCoreError as err:
         return [Check(AREA, "account", FAIL, f"GetAccount failed: {err}", _CREDENTIALS)]
-    limits = account.get("SendQuota", {})
-    quota = SendQuota(
-        max_send_rate=float(limits.get("MaxSendRate", 0.0)),
-        max_24_hour_send=float(limits.get("Max24HourSend", 0.0)),
-        sent_last_24_hours=float(limits.get("SentLast24Hours", 0.0)),
-        sending_enabled=bool(account.get("SendingEnabled", True)),
-        production_access=bool(account.get("ProductionAccessEnabled", True)),
-    )
+    quota = send_quota(account)
     checks = []
     if quota.sending_enabled:
         checks.append(Check(AREA, "sending", OK, "sending is enabled"))
     else:
-        checks.append(
-            Check(
-                AREA,
-                "sending",
-                FAIL,
-                "sending is paused for this account: every send is refused",
-                "read the message from AWS in the SES console (Reputation metrics) and ask to resume sending",
-            )
-        )
+        checks.append(Check(AREA, "sending", FAIL, PAUSED, PAUSED_FIX))
     if quota.production_access:
         checks.append(Check(AREA, "production access", OK, "out of the sandbox"))
     else:
-        checks.append(
-            Check(
-                AREA,
-                "production access",
-                WARN,
-                "the account is in the SES sandbox: only verified recipients get mail",
-                "request production access (SES console -> Account dashboard)",
-            )
-        )
+        checks.append(Check(AREA, "production access", WARN, SANDBOX, SANDBOX_FIX))
     remaining = quota.remaining_24_hours
     limit = "unlimited" if remaining is None else f"{int(quota.max_24_hour_send):,} a day, {int(remaining):,} left now"
     status = WARN if remaining is not None and remaining < 0.1 * quota.max_24_hour_send else OK

@@ -112,6 +112,8 @@ def run_send(
     if plan.blocked:
         failed = "; ".join(str(f) for f in plan.findings if f.failed)
         raise InputError(f"checks failed, nothing sent (use --force to send anyway): {failed}")
+    if plan.refusal:
+        raise NewsletterError(plan.refusal)
     campaign = _Campaign(plan, transport)
     return campaign.run(progress)
 

@@ -28,6 +28,7 @@ from newsletter.store.lists import find_list_id, get_or_create_list
 from newsletter.tokens import Links, Tokens
 from newsletter.transports.base import SendQuota
 from newsletter.transports.configured import open_transport
+from newsletter.transports.ses import account
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -67,6 +68,8 @@ class SendPlan:
     workers: int
     quota: SendQuota | None
     notes: list[str] = field(default_factory=list)
+    # Why no send can go now (a paused SES account): refused before anything is asked.
+    refusal: str | None = None
     # Today's warm-up allowance; None when [sending] warmup is off.
     warmup: WarmupBudget | None = None
 
@@ -169,7 +172,23 @@ def plan_rendered(
             rendered = fresh
             counts = LedgerCounts()
             audience = ledger.count_audience(conn, list_id)
-    quota = _quota(settings)
+    quota, verified = _account(settings)
+    refusal = None
+    if quota is not None and not quota.sending_enabled:
+        refusal = f"{account.PAUSED}; {account.PAUSED_FIX}"
+    if quota is not None and not quota.production_access and verified is not None:
+        with store.read() as conn:
+            unverified = sum(
+                1
+                for address in ledger.addresses_to_send(
+                    conn, stored.id, list_id, snapshotted=stored.snapshot_at is not None
+                )
+                if not account.sandbox_receives(address, verified)
+            )
+        notes.append(
+            f"{account.SANDBOX}: {unverified:,} of the {audience:,} addresses to send to are not verified "
+            f"and will be refused; {account.SANDBOX_FIX}"
+        )
     rate = _effective_rate(settings, options, quota, notes)
     workers = options.workers or _default_workers(settings, rate)
     if quota is not None and quota.remaining_24_hours is not None and audience > quota.remaining_24_hours:
@@ -199,6 +218,7 @@ def plan_rendered(
         workers=workers,
         quota=quota,
         notes=notes,
+        refusal=refusal,
         warmup=warmup,
     )
 
@@ -237,11 +257,16 @@ def _frozen(stored: StoredIssue, issue: Issue, link_urls: list[str]) -> Rendered
     )
 
 
-def _quota(settings: Settings) -> SendQuota | None:
+def _account(settings: Settings) -> tuple[SendQuota | None, frozenset[str] | None]:
+    """SES's quota, and in the sandbox the verified identities (who may receive mail)."""
     if settings.transport.kind != "ses":
-        return None
+        return None, None
     with open_transport(settings) as transport:
-        return transport.quota()
+        quota = transport.quota()
+        if quota is None or quota.production_access:
+            return quota, None
+        listing = getattr(transport, "verified_identities", None)
+        return quota, listing() if listing is not None else None
 
 
 def _effective_rate(

@@ -262,6 +262,26 @@ def audience_query(list_id: int) -> sa.Select:
     )
 
 
+def addresses_to_send(conn: sa.Connection, issue_id: int, list_id: int, *, snapshotted: bool) -> Iterator[str]:
+    """The addresses the next run would send to: the list's audience before the snapshot,
+    the rows queued or failed temporarily after it."""
+    if snapshotted:
+        query = (
+            sa.select(subscribers.c.email)
+            .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+            .where(
+                deliveries.c.issue_id == issue_id,
+                sa.or_(
+                    deliveries.c.status == QUEUED,
+                    sa.and_(deliveries.c.status == FAILED, deliveries.c.failure == TEMPORARY),
+                ),
+            )
+        )
+    else:
+        query = sa.select(audience_query(list_id).subquery().c.email)
+    yield from conn.execute(query).scalars()
+
+
 def count_audience(conn: sa.Connection, list_id: int) -> int:
     return conn.execute(sa.select(sa.func.count()).select_from(audience_query(list_id).subquery())).scalar_one()
 

@@ -64,6 +64,7 @@ from botocore.utils import get_environ_proxies
 from newsletter import __version__
 from newsletter.errors import TransportError
 from newsletter.transports.base import STOPPED, SendQuota
+from newsletter.transports.ses.account import send_quota, verified_identities
 from newsletter.transports.ses.errors import classify
 from newsletter.transports.ses.keepalive import HttpAnswer, KeepAlivePool, NoAnswer, RequestNotSent
 
@@ -278,14 +279,26 @@ class SesTransport:
             raise _classify(err, sender="", recipient=None) from err
         except BotoCoreError as err:
             raise _wrap_botocore(err, recipient=None) from err
-        quota = account.get("SendQuota", {})
-        return SendQuota(
-            max_send_rate=float(quota.get("MaxSendRate", 0.0)),
-            max_24_hour_send=float(quota.get("Max24HourSend", 0.0)),
-            sent_last_24_hours=float(quota.get("SentLast24Hours", 0.0)),
-            sending_enabled=bool(account.get("SendingEnabled", True)),
-            production_access=bool(account.get("ProductionAccessEnabled", True)),
-        )
+        return send_quota(account)
+
+    def verified_identities(self) -> frozenset[str]:
+        """The account's verified addresses and domains (ListEmailIdentities), lower-cased:
+        in the sandbox, the only recipients that receive mail."""
+        # botocore has no paginator for sesv2 ListEmailIdentities: follow NextToken.
+        pages: list[dict] = []
+        try:
+            token = None
+            while True:
+                page = self._client.list_email_identities(**({"NextToken": token} if token else {}))
+                pages.append(page)
+                token = page.get("NextToken")
+                if not token:
+                    break
+        except ClientError as err:
+            raise _classify(err, sender="", recipient=None) from err
+        except BotoCoreError as err:
+            raise _wrap_botocore(err, recipient=None) from err
+        return verified_identities(pages)
 
     def close(self) -> None:
         self._pool.close()
