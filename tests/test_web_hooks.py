@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -31,7 +34,7 @@ from newsletter.config import Settings, replace
 from newsletter.sending.campaign import run_send
 from newsletter.sending.plan import SendOptions, plan_send
 from newsletter.store import schema
-from newsletter.transports.ses.sns import SnsVerifier
+from newsletter.transports.ses.sns import SNS_ORIGIN_PATTERN, SnsVerifier
 from newsletter.web.app import create_app
 from newsletter.web.context import WebContext
 
@@ -266,7 +269,11 @@ def test_a_certificate_on_another_host_is_refused_without_fetching_it(sqlite_hoo
 
 
 def test_a_body_that_is_not_an_sns_message_is_refused(bare_hook):
-    for body in ("", "not json", "[]", '{"Type": "Notification"}', '{"Type": "Other"}'):
+    # Not JSON, or not an object: malformed, a bad request.  JSON without what SNS signs:
+    # not verifiable.
+    for body in ("", "not json", "[]"):
+        assert bare_hook.post(body).status_code == 400, body
+    for body in ('{"Type": "Notification"}', '{"Type": "Other"}'):
         assert bare_hook.post(body).status_code == 403, body
 
 
@@ -332,3 +339,102 @@ def test_a_database_failure_answers_503_so_that_sns_retries(
     hook = Hook(None, base_url, sns_certificate_server, sns_signing_identity, http_client)
     answer = hook.notify(ses_record("Delivery", message_id="ses-1", recipient="reader@example.org"))
     assert answer.status_code == 503
+
+
+# ---- the SNS origin ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        ("https://sns.us-east-1.amazonaws.com", True),
+        ("https://sns.eu-central-2.amazonaws.com", True),
+        ("https://sns.us-gov-west-1.amazonaws.com", True),
+        ("https://sns.cn-north-1.amazonaws.com.cn", True),
+        ("https://sns.s3.amazonaws.com", False),
+        ("https://sns.my-bucket.amazonaws.com", False),
+        ("https://sns.us-east-1.amazonaws.com.cn", False),
+        ("https://sns.cn-north-1.amazonaws.com", False),
+        ("https://sns.amazonaws.com", False),
+        ("http://sns.us-east-1.amazonaws.com", False),
+    ],
+)
+def test_the_sns_origin_is_sns_in_a_region(origin: str, accepted: bool):
+    assert bool(re.fullmatch(SNS_ORIGIN_PATTERN, origin)) is accepted
+
+
+def test_a_certificate_on_an_s3_bucket_host_is_refused_before_any_fetch(
+    readers, serve_asgi, sns_certificate_server, sns_signing_identity, http_client, caplog
+):
+    """sns.s3.amazonaws.com is an S3 bucket's name, which anyone can own; the production
+    verifier (no test origin) must refuse it by its name, not try it."""
+    world, (reader, _, _) = readers
+    settings = replace(world.settings, events={"topic_arns": (TOPIC,)})
+    app = create_app(WebContext.create(settings, world.store, sns_verifier=SnsVerifier([TOPIC])))
+    hook = Hook(world, serve_asgi(app), sns_certificate_server, sns_signing_identity, http_client)
+    record = ses_record("Bounce", message_id=ses_id(world, reader), recipient=address(world, reader))
+    with caplog.at_level(logging.WARNING, logger="newsletter.web.hooks"):
+        answer = hook.notify(record, cert_url="https://sns.s3.amazonaws.com/SimpleNotificationService-x.pem")
+    assert answer.status_code == 403
+    assert "is not on an Amazon SNS https origin" in caplog.text, caplog.text
+    assert hook.status(reader) == schema.ACTIVE
+
+
+def test_a_message_dated_in_the_future_is_refused(sqlite_hook):
+    hook = sqlite_hook
+    world, (reader, _, _) = hook.world, sorted(hook.world.emails())
+    record = ses_record("Bounce", message_id=ses_id(world, reader), recipient=address(world, reader))
+    answer = hook.notify(record, timestamp=datetime.now(UTC) + timedelta(minutes=10))
+    assert answer.status_code == 403
+    assert hook.status(reader) == schema.ACTIVE and hook.events() == []
+    # A few seconds of clock skew are fine.
+    delivery = ses_record("Delivery", message_id=ses_id(world, reader), recipient=address(world, reader))
+    assert hook.notify(delivery, timestamp=datetime.now(UTC) + timedelta(seconds=30)).status_code == 200
+
+
+def test_junk_for_an_unknown_topic_fetches_nothing(sqlite_hook):
+    hook = sqlite_hook
+    path = f"/unknown-topic-{uuid.uuid4()}.pem"
+    for _ in range(3):
+        answer = hook.notify(
+            ses_record("Delivery", message_id="junk", recipient="r@example.org"),
+            topic="arn:aws:sns:us-east-1:999999999999:x",
+            cert_url=hook.cert_server.url(path),
+        )
+        assert answer.status_code == 403
+    assert hook.cert_server.requests_for(path) == []
+
+
+def test_a_certificate_that_failed_to_fetch_is_not_fetched_again_for_every_message(sqlite_hook):
+    hook = sqlite_hook
+    path = f"/missing-{uuid.uuid4()}.pem"
+    for _ in range(5):
+        assert (
+            hook.notify(
+                ses_record("Delivery", message_id="junk", recipient="r@example.org"),
+                cert_url=hook.cert_server.url(path),
+            ).status_code
+            == 403
+        )
+    assert len(hook.cert_server.requests_for(path)) == 1
+
+
+def test_a_good_certificate_is_fetched_once(sqlite_hook):
+    hook = sqlite_hook
+    path = f"/good-{uuid.uuid4()}.pem"
+    hook.cert_server.serve(path, hook.identity.certificate_pem)
+    for _ in range(3):
+        assert (
+            hook.notify(
+                "Successfully validated SNS topic for Amazon SES event publishing.", cert_url=hook.cert_server.url(path)
+            ).status_code
+            == 200
+        )
+    assert len(hook.cert_server.requests_for(path)) == 1
+
+
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"Type": ' + "[" * 40 + "]" * 40 + "}"]
+)
+def test_deeply_nested_json_is_a_bad_request_not_a_server_error(bare_hook, body: str):
+    assert bare_hook.post(body).status_code == 400

@@ -30,6 +30,7 @@ from newsletter.feedback.apply import FeedbackResult, apply_ses_event
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.transports.ses.events import event_from_sns
 from newsletter.transports.ses.sns import (
+    MalformedMessage,
     SnsMessage,
     SnsMessageType,
     SnsVerifier,
@@ -62,6 +63,9 @@ class SesHook:
         try:
             # In a thread: verifying may fetch a signing certificate over the network.
             message = await run_in_threadpool(self.verifier.verify, body)
+        except MalformedMessage as err:
+            log.warning("/hooks/ses refused a malformed body: %s", err)
+            return _answer(400, "not an SNS message")
         except WebhookError as err:
             log.warning("/hooks/ses refused a message: %s", err)
             return _answer(403, "not a verifiable SNS message")

@@ -13,6 +13,7 @@ import binascii
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -36,11 +37,16 @@ from newsletter.errors import WebhookError
 # SNS messages
 # ---------------------------------------------------------------------------------------------
 
-# Where SNS signing certificates and SubscribeURLs live: https on sns.<region>.amazonaws.com
-# (or .amazonaws.com.cn in the China regions), no port, no credentials.  Matched against the
-# URL's "scheme://host[:port]", so one pattern decides both the scheme and the host; only a
-# test passes a wider one (e.g. r"http://127\.0\.0\.1:\d+").
-SNS_ORIGIN_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+# Where SNS signing certificates and SubscribeURLs live: https on sns.<region>.amazonaws.com,
+# or sns.cn-<...>.amazonaws.com.cn in the China regions (AWS General Reference, "Amazon SNS
+# endpoints"), no port, no credentials.  A region is two letters, one or more words and a
+# number (us-east-1, us-gov-west-1, cn-north-1): anything else, such as sns.s3.amazonaws.com,
+# is an S3 bucket's virtual host, which anyone can create and serve a certificate from.
+# Matched against the URL's "scheme://host[:port]", so one pattern decides both the scheme
+# and the host; only a test passes a wider one (e.g. r"http://127\.0\.0\.1:\d+").
+SNS_ORIGIN_PATTERN = (
+    r"https://sns\.(?:(?!cn-)[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com|cn(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com\.cn)"
+)
 
 # SNS's total retry time for an HTTP/S endpoint "cannot be greater than 3,600 seconds. This is a
 # hard limit" (AWS SNS Developer Guide, "Amazon SNS message delivery retries"), and a retry keeps
@@ -50,6 +56,19 @@ SNS_ORIGIN_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
 # which the dedupe key makes harmless anyway.  Messages read from SQS may legitimately be days
 # old (SQS keeps them up to 14 days), so the SQS path builds its verifier with max_age=None.
 SNS_HTTP_MAX_AGE = timedelta(hours=1, minutes=15)
+# A message dated later than this after our clock is not a retry of anything SNS sent; the
+# margin is clock skew only.
+SNS_MAX_FUTURE = timedelta(minutes=5)
+# How long a certificate URL that could not be fetched (or was no certificate) stays refused
+# without asking again, and how many URLs not yet seen may be fetched in a minute: messages
+# naming a configured topic but carrying no valid signature must not turn this server into a
+# fetcher on every request.  SNS changes its certificate rarely (a new URL each time).
+FAILED_CERTIFICATE_SECONDS = 300.0
+NEW_CERTIFICATES_PER_MINUTE = 10
+# The SNS envelope is a flat object and SES events nest a few levels (mail.headers, the
+# bounced recipients); Python's json recurses once per level and ends in RecursionError
+# somewhere near a thousand.
+MAX_JSON_DEPTH = 32
 
 
 class SnsMessageType(StrEnum):
@@ -176,6 +195,7 @@ class SnsVerifier:
         max_age: timedelta | None = SNS_HTTP_MAX_AGE,
         clock: Callable[[], datetime] | None = None,
         cache_size: int = 16,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic_arns = frozenset(topic_arns)
         self.fetch_certificate = fetch_certificate or HttpFetcher()
@@ -183,7 +203,11 @@ class SnsVerifier:
         self.max_age = max_age
         self.clock = clock or _utc_now
         self.cache_size = cache_size
+        self.monotonic = monotonic
         self._public_keys: OrderedDict[str, RSAPublicKey] = OrderedDict()
+        # URL -> (monotonic time of the failure, what failed), at most `cache_size`.
+        self._failures: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._recent_fetches: list[float] = []
         self._lock = threading.Lock()
 
     @classmethod
@@ -222,13 +246,19 @@ class SnsVerifier:
             self._check_origin(signed["SubscribeURL"], what="SubscribeURL")
 
         timestamp = parse_timestamp(signed["Timestamp"], what="SNS Timestamp")
+        now = self.clock()
         if self.max_age is not None:
-            age = self.clock() - timestamp
+            age = now - timestamp
             if age > self.max_age:
                 raise WebhookError(
                     f"SNS message {signed['MessageId']} is stale: Timestamp {signed['Timestamp']} "
                     f"is older than {self.max_age}"
                 )
+        if timestamp - now > SNS_MAX_FUTURE:
+            raise WebhookError(
+                f"SNS message {signed['MessageId']}: Timestamp {signed['Timestamp']} is more than "
+                f"{SNS_MAX_FUTURE} in the future"
+            )
 
         public_key = self._public_key(cert_url)
         try:
@@ -289,8 +319,42 @@ class SnsVerifier:
             if cached is not None:
                 self._public_keys.move_to_end(cert_url)
                 return cached
+            self._refuse_fetch(cert_url)
         # Fetched outside the lock so one slow fetch does not stall verifications that hit the
         # cache; two threads may fetch the same new URL at once, which is harmless.
+        try:
+            key = self._fetch_key(cert_url)
+        except WebhookError as err:
+            with self._lock:
+                self._failures[cert_url] = (self.monotonic(), str(err))
+                while len(self._failures) > self.cache_size:
+                    self._failures.popitem(last=False)
+            raise
+        with self._lock:
+            self._public_keys[cert_url] = key
+            self._public_keys.move_to_end(cert_url)
+            while len(self._public_keys) > self.cache_size:
+                self._public_keys.popitem(last=False)
+        return key
+
+    def _refuse_fetch(self, cert_url: str) -> None:
+        """WebhookError when `cert_url` failed recently, or too many new URLs were fetched in
+        the last minute; else the fetch is counted.  Called under the lock."""
+        now = self.monotonic()
+        failed = self._failures.get(cert_url)
+        if failed is not None:
+            if now - failed[0] < FAILED_CERTIFICATE_SECONDS:
+                raise WebhookError(f"{failed[1]} (not fetched again for {FAILED_CERTIFICATE_SECONDS:.0f} s)")
+            del self._failures[cert_url]
+        self._recent_fetches = [moment for moment in self._recent_fetches if now - moment < 60.0]
+        if len(self._recent_fetches) >= NEW_CERTIFICATES_PER_MINUTE:
+            raise WebhookError(
+                f"SNS signing certificate {cert_url} not fetched: {NEW_CERTIFICATES_PER_MINUTE} new certificate "
+                "URLs fetched in the last minute already"
+            )
+        self._recent_fetches.append(now)
+
+    def _fetch_key(self, cert_url: str) -> RSAPublicKey:
         pem = self.fetch_certificate(cert_url)
         try:
             certificate = x509.load_pem_x509_certificate(pem)
@@ -299,11 +363,6 @@ class SnsVerifier:
         key = certificate.public_key()
         if not isinstance(key, RSAPublicKey):
             raise WebhookError(f"SNS signing certificate at {cert_url} has no RSA key")
-        with self._lock:
-            self._public_keys[cert_url] = key
-            self._public_keys.move_to_end(cert_url)
-            while len(self._public_keys) > self.cache_size:
-                self._public_keys.popitem(last=False)
         return key
 
 
@@ -325,16 +384,44 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class MalformedMessage(WebhookError):
+    """A body that is not a JSON object at all (or nests too deeply to read): a bad request,
+    where a WebhookError of its own is a message that does not verify."""
+
+
+# A JSON string (its escapes included), and everything but brackets: what is left after both
+# are removed is the bracket structure, whose depth `json_object` checks before parsing.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
 def json_object(body: Mapping[str, Any] | str | bytes, *, what: str) -> Mapping[str, Any]:
     if isinstance(body, Mapping):
         return body
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise MalformedMessage(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(body)
     except (ValueError, TypeError) as err:
-        raise WebhookError(f"{what} is not JSON: {err}") from err
+        raise MalformedMessage(f"{what} is not JSON: {err}") from err
     if not isinstance(value, dict):
-        raise WebhookError(f"{what} is not a JSON object")
+        raise MalformedMessage(f"{what} is not a JSON object")
     return value
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in `text`, without parsing it (so without
+    recursion); strings are skipped, malformed text gets some number."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for bracket in brackets:
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _decode_signature(value: Any) -> bytes:
