@@ -6,6 +6,7 @@ and what a rerun says, through real SMTP servers on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -254,3 +255,56 @@ def test_the_confirmation_shows_the_daily_quota_left(world: World, local_ses: Lo
     (line,) = error_lines(asked.stderr)
     assert "to 3 subscribers of 'default'" in line and "SES allows 800 more in the current 24 hours" in line
     assert "confirm with --yes" in line
+
+
+def test_without_a_terminal_send_prints_progress_lines_and_a_final_summary(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    from newsletter.cli import send_report
+
+    # Every 0.3 s instead of 10 s: the interval is the only thing changed.
+    monkeypatch.setattr(send_report, "PROGRESS_EVERY", 0.3)
+    world.add_subscribers(20)
+    result = world.cli("send", str(world.issue_file), "--yes", "--rate", "10")
+
+    assert result.returncode == 0, result.stderr
+    lines = re.findall(
+        r"^2026-11-30: (\d+) sent, 0 failed, (\d+) pending, [\d.]+/s, ETA [^(]+\(\d+ s elapsed\)$",
+        result.stderr,
+        re.MULTILINE,
+    )
+    assert len(lines) >= 3, result.stderr
+    sent = [int(s) for s, _ in lines]
+    assert sent == sorted(sent) and all(int(s) + int(p) == 20 for s, p in lines)
+    assert "sent 20, failed 0 permanently and 0 temporarily, skipped 0" in result.stdout
+    assert "2026-11-30: sent completely (20 in all)" in result.stdout
+
+
+def test_json_prints_one_summary_object_on_stdout_under_a_pipe(world: World, local_smtp: LocalSmtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(6)
+    local_smtp.rcpt_replies["reader1@example.org"] = "550 5.7.1 Rejected by policy"
+    local_smtp.rcpt_replies["reader2@example.org"] = "451 4.7.1 Greylisted, try again later"
+    local_smtp.rcpt_replies["reader3@example.org"] = "451 4.7.1 Greylisted, try again later"
+    # A process of its own, its stdout a pipe, as cron or CI runs it.
+    result = world.newsletter("send", str(world.issue_file), "--yes", "--json")
+
+    assert result.returncode == 75, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "incomplete" and summary["exit_status"] == 75
+    assert summary["this_run"] == {
+        "sent": 3,
+        "failed_permanent": 1,
+        "failed_temporary": 2,
+        "skipped": 0,
+        "suppressed": 0,
+    }
+    assert summary["ledger"]["pending"] == 2 and summary["ledger"]["total"] == 6
+    reasons = summary["reasons"]
+    assert sum(reasons.values()) == 3
+    assert [n for reason, n in reasons.items() if "451 4.7.1" in reason] == [2]
+    assert summary["permanent_failures"][0]["address"] == "reader1@example.org"
+    assert summary["next_retry_at"].endswith("Z") and summary["elapsed_seconds"] > 0
+    assert summary["rate_per_second"] > 0
+    # The words went to stderr.
+    assert "2026-11-30: incomplete" in result.stderr

@@ -168,6 +168,13 @@ def preview(context: Context, issue_file: Path, host: str, port: int, templates_
 )
 @click.option("--force", is_flag=True, help="Send even if checks fail (with --at: even if late or stale).")
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as one JSON object on stdout (state, counts by outcome and reason, elapsed, rate); "
+    "everything else goes to stderr.",
+)
+@click.option(
     "--templates",
     "templates_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -189,6 +196,7 @@ def send(
     retry_failed: bool,
     resend_uncertain: bool,
     force: bool,
+    as_json: bool,
     templates_dir: Path | None,
 ) -> None:
     """Send ISSUE (the issue's file, or its slug: issues/SLUG.md): one personal copy to
@@ -212,6 +220,7 @@ def send(
       newsletter send issues/2026-11-30.md --test me@example.com
       newsletter send issues/2026-11-30.md --dry-run
       newsletter send issues/2026-11-30.md --yes
+      newsletter send issues/2026-11-30.md --yes --json     # from cron or CI
       newsletter send issues/2026-11-30.md --at "2026-12-02 08:00" --tz Asia/Shanghai
       newsletter send 2026-11-30 --cancel
     """
@@ -222,6 +231,8 @@ def send(
         raise click.UsageError("--test, --at, --cancel and --dry-run do not go together; use one")
     if tz and not at:
         raise click.UsageError("--tz goes with --at")
+    if as_json and (test_addresses or at or cancel or dry_run):
+        raise click.UsageError("--json goes with a real send only, not with --test, --at, --cancel or --dry-run")
     settings = context.settings
     if cancel:
         sys.exit(schedule_commands.cancel(settings, issue))
@@ -243,7 +254,9 @@ def send(
     addresses = schedule_commands.test_addresses(settings, test_addresses)
     if not addresses and not dry_run:
         schedule_commands.refuse_if_scheduled(settings, issue_file)
-    code = run_send_command(settings, issue_file, options, test_addresses=addresses, dry_run=dry_run, assume_yes=yes)
+    code = run_send_command(
+        settings, issue_file, options, test_addresses=addresses, dry_run=dry_run, assume_yes=yes, as_json=as_json
+    )
     sys.exit(code)
 
 
