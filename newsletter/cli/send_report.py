@@ -88,6 +88,7 @@ def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict
         },
         "reasons": dict(summary.failures.most_common()),
         "permanent_failures": [{"address": a, "reason": r} for a, r in summary.permanent_failures],
+        "throttled": {"times": summary.throttled, "lowest_rate": summary.lowest_rate},
         "stopped": summary.stopped,
         "next_retry_at": summary.next_retry_at.isoformat().replace("+00:00", "Z") if summary.next_retry_at else None,
         "elapsed_seconds": round(summary.elapsed, 3),
@@ -114,6 +115,13 @@ def report(plan: SendPlan, summary: SendSummary, *, to_stderr: bool = False) -> 
         )
     for reason, number in summary.failures.most_common(10):
         click.echo(f"  {number} × {reason}", err=True)
+    if summary.throttled and summary.lowest_rate is not None:
+        configured = f" from {plan.rate:g}/s" if plan.rate else ""
+        click.echo(
+            f"throttled {summary.throttled} times by the provider: the pace went down to "
+            f"{summary.lowest_rate:.2g}/s{configured} and back up as it allowed",
+            err=True,
+        )
     if summary.suppressed:
         click.echo(
             f"{summary.suppressed} addresses suppressed: the receiving server says they do not exist "

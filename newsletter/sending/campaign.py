@@ -89,6 +89,10 @@ class SendSummary:
     suppressed: int = 0
     # Whether the stop needs a person (a paused account, refused credentials), not time.
     stopped_for_good: bool = False
+    # How often the provider throttled us (bursts, not refusals), and the lowest rate the
+    # pacer went down to because of it.
+    throttled: int = 0
+    lowest_rate: float | None = None
     # When the earliest row failed temporarily is due to be tried again.
     next_retry_at: datetime | None = None
 
@@ -169,6 +173,8 @@ class _Campaign:
             self.summary.next_retry_at = ledger.next_retry_at(conn, self.issue_id)
         self.summary.complete = send_state(self.summary.ledger) == COMPLETE
         self.summary.uncertain = self.summary.ledger.sending
+        self.summary.throttled = self.pacer.throttles
+        self.summary.lowest_rate = self.pacer.lowest
         self.summary.elapsed = time.monotonic() - started
         return self.summary
 
@@ -403,6 +409,8 @@ class _Campaign:
                     if err.hard_bounce:
                         self.bounces[item.delivery_id] = self._bounce(item, err)
                     return Outcome(item.delivery_id, FAILED, failure=PERMANENT, error=str(err), attempts=extra)
+                if err.throttled:
+                    self.pacer.throttled()
                 if err.throttled and tries < THROTTLED_TRIES:
                     if self.stop.wait(backoff(tries)):
                         return Outcome(item.delivery_id, QUEUED, attempts=extra)
