@@ -252,3 +252,81 @@ def test_ses_opens_and_clicks_are_judged_people_or_machines_like_our_own(store, 
     assert (opened["kind"], opened["machine"]) == (schema.SES_OPEN, True)
     assert "Apple" in opened["detail"]["machine"]
     assert (clicked["kind"], clicked["machine"]) == (schema.SES_CLICK, False)
+
+
+# ---- settling rows a crash left uncertain (issue 9, item 6) ----
+
+
+@pytest.fixture
+def in_flight(crafted: CraftedLedger):
+    """A row left `sending` by a crash: claimed, Message-ID written, no SES id recorded."""
+    issue_id = crafted.issue(link_urls=LINKS)
+    subscriber_id = crafted.subscriber("reader@example.org")
+    message_id = f"<{issue_id}.{subscriber_id}.abcdef@example.com>"
+    delivery_id = crafted.delivery(issue_id, subscriber_id, status=schema.SENDING, message_id=message_id, sent_at=None)
+    return issue_id, delivery_id, message_id
+
+
+def row(store, delivery_id: int) -> dict:
+    import sqlalchemy as sa
+
+    with store.read() as conn:
+        query = sa.select(schema.deliveries).where(schema.deliveries.c.id == delivery_id)
+        return dict(conn.execute(query).mappings().one())
+
+
+@pytest.mark.parametrize("event_type", ["Send", "Delivery"])
+def test_a_send_or_delivery_event_settles_an_uncertain_row_as_sent(store, in_flight, event_type):
+    _, delivery_id, message_id = in_flight
+    record = ses_record(
+        event_type, message_id="ses-77", recipient="reader@example.org", at=SEND_START, message_id_header=message_id
+    )
+
+    result = apply(store, record)
+
+    assert result.settled == schema.SENT and "the uncertain ledger row is now sent" in result.describe()
+    settled = row(store, delivery_id)
+    assert (settled["status"], settled["provider_message_id"]) == (schema.SENT, "ses-77")
+    assert settled["sent_at"] == SEND_START
+
+
+@pytest.mark.parametrize(
+    ("event_type", "changes", "error"),
+    [
+        ("Reject", {}, "rejected by SES: Bad content"),
+        ("Bounce", {}, "Permanent bounce"),
+        ("Bounce", {"bounceType": "Transient", "bounceSubType": "MailboxFull"}, "Transient bounce"),
+    ],
+)
+def test_a_reject_or_bounce_settles_an_uncertain_row_as_failed_permanently(
+    store, in_flight, event_type, changes, error
+):
+    _, delivery_id, message_id = in_flight
+    record = ses_record(
+        event_type, message_id="ses-77", recipient="reader@example.org", message_id_header=message_id, **changes
+    )
+
+    result = apply(store, record)
+
+    assert result.settled == schema.FAILED
+    settled = row(store, delivery_id)
+    assert (settled["status"], settled["failure"]) == (schema.FAILED, schema.PERMANENT)
+    assert settled["error"].startswith(error)
+
+
+def test_an_event_never_changes_a_row_the_sender_already_recorded(store, crafted, sent):
+    _, _, delivery_id = sent
+    before = row(store, delivery_id)
+    result = apply(store, ses_record("Bounce", message_id="ses-1", recipient="reader@example.org"))
+    assert result.settled is None
+    assert row(store, delivery_id) == before
+
+
+def test_opens_and_delays_leave_an_uncertain_row_uncertain(store, in_flight):
+    _, delivery_id, message_id = in_flight
+    for event_type in ("DeliveryDelay", "Open"):
+        apply(
+            store,
+            ses_record(event_type, message_id="ses-77", recipient="reader@example.org", message_id_header=message_id),
+        )
+    assert row(store, delivery_id)["status"] == schema.SENDING

@@ -369,6 +369,9 @@ class LocalSes:
     - `fail_share(p, code, message, status, seed=)`: each send fails so with probability p.
     - `serve_account = False`: leave GET /v2/email/account to moto, which answers 404, like an
       SES-compatible server without GetAccount.
+    - `hold_answers_after(n)`: sends after the first n are accepted (moto keeps them) but
+      their answers are held back until `release()` (which ends the holding): messages SES took whose answer a
+      sender killed meanwhile never read.  `held` counts them.
     - `reset()`: back to a fresh state (received and requests forgotten).
     """
 
@@ -391,6 +394,9 @@ class LocalSes:
         self.endpoint_url = ""
         # False leaves GET /v2/email/account to moto, which has no such route (404).
         self.serve_account = True
+        self._hold_after: int | None = None
+        self._released = threading.Event()
+        self.held = 0
 
     # ---- life cycle ----
 
@@ -437,6 +443,10 @@ class LocalSes:
             self._fail_share = None
             self._accepted_times.clear()
             self.serve_account = True
+            self._hold_after = None
+            self._released.set()
+            self._released = threading.Event()
+            self.held = 0
 
     # ---- set-up ----
 
@@ -494,6 +504,16 @@ class LocalSes:
     def fail_next_raw(self, count: int, status: int, body: bytes, content_type: str = "text/xml") -> None:
         with self._lock:
             self._faults.extend(_Fault("raw", "", status, body, content_type) for _ in range(count))
+
+    def hold_answers_after(self, count: int) -> None:
+        with self._lock:
+            self._hold_after = count
+
+    def release(self) -> None:
+        """Answer the held sends, and hold no more."""
+        with self._lock:
+            self._hold_after = None
+        self._released.set()
 
     def fail_share(self, share: float, code: str, message: str, status: int, *, seed: int = 1) -> None:
         with self._lock:
@@ -585,6 +605,12 @@ class LocalSes:
                 if now in self._accepted_times:
                     self._accepted_times.remove(now)
             self.requests.append(SesRequest(body, status, error, now))
+            hold = status == 200 and self._hold_after is not None and len(self._message_ids) > self._hold_after
+            if hold:
+                self.held += 1
+            released = self._released
+        if hold:
+            released.wait(timeout=120)
         return [chunks]
 
     def _fault_for(self, now: float) -> _Fault | None:

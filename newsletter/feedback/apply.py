@@ -16,6 +16,9 @@ event does:
   bounces `bounced` once the policy's limit falls within its window.  Sends only go to
   `active` subscribers and re-check the status when they claim a row, so that is what
   suppresses them from every later send;
+- a Send or Delivery event for a row still `sending` (uncertain: in flight when a send
+  crashed) settles it as sent, a Reject or Bounce as failed, so the next `newsletter send`
+  reports fewer uncertain rows and `--resend-uncertain` resends only those still unknown;
 - SES's Subscription event (its own list-management unsubscribe) unsubscribes from every
   list; a mail to the unsubscribe mailto leaves the list of the issue its token names, as
   the unsubscribe link of the same message would.
@@ -52,7 +55,7 @@ from newsletter.feedback.event import EventKind, FeedbackEvent
 from newsletter.feedback.machines import judge
 from newsletter.feedback.suppression import Suppression, SuppressionPolicy
 from newsletter.mail.message_id import parse_ledger_message_id
-from newsletter.store import schema
+from newsletter.store import ledger, schema
 from newsletter.store.events import DeliveryRef, delivery_by_provider_id, delivery_for, record_event
 from newsletter.store.feedback import (
     bounce_details,
@@ -110,6 +113,8 @@ class FeedbackResult:
     # (subscriber id, new status) for each subscriber whose standing changed.
     suppressed: tuple[tuple[int, str], ...] = ()
     reason: str = ""
+    # The status an uncertain ledger row was settled to ("sent" or "failed"), if one was.
+    settled: str | None = None
 
     def describe(self) -> str:
         """One line for logs and `newsletter events pull`."""
@@ -122,6 +127,8 @@ class FeedbackResult:
         line = f"{self.event.kind} {about}: {self.applied} ({where})"
         if self.suppressed:
             line += "; " + ", ".join(f"subscriber {sid} now {status}" for sid, status in self.suppressed)
+        if self.settled:
+            line += f"; the uncertain ledger row is now {self.settled}"
         if self.reason:
             line += f"; {self.reason}"
         return line
@@ -253,7 +260,46 @@ def _apply(
                 event.kind,
                 event.provider_message_id or event.message_id,
             )
-    return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed))
+    settled = _settle_uncertain_row(conn, event, delivery) if delivery is not None else None
+    return FeedbackResult(event, Applied.RECORDED, delivery, tuple(subscriber_ids), tuple(suppressed), settled=settled)
+
+
+def _settle_uncertain_row(conn: sa.Connection, event: FeedbackEvent, delivery: DeliveryRef) -> str | None:
+    """Settle the event's row if a crash left it `sending`: SES publishes Send when it
+    accepted the message and Delivery when the receiver did, so either proves it went out;
+    Reject (SES refused it, e.g. a virus) and Bounce prove it did not arrive.  A bounce is
+    final for this message whatever its type, because SES reports a transient bounce only
+    once its own retries have ended (SES Developer Guide, "Bounce types"); it is recorded
+    as a permanent failure of the row, while suppression above judges the address.
+    Returns the new status, or None when the row was not uncertain."""
+    if event.kind in (EventKind.SEND, EventKind.DELIVERY):
+        status, failure, error = schema.SENT, None, None
+    elif event.kind in (EventKind.REJECT, EventKind.BOUNCE):
+        what = "rejected by SES" if event.kind is EventKind.REJECT else f"{event.bounce_type or 'bounced'} bounce"
+        status, failure, error = schema.FAILED, schema.PERMANENT, f"{what}: {event.detail}" if event.detail else what
+    else:
+        return None
+    changed = ledger.settle_uncertain(
+        conn,
+        delivery.delivery_id,
+        status=status,
+        failure=failure,
+        error=error,
+        provider_message_id=event.provider_message_id or None,
+        at=event.timestamp,
+    )
+    if not changed:
+        return None
+    log.info(
+        "ledger row %s (issue %s) was uncertain; %s %s settles it as %s",
+        delivery.delivery_id,
+        delivery.issue_id,
+        event.source,
+        event.kind,
+        status,
+    )
+    ledger.mark_complete_if_done(conn, delivery.issue_id)
+    return status
 
 
 def _new_status(conn: sa.Connection, event: FeedbackEvent, policy: SuppressionPolicy, subscriber_id: int) -> str | None:

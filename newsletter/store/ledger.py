@@ -527,3 +527,30 @@ def permanent_failures(conn: sa.Connection, issue_id: int, *, limit: int) -> lis
         .limit(limit)
     )
     return [(row.email, row.error or "no reason recorded") for row in conn.execute(query)]
+
+
+def settle_uncertain(
+    conn: sa.Connection,
+    delivery_id: int,
+    *,
+    status: str,
+    failure: str | None = None,
+    error: str | None = None,
+    provider_message_id: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Settle a row left `sending` (uncertain: in flight when a send stopped) by what the
+    provider later reported about its message: SENT, or FAILED with `failure` and `error`.
+    A row in any other state is left as it is: the sender's own record, or an earlier
+    report, already said what happened.  Returns whether the row changed."""
+    values: dict[str, Any] = {"status": status, "updated_at": utcnow(), "next_attempt_at": None}
+    if status == SENT:
+        values["sent_at"] = at or utcnow()
+        if provider_message_id:
+            values["provider_message_id"] = provider_message_id
+    else:
+        values.update(failure=failure, error=error)
+    result = conn.execute(
+        sa.update(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.status == SENDING).values(**values)
+    )
+    return result.rowcount == 1
