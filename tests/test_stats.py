@@ -264,12 +264,17 @@ def site(sqlite_store, serve_asgi):
 
 
 def test_stats_pages_need_the_admin_password(site):
-    for path in ("/stats/", f"/stats/{SLUG}"):
-        for password in (None, "wrong", PASSWORD.upper(), ""):
-            answer = site.get(path, password=password)
-            assert answer.status_code == 401, (path, password)
-            assert answer.headers["www-authenticate"] == 'Basic realm="newsletter stats", charset="UTF-8"'
-            assert "Recipients" not in answer.text and "<svg" not in answer.text
+    for number, path in enumerate(("/stats/", f"/stats/{SLUG}")):
+        # Each path from an address of its own: wrong passwords from one address slow it
+        # down (test_wrong_passwords_slow_down_that_client_address_only).
+        transport = httpx.HTTPTransport(local_address=f"127.0.0.{10 + number}")
+        with httpx.Client(timeout=10, transport=transport) as client:
+            address = StatsSite(site.base_url, client)
+            for password in (None, "wrong", PASSWORD.upper(), ""):
+                answer = address.get(path, password=password)
+                assert answer.status_code == 401, (path, password)
+                assert answer.headers["www-authenticate"] == 'Basic realm="newsletter stats", charset="UTF-8"'
+                assert "Recipients" not in answer.text and "<svg" not in answer.text
     assert site.get(f"/stats/{SLUG}").status_code == 200
 
 
@@ -340,3 +345,24 @@ def test_the_stats_page_renders_in_chromium(site, new_page):
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert blocked_requests(page) == []
         screenshot(page, name)
+
+
+def test_wrong_passwords_slow_down_that_client_address_only(sqlite_store, serve_asgi):
+    craft(sqlite_store)
+    settings = replace(
+        Settings(), web={"admin_password": PASSWORD}, newsletter={"language": "en", "secret": "stats-tests-" + "x" * 32}
+    )
+    base_url = serve_asgi(create_app(WebContext.create(settings, sqlite_store)))
+    # Two client addresses on loopback: 127.0.0.1 guesses, 127.0.0.2 is the editor.
+    guesser = httpx.Client(timeout=10, transport=httpx.HTTPTransport(local_address="127.0.0.1"))
+    editor = httpx.Client(timeout=10, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with guesser, editor:
+        answers = [guesser.get(base_url + "/stats/", auth=("x", f"guess{n}")).status_code for n in range(8)]
+        assert answers[:5] == [401] * 5 and answers[5:] == [429] * 3, answers
+        # The right password does not help the guesser now: nothing is compared.
+        assert guesser.get(base_url + "/stats/", auth=("x", PASSWORD)).status_code == 429
+        assert editor.get(base_url + "/stats/", auth=("x", PASSWORD)).status_code == 200
+        # Asking for the login prompt (no credentials) is not a guess.
+        for _ in range(8):
+            assert editor.get(base_url + "/stats/").status_code == 401
+        assert editor.get(base_url + "/stats/", auth=("x", PASSWORD)).status_code == 200

@@ -438,3 +438,14 @@ def test_a_good_certificate_is_fetched_once(sqlite_hook):
 )
 def test_deeply_nested_json_is_a_bad_request_not_a_server_error(bare_hook, body: str):
     assert bare_hook.post(body).status_code == 400
+
+
+def test_a_topic_arn_with_line_breaks_cannot_forge_log_lines(sqlite_hook, caplog):
+    hook = sqlite_hook
+    forged = "arn:aws:sns:us-east-1:999999999999:x\nERROR newsletter.web: forged\r\nline"
+    with caplog.at_level(logging.INFO):
+        answer = hook.notify(ses_record("Delivery", message_id="junk", recipient="r@example.org"), topic=forged)
+    assert answer.status_code == 403
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("newsletter")]
+    assert any("forged" in line for line in lines), lines
+    assert all("\n" not in line and "\r" not in line for line in lines), lines

@@ -26,6 +26,7 @@ from newsletter.store.ledger import issue_links
 from newsletter.store.schema import CLICK, OPEN, deliveries, events, links, utcnow
 from newsletter.tokens import Purpose
 from newsletter.web.refusals import refuse_unsafe_settings
+from newsletter.web.tracking import REPLAY_SECONDS
 
 pytest.register_assert_rewrite("tests.web_site")
 from tests.send_world import World, parse_message
@@ -91,12 +92,41 @@ def test_the_pixel_of_a_sent_message_returns_a_gif_and_records_the_open(sent: Si
     assert utcnow() - event["occurred_at"] < timedelta(minutes=1)
 
 
-def test_every_open_is_kept_for_the_timeline(sent: Site):
+def test_replays_of_one_pixel_within_a_minute_are_one_open(sent: Site):
     url = pixel_url(sent.message_to(reader(1)))
     with sent.client() as mail_client:
-        for _ in range(3):
-            mail_client.get(url)
-    assert len(sent.wait_for_events(OPEN, 3, reader(1))) == 3
+        for _ in range(30):
+            assert mail_client.get(url).status_code == 200
+            assert mail_client.head(url).status_code == 200
+    sent.flush()
+    assert len(sent.events(OPEN, reader(1))) == 1
+
+
+def test_opens_further_apart_than_the_replay_window_are_each_kept_for_the_timeline(sent: Site):
+    url = pixel_url(sent.message_to(reader(15)))
+    window = sent.app.state.recent_hits
+    # The window, shortened for this test only: three opens a minute apart, in a second.
+    window.seconds = 0.2
+    try:
+        with sent.client() as mail_client:
+            for _ in range(3):
+                mail_client.get(url)
+                time.sleep(0.3)
+    finally:
+        window.seconds = REPLAY_SECONDS
+    assert len(sent.wait_for_events(OPEN, 3, reader(15))) == 3
+
+
+def test_replays_of_one_click_within_a_minute_are_one_click_and_each_redirects(sent: Site):
+    links = tracked_links(sent.message_to(reader(16)))
+    sent_long_ago(sent, reader(16))
+    with sent.client() as browser:
+        for _ in range(20):
+            assert browser.get(links[0]).status_code == 302
+        assert browser.get(links[1]).status_code == 302
+    sent.flush()
+    clicks = sent.events(CLICK, reader(16))
+    assert sorted(event["link_idx"] for event in clicks) == [0, 1]
 
 
 @pytest.mark.parametrize("bad", ["tampered", "garbage", "another purpose"])
@@ -305,6 +335,8 @@ def test_hits_still_buffered_at_shutdown_are_written_before_the_server_stops(dat
 
         def never_flush_by_itself(app) -> None:
             app.state.recorder.flush_seconds = 3600
+            # Every request an open of its own, to fill the buffer.
+            app.state.recent_hits.seconds = 0
 
         with served(world, before_start=never_flush_by_itself) as running:
             running.send()
@@ -408,16 +440,16 @@ def test_newsletter_serve_writes_buffered_opens_when_stopped_with_ctrl_c(tmp_pat
     try:
         port = free_port()
         world.configure("newsletter", base_url=f"http://127.0.0.1:{port}")
-        world.add_subscribers(1)
+        world.add_subscribers(5)
         world.send()
         server = world.start_newsletter("serve", "--port", str(port))
         try:
-            url = pixel_url(parse_message(world.outbox_files()[0].read_bytes()))
+            urls = [pixel_url(parse_message(path.read_bytes())) for path in world.outbox_files()]
             deadline = time.monotonic() + 30
             while True:
                 try:
                     with http_client(headers={"User-Agent": BROWSER}) as mail_client:
-                        for _ in range(5):
+                        for url in urls:
                             assert mail_client.get(url).status_code == 200
                     break
                 except httpx.ConnectError:

@@ -24,6 +24,7 @@ from newsletter.errors import InputError
 from newsletter.i18n import format_date, wording_for
 from newsletter.stats import issue_stats, issue_summaries
 from newsletter.web.chart import timeline_svg
+from newsletter.web.security import RateLimiter, client_address
 
 REALM = "newsletter stats"
 TEMPLATE = "web/stats.html.j2"
@@ -32,6 +33,11 @@ MESSAGE_TEMPLATE = "web/stats_message.html.j2"
 
 # Admin pages are personal to the editor: never cached by a proxy, never indexed.
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
+# Wrong passwords one client address may try in a minute (a bucket: five at once, then one
+# every 12 s); beyond that every attempt, right or wrong, gets 429 until the bucket refills,
+# so guessing runs at 5 a minute however fast the client asks (OWASP Authentication Cheat
+# Sheet, "Protect against automated attacks").
+FAILED_LOGINS_PER_MINUTE = 5
 
 
 class StatsPages:
@@ -41,6 +47,7 @@ class StatsPages:
         self.renderer = context.renderer
         self.language = context.settings.newsletter.language
         self.words = wording_for(self.language)
+        self.failed_logins = RateLimiter(FAILED_LOGINS_PER_MINUTE)
 
     async def index(self, request: Request) -> Response:
         refused = self._refusal(request)
@@ -102,11 +109,20 @@ class StatsPages:
         password = self.settings.web.admin_password
         if not password:
             return self._message(403, self.words["stats_disabled_title"], self.words["stats_disabled_body"])
-        given = _basic_password(request.headers.get("authorization", ""))
+        header = request.headers.get("authorization", "")
+        address = client_address(request)
+        if header and not self.failed_logins.available(address):
+            response = self._message(429, self.words["too_many_requests_title"], self.words["too_many_requests"])
+            response.headers["Retry-After"] = "60"
+            return response
+        given = _basic_password(header)
         # compare_digest takes time independent of where the first difference is, so the
         # answer's timing does not leak the password a character at a time.
         if given is not None and hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8")):
             return None
+        if header:
+            # A request without credentials is a browser asking for the prompt, not a guess.
+            self.failed_logins.allow(address)
         response = self._message(401, self.words["stats_login_title"], self.words["stats_login_body"])
         # RFC 7617: the realm names the protection space; charset says credentials are UTF-8.
         response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'

@@ -22,7 +22,6 @@ newsletter/web/asgi.py.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -36,14 +35,15 @@ from newsletter.web.admin import admin_routes
 from newsletter.web.archive import archive_routes
 from newsletter.web.context import WebContext
 from newsletter.web.hooks import hook_routes
+from newsletter.web.log_lines import web_logger
 from newsletter.web.pages import Pages
 from newsletter.web.refusals import refuse_unsafe_settings
 from newsletter.web.security import FormGuard, RateLimiter, SecurityHeaders
 from newsletter.web.subscribe import subscribe_routes
-from newsletter.web.tracking import OpenPixel, tracking_routes
+from newsletter.web.tracking import OpenPixel, RecentHits, tracking_routes
 from newsletter.web.unsubscribe import unsubscribe_routes
 
-log = logging.getLogger("newsletter.web")
+log = web_logger("newsletter.web")
 
 
 def create_app(context: WebContext) -> Starlette:
@@ -53,6 +53,7 @@ def create_app(context: WebContext) -> Starlette:
     guard = FormGuard(lambda: context.settings.base_url)
     limiter = RateLimiter(context.settings.web.subscribe_rate_per_minute)
     recorder = HitRecorder(context.store)
+    recent = RecentHits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,7 +77,7 @@ def create_app(context: WebContext) -> Starlette:
         return pages.message(words["server_error_title"], words["server_error_body"], status=500, role="alert")
 
     routes = [
-        *tracking_routes(context, pages, recorder),
+        *tracking_routes(context, pages, recorder, recent),
         *unsubscribe_routes(context, pages, guard),
         *subscribe_routes(context, pages, guard, limiter),
         *archive_routes(context, pages),
@@ -86,11 +87,15 @@ def create_app(context: WebContext) -> Starlette:
     app = Starlette(
         routes=routes,
         # The open pixel first: it answers its own requests before anything else runs.
-        middleware=[Middleware(OpenPixel, tokens=context.tokens, recorder=recorder), Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(OpenPixel, tokens=context.tokens, recorder=recorder, recent=recent),
+            Middleware(SecurityHeaders),
+        ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
     app.state.context = context
     app.state.recorder = recorder
+    app.state.recent_hits = recent
     app.state.rate_limiter = limiter
     return app

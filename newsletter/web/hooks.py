@@ -18,8 +18,6 @@ endpoint").  Hence:
 
 from __future__ import annotations
 
-import logging
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -36,8 +34,9 @@ from newsletter.transports.ses.sns import (
     SnsVerifier,
     confirm_subscription,
 )
+from newsletter.web.log_lines import web_logger
 
-log = logging.getLogger(__name__)
+log = web_logger(__name__)
 
 # SNS messages are at most 256 KiB of payload plus the JSON envelope around it; anything much
 # larger is not from SNS and is refused before it is read whole.

@@ -102,8 +102,8 @@ class Pages:
             words["form_expired_title"], words["form_expired_body"], status=403, language=language, role="alert"
         )
 
-    def too_large(self, language: str | None = None) -> HTMLResponse:
+    def too_large(self, language: str | None = None, status: int = 413) -> HTMLResponse:
         words = self.words(language)
         return self.message(
-            words["server_error_title"], words["request_too_large"], status=413, language=language, role="alert"
+            words["server_error_title"], words["request_too_large"], status=status, language=language, role="alert"
         )

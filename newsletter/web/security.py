@@ -29,6 +29,8 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,10 +44,17 @@ COOKIE_SECONDS = 24 * 3600
 
 # Our forms hold an address and a name; anything larger is not one of them.
 MAX_FORM_BYTES = 16 * 1024
+# Our largest form has a handful of fields (the preference page: one per list).
+MAX_FORM_FIELDS = 50
 
 
 class FormTooLarge(Exception):
-    pass
+    """A form we refuse to read: 413 when its body is too large, 400 when it holds more
+    fields than any form of ours, or a multipart body that does not parse."""
+
+    def __init__(self, status: int = 413) -> None:
+        self.status = status
+        super().__init__(status)
 
 
 # ---- CSRF -----------------------------------------------------------------------------
@@ -149,7 +158,12 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("latin-1")
-    fields: list[tuple[str, str | UploadFile]] = list(parse_qsl(text, keep_blank_values=True, max_num_fields=50))
+    try:
+        fields: list[tuple[str, str | UploadFile]] = list(
+            parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        )
+    except ValueError:  # "Max number of fields exceeded"
+        raise FormTooLarge(400) from None
     return FormData(fields)
 
 
@@ -164,7 +178,11 @@ async def _multipart(request: Request, body: bytes) -> FormData:
         return {"type": "http.request", "body": body, "more_body": False}
 
     replay = Request(request.scope, receive)
-    form = await replay.form(max_files=0, max_fields=50)
+    try:
+        form = await replay.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    except (MultiPartException, HTTPException):
+        # Too many fields or files, or a body that is not multipart after all.
+        raise FormTooLarge(400) from None
     # Only text fields matter here; an upload has nothing to do with us.
     return FormData([(key, value) for key, value in form.multi_items() if isinstance(value, str)])
 
@@ -184,6 +202,13 @@ class RateLimiter:
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def available(self, key: str) -> bool:
+        """Whether `allow(key)` would let a request through now, without counting one."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.capacity), now))
+            return min(self.capacity, tokens + (now - last) * self.refill_per_second) >= 1.0
 
     def allow(self, key: str) -> bool:
         now = self.clock()

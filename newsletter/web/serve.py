@@ -24,6 +24,8 @@ def serve(
     `announce` runs once the port is known to be free."""
     import uvicorn
 
+    from newsletter.web.bounded_http import MAX_HEAD_BYTES, BoundedH11Protocol
+
     # create_app refuses the same again; here first, with the address we listen on.
     refuse_unsafe_settings(settings, listen_host=host)
     refuse_port_in_use(host, port)
@@ -47,6 +49,9 @@ def serve(
                 access_log=False,
                 log_level="info",
                 lifespan="on",
+                # Bounded request heads, in size and in time (newsletter/web/bounded_http.py).
+                http=BoundedH11Protocol,
+                h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             )
 
 

@@ -12,8 +12,6 @@ arrival): then it shows a button, and only the POST from that button confirms.
 
 from __future__ import annotations
 
-import logging
-
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -39,6 +37,7 @@ from newsletter.feedback.machines import judge
 from newsletter.store.schema import CLICK
 from newsletter.tokens import TOKEN_LENGTH, Purpose
 from newsletter.web.context import WebContext
+from newsletter.web.log_lines import web_logger
 from newsletter.web.pages import Pages
 from newsletter.web.security import (
     FormGuard,
@@ -50,7 +49,7 @@ from newsletter.web.security import (
 
 MAX_NAME_CHARACTERS = 200
 
-log = logging.getLogger("newsletter.web")
+log = web_logger("newsletter.web")
 
 
 def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limiter: RateLimiter) -> list[Route]:
@@ -150,8 +149,8 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
             )
         try:
             form = await read_form(request)
-        except FormTooLarge:
-            return await run_in_threadpool(pages.too_large)
+        except FormTooLarge as refused:
+            return await run_in_threadpool(pages.too_large, None, refused.status)
         if not guard.check(request, form):
             return await run_in_threadpool(pages.form_expired)
         fields = {key: form.get(key, "") for key in ("email", "name", "list")}
@@ -215,8 +214,8 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
         if request.method == "POST":
             try:
                 form = await read_form(request)
-            except FormTooLarge:
-                return await run_in_threadpool(pages.too_large)
+            except FormTooLarge as refused:
+                return await run_in_threadpool(pages.too_large, None, refused.status)
             if not guard.check(request, form):
                 return await run_in_threadpool(pages.form_expired)
         elif judge(kind=CLICK, user_agent=user_agent, method=request.method).machine:

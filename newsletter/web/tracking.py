@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections import OrderedDict
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -53,6 +54,55 @@ PIXEL_HEADERS = [
 
 # Capped before storing: a user agent is a few hundred characters; a megabyte is an attack.
 USER_AGENT_LIMIT = 1000
+# The same pixel or link of the same message requested again within this many seconds is
+# the same open or click (a mail client loading an image twice, a scanner, or a replay in a
+# loop), recorded once.
+REPLAY_SECONDS = 60.0
+
+
+# At most this many hits of one pixel or link of one message are recorded within the window,
+# told apart by user agent (a scanner, then the reader, then their phone): a replay varying
+# its user agent adds no more than that.
+REPLAY_AGENTS = 5
+
+
+class RecentHits:
+    """Which hits were recorded in the last REPLAY_SECONDS, per process and bounded (the
+    oldest are forgotten first, which errs towards recording).  Used on the event loop only."""
+
+    def __init__(self, seconds: float = REPLAY_SECONDS, *, max_entries: int = 100_000, clock=time.monotonic) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        # (kind, issue, subscriber, link, user agent) -> when recorded, oldest first.
+        self._seen: OrderedDict[tuple[str, int, int, int | None, str | None], float] = OrderedDict()
+        # (kind, issue, subscriber, link) -> how many of `_seen` it has.
+        self._agents: dict[tuple[str, int, int, int | None], int] = {}
+
+    def first(
+        self, kind: str, issue_id: int, subscriber_id: int, link: int | None = None, agent: str | None = None
+    ) -> bool:
+        """True for a hit to record; False for a replay within the window."""
+        now = self.clock()
+        seen = self._seen
+        while seen:
+            oldest_key, oldest = next(iter(seen.items()))
+            if now - oldest < self.seconds and len(seen) < self.max_entries:
+                break
+            del seen[oldest_key]
+            base = oldest_key[:4]
+            remaining = self._agents[base] - 1
+            if remaining:
+                self._agents[base] = remaining
+            else:
+                del self._agents[base]
+        key = (kind, issue_id, subscriber_id, link, agent)
+        base_key = (kind, issue_id, subscriber_id, link)
+        if key in seen or self._agents.get(base_key, 0) >= REPLAY_AGENTS:
+            return False
+        seen[key] = now
+        self._agents[base_key] = self._agents.get(base_key, 0) + 1
+        return True
 
 
 class OpenPixel:
@@ -66,10 +116,11 @@ class OpenPixel:
 
     PREFIX = "/o/"
 
-    def __init__(self, app: ASGIApp, *, tokens: Tokens, recorder: HitRecorder) -> None:
+    def __init__(self, app: ASGIApp, *, tokens: Tokens, recorder: HitRecorder, recent: RecentHits) -> None:
         self.app = app
         self.verify = tokens.verify
         self.recorder = recorder
+        self.recent = recent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -91,12 +142,13 @@ class OpenPixel:
                 if key == b"user-agent":
                     agent = value[:USER_AGENT_LIMIT].decode("latin-1")
                     break
-            self.recorder.add(Hit(OPEN, claim.issue_id, claim.subscriber_id, time.time(), agent, scope["method"]))
+            if self.recent.first(OPEN, claim.issue_id, claim.subscriber_id, None, agent):
+                self.recorder.add(Hit(OPEN, claim.issue_id, claim.subscriber_id, time.time(), agent, scope["method"]))
         await send({"type": "http.response.start", "status": 200, "headers": PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": PIXEL_GIF if scope["method"] == "GET" else b""})
 
 
-def tracking_routes(context: WebContext, pages: Pages, recorder: HitRecorder) -> list[Route]:
+def tracking_routes(context: WebContext, pages: Pages, recorder: HitRecorder, recent: RecentHits) -> list[Route]:
     """`/c/TOKEN`; the pixel is the OpenPixel middleware."""
     tokens = context.tokens
 
@@ -108,14 +160,15 @@ def tracking_routes(context: WebContext, pages: Pages, recorder: HitRecorder) ->
         url = await run_in_threadpool(tracked_link, context.store, claim.issue_id, claim.link or 0)
         if url is None:
             return await run_in_threadpool(pages.not_found)
-        if claim.subscriber_id:
+        agent = _user_agent(request)
+        if claim.subscriber_id and recent.first(CLICK, claim.issue_id, claim.subscriber_id, claim.link, agent):
             recorder.add(
                 Hit(
                     kind=CLICK,
                     issue_id=claim.issue_id,
                     subscriber_id=claim.subscriber_id,
                     at=time.time(),
-                    user_agent=_user_agent(request),
+                    user_agent=agent,
                     method=request.method,
                     link_idx=claim.link,
                 )

@@ -65,8 +65,8 @@ class UnsubscribePage:
             return await run_in_threadpool(self._show, request, token, claim)
         try:
             form = await read_form(request)
-        except FormTooLarge:
-            return await run_in_threadpool(self.pages.too_large)
+        except FormTooLarge as refused:
+            return await run_in_threadpool(self.pages.too_large, None, refused.status)
         user_agent = request.headers.get("user-agent")
         if form.get(ONE_CLICK_KEY) == ONE_CLICK_VALUE:
             return await run_in_threadpool(self._unsubscribe, request, token, claim, BY_ONE_CLICK, user_agent)
