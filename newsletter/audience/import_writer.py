@@ -68,7 +68,9 @@ _NEW_SUBSCRIBER_COLUMNS = (
     "confirmed_at",
     "suppressed_at",
 )
-_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "status", "created_at", "changed_at", "change_source")
+# In the table's own order: sqlite3 then takes the tuples as they are (DriverInsert would
+# otherwise reorder each of a million rows).
+_MEMBERSHIP_COLUMNS = ("list_id", "subscriber_id", "created_at", "status", "changed_at", "change_source")
 
 
 class BatchWriter:
@@ -273,7 +275,7 @@ class BatchWriter:
                 conn.execute(self.update_membership, standing_changes)
             if joins:
                 self.insert_memberships.execute(
-                    conn, [(s, l, status, driver_now, driver_now, BY_IMPORT) for s, l, status in joins]
+                    conn, [(l, s, driver_now, status, driver_now, BY_IMPORT) for s, l, status in joins]
                 )
 
     def _not_erased(self, rows: list[ImportRow]) -> list[ImportRow]:

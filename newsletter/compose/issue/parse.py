@@ -446,9 +446,15 @@ class _IssueParser:
             children: tuple[SummaryItem, ...] = ()
             extra: list[Block] = []
             nodes = item.children
-            if all(node.name in _INLINE_NODES for node in nodes):
-                # A tight item of text alone, the usual summary line: what the loop below
-                # makes of it, without the blocks in between.
+            if len(nodes) == 1 and nodes[0].name == "text":
+                # One run of text, the usual summary line (`- 标签：text`): what `inline`
+                # makes of it (a trimmed Text, or nothing), without its walk.
+                content = str(nodes[0].meta.get("content", "")).strip()
+                text = [Text(content)] if content else []
+                nodes = []
+            elif all(node.name in _INLINE_NODES for node in nodes):
+                # A tight item of inline Markdown alone: what the loop below makes of it,
+                # without the blocks in between.
                 text = list(self.inline(nodes).spans)
                 nodes = []
             for block in self.item_blocks(item) if nodes else ():
