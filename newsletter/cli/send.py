@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.send_report import ProgressLines, report, summary_json, where_messages_are
+from newsletter.cli.send_report import ProgressLines, left_to_others, report, summary_json, where_messages_are
 from newsletter.config import Settings
 from newsletter.errors import InputError, NewsletterError
 from newsletter.sending.campaign import SendSummary, run_send
@@ -106,6 +106,9 @@ def _real_send(plan: SendPlan, assume_yes: bool, as_json: bool) -> int:
     summary = _with_progress(plan)
     report(plan, summary, to_stderr=as_json)
     status = EXIT_ERROR if summary.stopped_for_good else exit_status(summary.state)
+    if status != EXIT_ERROR and left_to_others(summary):
+        # This sender's part is done; the senders still at work complete the issue.
+        status = EXIT_COMPLETE
     if as_json:
         click.echo(json.dumps(summary_json(plan, summary, status), ensure_ascii=False))
     return status

@@ -61,6 +61,19 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
+def left_to_others(summary: SendSummary) -> bool:
+    """Whether all that keeps the issue from complete is the work of senders still running
+    (PostgreSQL, sending/senders.py): rows they hold, and queued rows they go on with (a
+    claim that skipped the rows another sender was locking, `FOR UPDATE SKIP LOCKED`, ends
+    this one's part early)."""
+    return (
+        bool(summary.other_senders)
+        and not summary.stopped
+        and not summary.ledger.failed_temporary
+        and not summary.uncertain
+    )
+
+
 def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict[str, Any]:
     """The summary for scripts: state, counts by outcome (this run and the whole ledger) and
     by reason, elapsed time and achieved rate."""
@@ -76,6 +89,10 @@ def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict
             "skipped": summary.skipped,
             "suppressed": summary.suppressed,
         },
+        # This process's part when several senders share the issue (the counts above are
+        # this run's too; `ledger` is the whole issue's).
+        "this_sender": {"name": summary.this_sender, "sent": summary.sent},
+        "other_senders": summary.other_senders,
         "ledger": {
             "total": counts.total,
             "sent": counts.sent,
@@ -83,7 +100,8 @@ def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict
             "failed_permanent": counts.failed_permanent,
             "failed_temporary": counts.failed_temporary,
             "queued": counts.queued,
-            "uncertain": counts.sending,
+            "uncertain": summary.uncertain,
+            "in_flight_with_other_senders": summary.in_flight_elsewhere,
             "pending": pending(counts),
         },
         "reasons": dict(summary.failures.most_common()),
@@ -130,9 +148,16 @@ def report(plan: SendPlan, summary: SendSummary, *, to_stderr: bool = False) -> 
         )
     if summary.stopped:
         click.echo(f"stopped: {summary.stopped}", err=True)
-    if counts.sending:
-        click.echo(uncertain_line(counts.sending), err=True)
-    if counts.queued:
+    if summary.uncertain:
+        click.echo(uncertain_line(summary.uncertain), err=True)
+    if summary.other_senders:
+        say(
+            f"this sender ({summary.this_sender}) sent {summary.sent}; {summary.in_flight_elsewhere} messages are "
+            f"in flight with the other senders of {slug} ({', '.join(summary.other_senders)})"
+        )
+    if counts.queued and summary.other_senders:
+        click.echo(f"{counts.queued} still queued: the other senders go on with them", err=True)
+    elif counts.queued:
         click.echo(f"{counts.queued} still queued: run the same command again to resume", err=True)
     if counts.failed_temporary:
         due = f" from {summary.next_retry_at:%Y-%m-%d %H:%M:%S} UTC" if summary.next_retry_at else ""
@@ -152,10 +177,14 @@ def report(plan: SendPlan, summary: SendSummary, *, to_stderr: bool = False) -> 
             say(f"{slug}: sent completely ({counts.sent} in all)")
         else:
             say(f"{slug}: already sent completely ({counts.sent} sent) — nothing to do")
+    elif left_to_others(summary):
+        say(f"{slug}: sending ({counts.sent} sent; the other senders go on with the last {pending(counts)})")
     else:
+        elsewhere = summary.in_flight_elsewhere
         say(
             f"{slug}: incomplete ({counts.sent} sent, {pending(counts)} not yet: {counts.queued} queued, "
-            f"{counts.failed_temporary} failed temporarily, {counts.sending} uncertain)"
+            f"{counts.failed_temporary} failed temporarily, {max(0, counts.sending - elsewhere)} uncertain"
+            + (f", {elsewhere} in flight with other senders)" if elsewhere else ")")
         )
     where_messages_are(plan, say)
 

@@ -40,6 +40,7 @@ from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
+from newsletter.sending.senders import SenderLease, in_flight
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome
@@ -98,6 +99,11 @@ class SendSummary:
     lowest_rate: float | None = None
     # When the earliest row failed temporarily is due to be tried again.
     next_retry_at: datetime | None = None
+    # This process ("host:pid"), and the other senders of the issue still running when it
+    # finished (PostgreSQL: sending/senders.py) with the rows they hold in flight.
+    this_sender: str = ""
+    other_senders: list[str] = field(default_factory=list)
+    in_flight_elsewhere: int = 0
 
     @property
     def state(self) -> str:
@@ -131,7 +137,7 @@ class _Campaign:
         self.store = plan.store
         self.settings = plan.settings
         self.issue_id = plan.stored.id
-        self.me = ledger.this_sender()
+        self.lease = SenderLease(plan.store, plan.stored.id, plan.stored.slug)
         self.own_transport = transport is None
         self.transport = transport or open_transport(plan.settings, workers=plan.workers)
         self.factory = plan.message_factory()
@@ -152,64 +158,81 @@ class _Campaign:
 
     def run(self, progress: ProgressCallback | None) -> SendSummary:
         started = time.monotonic()
+        self.summary.this_sender = self.lease.name
         try:
-            with self.store.begin() as conn:
-                other = ledger.claim_sender(conn, self.issue_id, self.me)
-            if other is not None:
-                raise NewsletterError(
-                    f"another send of {self.plan.stored.slug!r} is running ({other}); wait for it or stop it first"
-                )
+            self.lease.start()
             try:
-                self._settle_uncertain()
+                self.lease.find_lost()
+                others = self.lease.others()
+                if others:
+                    self.summary.notes.append(
+                        f"joined {len(others)} other sender(s) of {self.plan.stored.slug!r} ({', '.join(others)})"
+                    )
+                self._settle_uncertain(when="when an earlier send stopped")
                 self._prepare_queue()
                 self._loop(progress, started)
             finally:
-                with self.store.begin() as conn:
-                    ledger.release_sender(conn, self.issue_id, self.me)
+                self.lease.end(sent=self.summary.sent)
         finally:
             if self.own_transport:
                 self.transport.close()
+        # Who else is still sending, read before the counts: a sender records its last
+        # outcomes before it ends its lease, so once its lease reads as ended the counts
+        # below include all it sent (read the other way round, a sender finishing between
+        # the two reads would leave this one's summary neither complete nor someone else's).
+        flight = in_flight(self.store, self.issue_id)
+        self.summary.uncertain = flight.uncertain
+        self.summary.in_flight_elsewhere = flight.elsewhere
+        self.summary.other_senders = flight.senders
         with self.store.begin() as conn:
             ledger.mark_complete_if_done(conn, self.issue_id)
             self.summary.ledger = ledger.counts(conn, self.issue_id)
             self.summary.permanent_failures = ledger.permanent_failures(conn, self.issue_id, limit=PERMANENT_NAMED)
             self.summary.next_retry_at = ledger.next_retry_at(conn, self.issue_id)
         self.summary.complete = send_state(self.summary.ledger) == COMPLETE
-        self.summary.uncertain = self.summary.ledger.sending
         self.summary.throttled = self.pacer.throttles
         self.summary.lowest_rate = self.pacer.lowest
         self.summary.elapsed = time.monotonic() - started
         return self.summary
 
-    def _settle_uncertain(self) -> None:
-        """Rows left in `sending` by a crash: settle them where the transport can tell,
-        requeue them if asked, otherwise leave them (and report them)."""
-        with self.store.read() as conn:
-            uncertain = list(ledger.uncertain_rows(conn, self.issue_id))
-        if not uncertain:
-            return
+    def _settle_uncertain(self, *, when: str) -> int:
+        """Rows left in `sending` by senders that ended or died (never a live one's: those
+        are in flight): settle them where the transport can tell, requeue them if asked,
+        otherwise leave them (and report them).  Returns how many went back to the queue."""
         if isinstance(self.transport, RecordingTransport):
+            # Adopted in one statement: of two senders racing for them, one gets each row.
+            orphans = self.lease.adopt_orphans()
+            if not orphans.rows:
+                return 0
             arrived = [
-                Outcome(row_id, SENT)
-                for row_id, message_id, _ in uncertain
-                if message_id and self.transport.contains(message_id)
+                row_id for row_id, message_id in orphans.rows if message_id and self.transport.contains(message_id)
             ]
-            missing = [
-                row_id
-                for row_id, message_id, _ in uncertain
-                if not (message_id and self.transport.contains(message_id))
-            ]
-            with self.store.begin() as conn:
-                ledger.record(conn, arrived)
-                if missing:
-                    ledger.requeue(conn, self.issue_id, status=SENDING, ids=missing)
+            taken = set(arrived)
+            missing = [row_id for row_id, _ in orphans.rows if row_id not in taken]
+            self.lease.settle_adopted(arrived=arrived, missing=missing)
             self.summary.notes.append(
-                f"{len(uncertain)} messages were in flight when an earlier send stopped: "
+                f"{len(orphans.rows)} messages were in flight {when}: "
                 f"{len(arrived)} had reached the outbox, {len(missing)} had not and are sent now"
             )
-        elif self.plan.options.resend_uncertain:
-            with self.store.begin() as conn:
-                ledger.requeue(conn, self.issue_id, status=SENDING)
+            return len(missing)
+        if self.plan.options.resend_uncertain:
+            return self.lease.requeue_orphans()
+        return 0
+
+    def _watch_other_senders(self) -> int:
+        """Heartbeat time, and once more before finishing: find senders that died since;
+        their rows are settled (outbox) or reported as uncertain, and the rest of the issue
+        goes on here.  Returns how many of their rows went back to the queue."""
+        lost = self.lease.find_lost()
+        if not lost:
+            return 0
+        names = ", ".join(lost)
+        if isinstance(self.transport, RecordingTransport):
+            return self._settle_uncertain(when=f"when sender {names} stopped answering")
+        self.summary.notes.append(
+            f"sender {names} stopped answering; the messages it had in flight may or may not have gone out"
+        )
+        return 0
 
     def _prepare_queue(self) -> None:
         with self.store.begin() as conn:
@@ -257,7 +280,12 @@ class _Campaign:
                     wanted = self._allowed(window - in_flight)
                     with self.store.begin() as conn:
                         claimed, skipped = ledger.claim(
-                            conn, self.issue_id, wanted, self.factory.message_id, now=self.clock()
+                            conn,
+                            self.issue_id,
+                            wanted,
+                            self.factory.message_id,
+                            now=self.clock(),
+                            sender_id=self.lease.id,
                         )
                     if self.plan.warmup is not None:
                         # Only messages count towards the warm-up cap, not rows skipped.
@@ -273,10 +301,20 @@ class _Campaign:
                     self.summary.elapsed = time.monotonic() - started
                     progress(self.summary, self.plan.audience)
                 if (exhausted or self.stop.is_set()) and not in_flight:
+                    if exhausted and not self.stop.is_set() and self._watch_other_senders():
+                        # A sender that died left rows the outbox showed never left: ours now.
+                        exhausted = False
+                        continue
                     break
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    with self.store.begin() as conn:
-                        ledger.refresh_sender(conn, self.issue_id, self.me)
+                    if not self.lease.heartbeat(sent=self.summary.sent):
+                        # Silent past ledger.SENDER_SILENCE (a stalled machine): the others
+                        # may already have taken this sender's rows over.
+                        self.summary.stopped = "another sender took this one for dead (no heartbeat); stopped"
+                        self.stop.set()
+                        exhausted = True
+                    else:
+                        self._watch_other_senders()
                     last_heartbeat = time.monotonic()
             except KeyboardInterrupt:
                 # Ctrl-C: let the messages in flight finish, hand back the rest.

@@ -209,16 +209,7 @@ def link_url(conn: sa.Connection, issue_id: int, index: int) -> str | None:
     return conn.execute(query).scalar_one_or_none()
 
 
-# ---- the sender lock ----
-
-
-def claim_sender(conn: sa.Connection, issue_id: int, me: str) -> str | None:
-    """Become the issue's sender; returns the other live sender instead if there is one."""
-    row = conn.execute(sa.select(issues.c.sender, issues.c.sender_seen_at).where(issues.c.id == issue_id)).first()
-    if row and row.sender and row.sender != me and sender_alive(row.sender, row.sender_seen_at):
-        return row.sender
-    conn.execute(sa.update(issues).where(issues.c.id == issue_id).values(sender=me, sender_seen_at=utcnow()))
-    return None
+# ---- senders (the leases themselves: store/leases.py) ----
 
 
 def sender_alive(sender: str, seen_at: datetime | None) -> bool:
@@ -239,12 +230,6 @@ def sender_alive(sender: str, seen_at: datetime | None) -> bool:
 def refresh_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
     conn.execute(
         sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender_seen_at=utcnow())
-    )
-
-
-def release_sender(conn: sa.Connection, issue_id: int, me: str) -> None:
-    conn.execute(
-        sa.update(issues).where(issues.c.id == issue_id, issues.c.sender == me).values(sender=None, sender_seen_at=None)
     )
 
 
@@ -322,10 +307,17 @@ def snapshot_audience(conn: sa.Connection, issue_id: int, list_id: int) -> int:
 
 
 def claim(
-    conn: sa.Connection, issue_id: int, limit: int, message_id, *, now: datetime | None = None
+    conn: sa.Connection,
+    issue_id: int,
+    limit: int,
+    message_id,
+    *,
+    now: datetime | None = None,
+    sender_id: int | None = None,
 ) -> tuple[list[Claimed], list[Outcome]]:
-    """Move up to `limit` rows to `sending`, lowest ids first: queued ones, and those failed
-    temporarily whose next try is due at `now` (newsletter/sending/retry.py).
+    """Move up to `limit` rows to `sending`, lowest ids first, as sender lease `sender_id`'s
+    (sending/senders.py): queued ones, and those failed temporarily whose next try is due
+    at `now` (newsletter/sending/retry.py).
 
     Rows whose subscriber stopped being in the audience since the snapshot (they left the
     issue's list, or their address bounced or complained, mid-send) are marked skipped
@@ -355,8 +347,8 @@ def claim(
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        # Two senders of one issue (which the sender lock prevents, but a lock can expire)
-        # still never claim the same row.
+        # Senders sharing an issue (sending/senders.py) never claim the same row, and
+        # never wait for each other's claims.
         query = query.with_for_update(of=deliveries, skip_locked=True)
     rows = conn.execute(query).all()
     claimed: list[Claimed] = []
@@ -382,6 +374,7 @@ def claim(
                 claimed_at=now,
                 updated_at=now,
                 message_id=sa.bindparam("mid"),
+                sender_id=sender_id,
                 attempts=deliveries.c.attempts + 1,
             ),
             [{"row_id": c.delivery_id, "mid": c.message_id} for c in claimed],

@@ -236,12 +236,35 @@ deliveries = sa.Table(
     # For `failed` temporarily (migration 0006): when the next run may try again
     # (newsletter/sending/retry.py); `attempts` counts the tries so far.
     sa.Column("next_attempt_at", UtcDateTime),
+    # The sender (`senders.id`) that claimed the row (migration 0007): a row in `sending`
+    # whose sender still runs is in flight; one whose sender ended or died is uncertain.
+    sa.Column("sender_id", sa.Integer),
     sa.UniqueConstraint("issue_id", "subscriber_id"),
     sa.CheckConstraint(sa.column("status").in_(DELIVERY_STATUSES), name="status"),
     # Claiming takes the lowest queued ids of an issue.
     sa.Index(None, "issue_id", "status", "id"),
     sa.Index(None, "provider_message_id"),
     sa.Index(None, "subscriber_id"),
+)
+
+
+# One row per `newsletter send` process that worked on an issue (migration 0007): its lease.
+# It says it is alive by moving `heartbeat_at`; on PostgreSQL several senders share an issue.
+senders = sa.Table(
+    "senders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # "host:pid", as `ledger.this_sender()` names a process.
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=False),
+    # Set when the sender stopped, or when another found it dead (`lost`).
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("lost", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Messages this sender recorded sent (updated with each heartbeat and at the end).
+    sa.Column("sent", sa.Integer, nullable=False, server_default="0"),
+    sa.Index(None, "issue_id", "ended_at"),
 )
 
 

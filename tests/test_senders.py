@@ -1,0 +1,180 @@
+"""Several senders of one issue on PostgreSQL (issue 14): real `newsletter send` processes
+that join each other, one killed with SIGKILL, two resumes racing for a dead sender's rows.
+
+Everything here runs against the PostgreSQL server (NEWSLETTER_TEST_DATABASE_URL); on
+SQLite a second sender is refused (tests/test_send_crash.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.store.schema import issues, senders
+
+pytest.register_assert_rewrite("tests.send_world")
+from tests.send_world import World
+from tests.test_send_crash import check_one_each_in_the_outbox, kill, wait_until
+
+pytest_plugins = ["tests.send_world"]
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """PostgreSQL only: joining is what SQLite refuses."""
+    from databases import empty_database
+
+    with empty_database(request.param, tmp_path) as url:
+        yield url
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def leases(world: World) -> list[dict]:
+    with world.store.read() as conn:
+        return [dict(row) for row in conn.execute(sa.select(senders).order_by(senders.c.id)).mappings()]
+
+
+def test_three_senders_share_one_issue_and_send_everyone_once(world: World):
+    ids = world.add_subscribers(5_000)
+    issue = str(world.issue_file)
+    # Paced so that none of them is through the list before the others have started (an
+    # interpreter takes seconds to start on a loaded machine).
+    running = [world.start_newsletter("send", issue, "--yes", "--rate", "150") for _ in range(3)]
+    results = [finish(process) for process in running]
+
+    for code, _out, err in results:
+        assert code == 0, err
+    assert world.statuses() == {"sent": 5_000}
+    check_one_each_in_the_outbox(world, ids)
+    assert world.issue_row()["completed_at"] is not None
+    # Each sender sent a share, and the shares add up.
+    shares = {row["name"]: row["sent"] for row in leases(world)}
+    assert set(shares) == {f"{socket.gethostname()}:{process.pid}" for process in running}
+    assert all(share > 0 for share in shares.values()), shares
+    assert sum(shares.values()) == 5_000
+    assert all(row["ended_at"] is not None and not row["lost"] for row in leases(world))
+    # One of them finished the issue; each says what it sent itself.
+    assert sum("sent completely (5000 in all)" in out for _code, out, _err in results) >= 1
+    for (_code, out, _err), process in zip(results, running, strict=True):
+        assert f"sent {shares[f'{socket.gethostname()}:{process.pid}']}," in out
+
+
+def test_a_sender_killed_mid_send_leaves_the_others_to_finish(world: World):
+    ids = world.add_subscribers(5_000)
+    issue = str(world.issue_file)
+    running = [world.start_newsletter("send", issue, "--yes", "--rate", "250") for _ in range(3)]
+    victim, survivors = running[0], running[1:]
+    wait_until(lambda: world.outbox_count() >= 1_500, process=victim)
+    kill(victim)
+    held = world.statuses().get("sending", 0)
+    results = [finish(process) for process in survivors]
+
+    for code, _out, err in results:
+        assert code == 0, err
+    victim_name = f"{socket.gethostname()}:{victim.pid}"
+    # The dead sender's rows in flight were reported, once, and settled from the outbox.
+    notes = [line for _c, _o, err in results for line in err.splitlines() if f"sender {victim_name}" in line]
+    assert len(notes) == 1, notes
+    assert "messages were in flight when sender" in notes[0] and "had reached the outbox" in notes[0]
+    assert held > 0
+    by_name = {row["name"]: row for row in leases(world)}
+    assert by_name[victim_name]["lost"] and by_name[victim_name]["ended_at"] is not None
+    assert world.statuses() == {"sent": 5_000}
+    check_one_each_in_the_outbox(world, ids)
+
+    again = world.cli("send", issue, "--yes", "--resend-uncertain")
+    assert again.returncode == 0, again.stderr
+    assert "already sent completely (5000 sent)" in again.stdout
+    check_one_each_in_the_outbox(world, ids)
+
+
+def test_two_resumes_racing_settle_a_dead_senders_rows_once(world: World):
+    """Issue 9's finding: with the issue row held by another transaction, two resumes both
+    took the lock (check, then set), and both settled the dead sender's rows."""
+    ids = world.add_subscribers(1_500)
+    issue = str(world.issue_file)
+    first = world.start_newsletter("send", issue, "--yes", "--rate", "400")
+    wait_until(lambda: world.outbox_count() >= 300, process=first)
+    kill(first)
+    in_flight = world.statuses().get("sending", 0)
+    assert in_flight > 0
+
+    # Hold the issue's row, as a long transaction elsewhere would (the schedule runner, an
+    # admin's session), while both resumes start and reach the lock.
+    holder = world.store.engine.connect()
+    transaction = holder.begin()
+    holder.execute(sa.select(issues.c.id).with_for_update())
+    resumes = [world.start_newsletter("send", issue, "--yes") for _ in range(2)]
+    waiting = threading.Event()
+
+    def both_wait() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with world.store.read() as conn:
+                blocked = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            if blocked >= 2:
+                waiting.set()
+                return
+            if any(process.poll() is not None for process in resumes):
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=both_wait)
+    watcher.start()
+    watcher.join()
+    transaction.rollback()
+    holder.close()
+    results = [finish(process) for process in resumes]
+    assert waiting.is_set(), [err for _c, _o, err in results]
+
+    for code, _out, err in results:
+        assert code == 0, err
+    # One of them settled the dead sender's rows, and said so; the other found none.
+    reports = [line for _c, _o, err in results for line in err.splitlines() if "had reached the outbox" in line]
+    assert len(reports) == 1, [err for _c, _o, err in results]
+    assert f"note: {in_flight} messages were in flight when an earlier send stopped: " in reports[0]
+    assert world.statuses() == {"sent": 1_500}
+    check_one_each_in_the_outbox(world, ids)
+
+
+def test_a_second_sender_joins_and_says_so(world: World):
+    world.add_subscribers(600)
+    issue = str(world.issue_file)
+    first = world.start_newsletter("send", issue, "--yes", "--rate", "60")
+    wait_until(lambda: world.outbox_count() >= 20, process=first)
+
+    second = world.start_newsletter("send", issue, "--yes", "--rate", "60", "--json")
+    code, out, err = finish(second)
+    first_code, first_out, first_err = finish(first)
+    summary = json.loads(out)
+
+    assert code == 0, err
+    assert first_code == 0, first_err
+    first_name = f"{socket.gethostname()}:{first.pid}"
+    assert f"note: joined 1 other sender(s) of '2026-11-30' ({first_name})" in err
+    # The live sender's rows are not reported as left by an earlier send.
+    assert "when an earlier send stopped" not in err
+    assert world.statuses() == {"sent": 600}
+    assert world.issue_row()["completed_at"] is not None
+    shares = {row["name"]: row["sent"] for row in leases(world)}
+    second_name = f"{socket.gethostname()}:{second.pid}"
+    assert shares[first_name] > 0 and shares[second_name] > 0
+    # --json: what this sender sent, beside the issue's counts.
+    assert summary["this_sender"] == {"name": second_name, "sent": shares[second_name]}
+    assert summary["ledger"]["total"] == 600 and summary["exit_status"] == 0
+    assert "sent completely (600 in all)" in first_out or summary["state"] == "complete"
