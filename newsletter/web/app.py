@@ -28,7 +28,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match
 
 from newsletter.feedback.hits import HitRecorder
 from newsletter.web.admin import admin_routes
@@ -68,6 +69,9 @@ def create_app(context: WebContext) -> Starlette:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
+            moved = _without_trailing_slash(request, context.settings.base_url)
+            if moved is not None:
+                return RedirectResponse(moved, status_code=308)
             return pages.not_found()
         return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
@@ -94,8 +98,24 @@ def create_app(context: WebContext) -> Starlette:
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    # Starlette's own trailing-slash redirect builds its Location from the Host header, which
+    # the client chooses (a link in our domain's name leading to theirs); http_error redirects
+    # to base_url instead.
+    app.router.redirect_slashes = False
     app.state.context = context
     app.state.recorder = recorder
     app.state.recent_hits = recent
     app.state.rate_limiter = limiter
     return app
+
+
+def _without_trailing_slash(request: Request, base_url: str) -> str | None:
+    """`base_url` + the path without its trailing slash, when that is one of the app's routes."""
+    path = request.url.path
+    if path == "/" or not path.endswith("/") or request.method not in ("GET", "HEAD"):
+        return None
+    scope = {**request.scope, "path": path.rstrip("/")}
+    if not any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+        return None
+    query = request.url.query
+    return base_url + scope["path"] + (f"?{query}" if query else "")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -29,6 +31,7 @@ from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 
 POLL_MILLISECONDS = 700
+PREVIEW_HOSTS = ["127.0.0.1", "localhost"]
 
 
 class PreviewState:
@@ -110,13 +113,16 @@ def create_preview_app(settings: Settings, issue_file: Path, templates_dir: Path
         return endpoint
 
     return Starlette(
+        # Only our own names: a page on another site can point its name at 127.0.0.1 (DNS
+        # rebinding) and read what its scripts fetch from there, if we answer to that name.
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=PREVIEW_HOSTS)],
         routes=[
             Route("/", shell),
             Route("/version", version),
             Route("/email.html", page("email")),
             Route("/email.txt", page("text")),
             Route("/web.html", page("web")),
-        ]
+        ],
     )
 
 
