@@ -43,6 +43,13 @@ def test_a_link_bracket_before_an_unclosed_code_span_is_a_located_error(
     assert world.outbox_count() == 0 and not (world.root / "out").exists()
 
 
+def test_deeply_nested_front_matter_is_a_located_error(world: World):
+    text = world.issue_file.read_text(encoding="utf-8")
+    world.issue_file.write_text(text.replace("---\n", "---\nsubject: " + "[" * 5000 + "\n", 1), encoding="utf-8")
+    error = one_error_line(world.newsletter("check", str(world.issue_file)))
+    assert error.startswith(f"error: {world.issue_file}:2: front matter nests too deeply"), error
+
+
 def test_a_csv_with_a_bare_cr_and_a_bad_byte_later_is_one_line(world: World):
     csv_file = world.root / "readers.csv"
     csv_file.write_bytes(b"email,name\r\nfirst@example.org,A\rB\r\nsecond@example.org,\xff\r\n")

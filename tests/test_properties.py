@@ -159,6 +159,8 @@ RENDERER = Renderer(SETTINGS)
 @given(text=issue_texts)
 # Found by fuzzing: markdown-it-pyrs panics on a link bracket before an unclosed code span.
 @example(text="# T 2026-11-30\n\n## E\n\n[a `b")
+# PyYAML composes recursively.
+@example(text="---\nsubject: " + "[" * 5000 + "\n---\n# T 2026-11-30\n\n## E\n\nx")
 def test_any_issue_file_parses_or_is_an_issue_error(scratch: Path, text: str):
     path = scratch / "2026-11-30.md"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))

@@ -244,6 +244,9 @@ class _IssueParser:
             line = mark.line + 2 if mark is not None else 1
             problem = getattr(err, "problem", None) or "invalid YAML"
             raise self.error(f"front matter is not valid YAML ({problem}); write 'key: value' lines", line) from None
+        except RecursionError:
+            # PyYAML composes nested sequences and mappings recursively.
+            raise self.error("front matter nests too deeply; write 'key: value' lines", 2) from None
         except ValueError as err:
             # PyYAML reads `2026-13-01` as a timestamp and raises a bare ValueError, without a
             # position: find the impossible date's line (date_in raises for it).
