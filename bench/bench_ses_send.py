@@ -147,15 +147,15 @@ def _child(figures: Path, argv: list[str]) -> None:
     batches: dict[str, list[int]] = {"claim": [], "record": []}
     real_claim, real_record = ledger.claim, ledger.record
 
-    def counted_claim(conn, issue_id, limit, message_id):
-        claimed, skipped = real_claim(conn, issue_id, limit, message_id)
+    def counted_claim(*args, **kwargs):
+        claimed, skipped = real_claim(*args, **kwargs)
         batches["claim"].append(len(claimed) + len(skipped))
         return claimed, skipped
 
-    def counted_record(conn, outcomes):
+    def counted_record(conn, outcomes, *args, **kwargs):
         outcomes = list(outcomes)
         batches["record"].append(len(outcomes))
-        return real_record(conn, outcomes)
+        return real_record(conn, outcomes, *args, **kwargs)
 
     ledger.claim, ledger.record = counted_claim, counted_record
     real_run_send = send_command.run_send

@@ -419,6 +419,9 @@ class _IssueParser:
                 join_softly(insight if insight is not None else leftover, tuple(spans))
                 continue
             finish_insight()
+            if key == INSIGHT:
+                insight, insight_line = list(rest), line  # untrimmed: keeps a hard break at its end
+                continue
             value = Inline(trim(tuple(rest)))
             if key == CATEGORY:
                 if not value:
@@ -429,8 +432,6 @@ class _IssueParser:
                 if not sources:
                     raise self.error(f"{LABEL_NAMES[SOURCES]} has nothing after it; list the sources as links", line)
                 assign(SOURCES, sources, line)
-            elif key == INSIGHT:
-                insight, insight_line = list(rest), line  # untrimmed: keeps a hard break at its end
             else:
                 if value:
                     raise self.error(
@@ -599,6 +600,10 @@ class _IssueParser:
             yield self.line_of(run[0]), list(self.inline(run).spans)
 
     def inline(self, nodes: Sequence[Node]) -> Inline:
+        if len(nodes) == 1 and nodes[0].name == "text":
+            # One run of plain text (a title, most lines): what `trim` makes of its span.
+            content = str(nodes[0].meta.get("content", "")).strip()
+            return Inline((Text(content),)) if content else Inline()
         return Inline(trim(tuple(self._spans(nodes))))
 
     def _spans(self, nodes: Sequence[Node]) -> list[Span]:
