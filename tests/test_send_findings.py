@@ -110,3 +110,42 @@ def test_readers_who_unsubscribe_mid_send_at_a_slow_rate_are_not_sent_to(world: 
     # the outbox had claimed 200 rows ahead and all 30 got the issue.
     assert len(late) <= 6, late
     assert summary.skipped == 30 - len(late) and summary.complete
+
+
+def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_it_sent(world: World):
+    import sqlalchemy as sa
+
+    from newsletter.store.database import normalize_url
+
+    if world.store.dialect != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's; a SQLite lock past its 30 s busy timeout takes too long")
+    world.add_subscribers(60)
+    killer = sa.create_engine(normalize_url(world.database_url), poolclass=sa.pool.NullPool)
+    killed: list[int] = []
+
+    def kill_before_recording(conn, cursor, statement, parameters, context, executemany):
+        # The moment that matters: messages are out, their outcomes about to be written.
+        if killed or not (statement.lstrip().startswith("UPDATE deliveries") and "sent_at" in statement):
+            return
+        with killer.connect() as other:
+            terminated = other.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            killed.extend(1 for ok in terminated if ok)
+
+    sa.event.listen(world.store.engine, "before_cursor_execute", kill_before_recording)
+    try:
+        summary = world.send(rate=40)
+    finally:
+        sa.event.remove(world.store.engine, "before_cursor_execute", kill_before_recording)
+        killer.dispose()
+
+    assert killed, "no connection was killed: the test did not inject its fault"
+    assert summary.database_retries >= 1
+    assert summary.sent == 60 and summary.complete and summary.uncertain == 0
+    assert world.statuses() == {"sent": 60}
+    counted = recipients_of(world.outbox_headers())
+    assert Counter(counted.values()) == Counter({1: 60})

@@ -107,6 +107,7 @@ def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict
         "reasons": dict(summary.failures.most_common()),
         "permanent_failures": [{"address": a, "reason": r} for a, r in summary.permanent_failures],
         "throttled": {"times": summary.throttled, "lowest_rate": summary.lowest_rate},
+        "database_retries": summary.database_retries,
         "stopped": summary.stopped,
         "next_retry_at": summary.next_retry_at.isoformat().replace("+00:00", "Z") if summary.next_retry_at else None,
         "elapsed_seconds": round(summary.elapsed, 3),
@@ -138,6 +139,12 @@ def report(plan: SendPlan, summary: SendSummary, *, to_stderr: bool = False) -> 
         click.echo(
             f"throttled {summary.throttled} times by the provider: the pace went down to "
             f"{summary.lowest_rate:.2g}/s{configured} and back up as it allowed",
+            err=True,
+        )
+    if summary.database_retries:
+        click.echo(
+            f"the database was away {summary.database_retries} times during the send (a restart or a dropped "
+            "connection); each time the send waited and went on",
             err=True,
         )
     if summary.suppressed:

@@ -30,6 +30,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
 
 from newsletter.errors import InputError, NewsletterError, TransportError
 from newsletter.feedback.apply import apply_ses_event
@@ -40,6 +43,7 @@ from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
+from newsletter.sending.ride_out import in_transaction
 from newsletter.sending.senders import SenderLease, in_flight
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
@@ -67,6 +71,11 @@ from newsletter.transports.configured import open_transport
 THROTTLED_TRIES = 4
 HEARTBEAT_SECONDS = 5.0
 OUTBOX_CLAIM_WINDOW = 200
+# How long a run waits for a database that went away (a restart, a dropped connection, a
+# lock) before giving up: for claims and the like, and longer for recording the outcomes the
+# process already knows (newsletter/sending/ride_out.py).
+DB_PATIENCE = 60.0
+RECORD_PATIENCE = 300.0
 # Seconds of sending claimed ahead at most (see _claim_window).
 CLAIM_AHEAD = 1.0
 # Permanent failures named in the summary; the rest are counted.
@@ -93,6 +102,8 @@ class SendSummary:
     suppressed: int = 0
     # Whether the stop needs a person (a paused account, refused credentials), not time.
     stopped_for_good: bool = False
+    # Ledger transactions tried again because the database was away for a moment.
+    database_retries: int = 0
     # How often the provider throttled us (bursts, not refusals), and the lowest rate the
     # pacer went down to because of it.
     throttled: int = 0
@@ -116,6 +127,7 @@ class SendSummary:
 
 
 ProgressCallback = Callable[[SendSummary, int], None]
+T = TypeVar("T")
 
 
 def run_send(
@@ -184,11 +196,14 @@ class _Campaign:
         self.summary.uncertain = flight.uncertain
         self.summary.in_flight_elsewhere = flight.elsewhere
         self.summary.other_senders = flight.senders
-        with self.store.begin() as conn:
+
+        def finish(conn: sa.Connection) -> None:
             ledger.mark_complete_if_done(conn, self.issue_id)
             self.summary.ledger = ledger.counts(conn, self.issue_id)
             self.summary.permanent_failures = ledger.permanent_failures(conn, self.issue_id, limit=PERMANENT_NAMED)
             self.summary.next_retry_at = ledger.next_retry_at(conn, self.issue_id)
+
+        self._write(finish)
         self.summary.complete = send_state(self.summary.ledger) == COMPLETE
         self.summary.throttled = self.pacer.throttles
         self.summary.lowest_rate = self.pacer.lowest
@@ -235,11 +250,13 @@ class _Campaign:
         return 0
 
     def _prepare_queue(self) -> None:
-        with self.store.begin() as conn:
+        def prepare(conn: sa.Connection) -> None:
             if self.plan.stored.snapshot_at is None:
                 ledger.snapshot_audience(conn, self.issue_id, self.plan.list_id)
             if self.plan.options.retry_failed:
                 ledger.requeue(conn, self.issue_id, status=FAILED, failure=TEMPORARY)
+
+        self._write(prepare)
 
     def _loop(self, progress: ProgressCallback | None, started: float) -> None:
         workers = [
@@ -278,15 +295,7 @@ class _Campaign:
                 low_water = window // 2
                 if not exhausted and not self.stop.is_set() and in_flight <= low_water:
                     wanted = self._allowed(window - in_flight)
-                    with self.store.begin() as conn:
-                        claimed, skipped = ledger.claim(
-                            conn,
-                            self.issue_id,
-                            wanted,
-                            self.factory.message_id,
-                            now=self.clock(),
-                            sender_id=self.lease.id,
-                        )
+                    claimed, skipped = self._claim_rows(wanted)
                     if self.plan.warmup is not None:
                         # Only messages count towards the warm-up cap, not rows skipped.
                         self.plan.warmup.give_back(wanted - len(claimed))
@@ -320,6 +329,14 @@ class _Campaign:
                 # Ctrl-C: let the messages in flight finish, hand back the rest.
                 self.summary.stopped = self.summary.stopped or "interrupted"
                 self.stop.set()
+
+    def _claim_rows(self, wanted: int) -> tuple[list[Claimed], list[Outcome]]:
+        now = self.clock()
+        return self._write(
+            lambda conn: ledger.claim(
+                conn, self.issue_id, wanted, self.factory.message_id, now=now, sender_id=self.lease.id
+            )
+        )
 
     def _allowed(self, wanted: int) -> int:
         """`wanted` rows, or fewer when the warm-up's cap for today is near (warmup.py).
@@ -366,13 +383,15 @@ class _Campaign:
             pass
         if outcomes:
             bounces = [event for o in outcomes if (event := self.bounces.pop(o.delivery_id, None)) is not None]
-            with self.store.begin() as conn:
+
+            def record(conn: sa.Connection) -> int:
                 ledger.record(conn, [o for o in outcomes if o.status != SENDING])
                 # In the same transaction as the row's failure: the address is suppressed
                 # (and the bounce counted in stats) exactly as a hard bounce SES reports later.
-                for event in bounces:
-                    result = apply_ses_event(conn, event, self.suppression)
-                    self.summary.suppressed += len(result.suppressed)
+                return sum(len(apply_ses_event(conn, event, self.suppression).suppressed) for event in bounces)
+
+            # Outcomes the process knows must not be lost to a blip: they get the longest wait.
+            self.summary.suppressed += self._write(record, patience=RECORD_PATIENCE)
             for outcome in outcomes:
                 self._count(outcome)
         return len(outcomes)
@@ -389,6 +408,15 @@ class _Campaign:
             summary.failures[(outcome.error or "unknown error").split("\n")[0][:120]] += 1
         elif outcome.status == SKIPPED:
             summary.skipped += 1
+
+    def _write(
+        self, work: Callable[[sa.Connection], T], *, patience: float = DB_PATIENCE, read_only: bool = False
+    ) -> T:
+        """One ledger transaction, ridden out while the database is briefly away (ride_out.py)."""
+        return in_transaction(self.store, work, patience=patience, read_only=read_only, on_retry=self._database_away)
+
+    def _database_away(self, err: BaseException) -> None:
+        self.summary.database_retries += 1
 
     def _bounce(self, item: Claimed, err: TransportError) -> FeedbackEvent:
         """The provider's refusal of the address at send time, as the bounce it is."""
