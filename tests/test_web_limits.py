@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -19,7 +22,7 @@ from newsletter.tokens import Purpose, Tokens
 from newsletter.web.app import create_app
 from newsletter.web.bounded_http import HEAD_SECONDS
 from newsletter.web.context import WebContext
-from tests.send_world import World
+from tests.send_world import EXAMPLE_ISSUE, World
 from tests.web_site import BROWSER, Site, form_token, http_client, unsubscribe_url
 
 pytest_plugins = ["tests.web_site", "http_server"]
@@ -165,3 +168,34 @@ def test_log_lines_carry_no_token_and_no_line_break_from_the_request(
 def http_client_for_logs() -> Iterator[httpx.Client]:
     with http_client() as client:
         yield client
+
+
+def test_the_preview_command_refuses_a_request_head_over_16_kib(tmp_path):
+    issue = tmp_path / EXAMPLE_ISSUE.name
+    issue.write_bytes(EXAMPLE_ISSUE.read_bytes())
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "preview", str(issue), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+                time.sleep(0.05)
+        with connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 64 * 1024 + b"\r\n\r\n")
+            answer, _ = read_until_closed(connection, 10)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

@@ -147,6 +147,7 @@ def serve_preview(
     """Serve until interrupted; `announce` runs once the port is known to be free."""
     import uvicorn
 
+    from newsletter.web.bounded_http import MAX_HEAD_BYTES, BoundedH11Protocol
     from newsletter.web.serve import refuse_port_in_use
 
     # A templates directory that does not exist is the command line's mistake: say it now.
@@ -154,7 +155,15 @@ def serve_preview(
     refuse_port_in_use(host, port)
     if announce is not None:
         announce()
-    uvicorn.run(create_preview_app(settings, issue_file, templates_dir), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_preview_app(settings, issue_file, templates_dir),
+        host=host,
+        port=port,
+        log_level="warning",
+        # The same bounded request heads as `newsletter serve` (bounded_http.py).
+        http=BoundedH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+    )
 
 
 _SHELL = """<!doctype html>
