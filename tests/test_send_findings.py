@@ -149,3 +149,67 @@ def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_
     assert world.statuses() == {"sent": 60}
     counted = recipients_of(world.outbox_headers())
     assert Counter(counted.values()) == Counter({1: 60})
+
+
+def test_a_full_outbox_leaves_no_partial_files_and_the_next_run_sends_everyone_once(world: World):
+    import resource
+    import signal
+    import subprocess
+
+    if world.store.dialect != "postgresql":
+        pytest.skip("the file-size limit would stop SQLite's own file first; PostgreSQL writes elsewhere")
+    world.add_subscribers(5)
+    (world.outbox / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def outbox_disk_of_40_kb() -> None:
+        # The kernel refuses writes past 40 KB (EFBIG) as a full disk refuses them (ENOSPC):
+        # the first part of the message is written, the rest is not.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    full = subprocess.run(
+        world.command("send", str(world.issue_file), "--yes"),
+        cwd=world.root,
+        env=world.environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=outbox_disk_of_40_kb,
+        check=False,
+    )
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "cannot write to the outbox" in full.stderr
+    assert list((world.outbox / "tmp").iterdir()) == []
+    assert world.outbox_count() == 0
+
+    again = world.cli("send", str(world.issue_file), "--yes")
+    assert again.returncode == 0, again.stderr
+    assert Counter(recipients_of(world.outbox_headers()).values()) == Counter({1: 5})
+
+
+def test_partial_files_of_a_writer_that_died_are_removed_by_the_next_run(world: World):
+    import os
+    import subprocess
+    import sys
+
+    from newsletter.transports import outbox
+
+    world.add_subscribers(3)
+    tmp = world.outbox / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    dead_pid = int(dead.stdout)
+    left = tmp / f"{'a' * 32}.{'0' * 32}.{dead_pid}.{outbox._HOST}"
+    left.write_bytes(b"Subject: half a message\r\n\r\nThe disk filled up here")
+    # A live writer's file (this process) is its own to finish.
+    live = tmp / f"{'b' * 32}.{'1' * 32}.{os.getpid()}.{outbox._HOST}"
+    live.write_bytes(b"being written")
+
+    result = world.cli("send", str(world.issue_file), "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not left.exists() and live.exists()
+    assert "removed 1 partial files an earlier send left in the outbox's tmp/" in result.stderr
+    assert world.outbox_count() == 3

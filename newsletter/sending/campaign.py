@@ -171,6 +171,12 @@ class _Campaign:
     def run(self, progress: ProgressCallback | None) -> SendSummary:
         started = time.monotonic()
         self.summary.this_sender = self.lease.name
+        leftovers = getattr(self.transport, "removed_leftovers", 0)
+        if leftovers:
+            self.summary.notes.append(
+                f"removed {leftovers} partial files an earlier send left in the outbox's tmp/ (a full disk, "
+                "or a process killed while writing)"
+            )
         try:
             self.lease.start()
             try:

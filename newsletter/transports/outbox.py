@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +37,11 @@ from typing import Self
 from newsletter.errors import TransportError
 from newsletter.mail.message_id import read_message_id
 from newsletter.transports.base import SendQuota
+
+# tmp/ files are named MESSAGE.UNIQUE.PID.HOST so the next writer can tell whose they are.
+_HOST = socket.gethostname().replace(".", "_").replace("/", "_") or "localhost"
+# Maildir: "if a file in tmp has not been accessed for 36 hours, it may be deleted".
+LEFTOVER_AGE = 36 * 3600
 
 
 class OutboxTransport:
@@ -56,12 +63,14 @@ class OutboxTransport:
         self._tmp = str(self.path / "tmp")
         self._new = str(self.path / "new")
         self._cur = str(self.path / "cur")
+        # Partial files an earlier writer left in tmp/ (a full disk, a kill mid-write).
+        self.removed_leftovers = self._remove_leftovers()
 
     def send(self, message: bytes, *, sender: str, recipient: str, tags: Mapping[str, str] = {}) -> str:
         """Write `message` into new/ and return its Maildir key (the file name)."""
         message_id = read_message_id(message)
         name = _name_for(message_id) if message_id else uuid.uuid4().hex
-        tmp_path = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
+        tmp_path = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}.{os.getpid()}.{_HOST}")
         try:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -70,6 +79,10 @@ class OutboxTransport:
                     view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
+            except OSError:
+                # A full disk: what was written of this message is of no use to anyone.
+                _unlink_quietly(tmp_path)
+                raise
             finally:
                 os.close(fd)
             try:
@@ -98,6 +111,28 @@ class OutboxTransport:
                 return key
             except FileExistsError:
                 key = f"{name}.{uuid.uuid4().hex[:12]}"
+
+    def _remove_leftovers(self) -> int:
+        """Remove files in tmp/ that no live writer will finish: those of a process of this
+        host that is gone, and any older than LEFTOVER_AGE.  The Maildir specification lets
+        a writer clean up tmp/ files "not accessed for 36 hours"; a file named for a dead
+        process can be removed at once, since only its writer ever links it into new/."""
+        removed = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(self._tmp))
+        except OSError:
+            return 0
+        for entry in entries:
+            parts = entry.name.split(".", 3)
+            gone = len(parts) == 4 and parts[3] == _HOST and parts[2].isdigit() and not _alive(int(parts[2]))
+            try:
+                stale = now - entry.stat().st_atime > LEFTOVER_AGE
+            except OSError:
+                continue
+            if (gone or stale) and _unlink_quietly(entry.path):
+                removed += 1
+        return removed
 
     def contains(self, message_id: str) -> bool:
         """Whether a message with this Message-ID (angle brackets optional) is in the outbox,
@@ -132,6 +167,24 @@ def _name_for(message_id: str) -> str:
     # 128 bits of SHA-256: unique across any realistic outbox, and a valid Maildir name
     # (no '/' or ':', no leading dot), which a raw Message-ID is not.
     return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unlink_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _fsync_directory(path: str) -> None:
