@@ -84,9 +84,9 @@ def wait_for_confirmation(site: Site, email: str, count: int = 1, timeout: float
 
 
 def no_new_mail_after_the_requests_finished(site: Site, email: str, before: int) -> None:
-    # The email would leave from a background task after the answer, inside the request's
-    # call to the app: once no call is running, any email it sent is in the outbox.
-    # Counted per address: the site is shared by the module.
+    # The email would leave from the form's deferred work, queued by the request's background
+    # task: once no call is running and that queue is empty, any email it sent is in the
+    # outbox.  Counted per address: the site is shared by the module.
     site.wait_idle()
     assert len(confirmations_to(site, email)) == before
 
@@ -162,6 +162,25 @@ def test_a_new_address_gets_one_confirmation_email_and_its_link_confirms(shop: S
     # Used once, and the typed name is not kept beside the subscriber's own.
     assert stored.used_at is not None and stored.name is None
     assert link.rsplit("/", 1)[1] not in stored.digest
+
+
+def test_the_forms_work_waits_for_the_answer_and_a_shutdown_still_sends_what_was_asked(shop: Site):
+    deferred = shop.app.state.deferred
+    saved_delay, deferred.delay = deferred.delay, 30.0
+    try:
+        subscribe(shop, "late.reader@example.org")
+        shop.in_flight.wait_idle()
+        # Answered and queued, not yet run: nothing written, no email.
+        with shop.world.store.read() as conn:
+            stored = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email == "late.reader@example.org"))
+            assert stored.first() is None
+        assert confirmations_to(shop, "late.reader@example.org") == []
+        # What the app's shutdown does: run what is queued without waiting for its delay.
+        deferred.stop()
+        assert len(confirmations_to(shop, "late.reader@example.org")) == 1
+        assert shop.status("late.reader@example.org") == PENDING
+    finally:
+        deferred.delay = saved_delay
 
 
 def test_the_confirmation_email_is_crlf_canonical_in_its_headers_and_its_text(shop: Site):

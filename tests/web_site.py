@@ -102,8 +102,10 @@ class Site:
         self.app.state.recorder.flush()
 
     def wait_idle(self) -> None:
-        """Until every request answered so far has finished, its background tasks included."""
+        """Until every request answered so far has finished, its background tasks and the
+        work it queued for later (the subscribe form's, newsletter.web.deferred) included."""
         self.in_flight.wait_idle()
+        assert self.app.state.deferred.wait_idle(), "the subscribe form's queued work still running after 10 s"
 
     # ---- sending ----
 

@@ -35,6 +35,7 @@ from newsletter.feedback.hits import HitRecorder
 from newsletter.web.admin import admin_routes
 from newsletter.web.archive import archive_routes
 from newsletter.web.context import WebContext
+from newsletter.web.deferred import DeferredWork
 from newsletter.web.hooks import hook_routes
 from newsletter.web.log_lines import web_logger
 from newsletter.web.pages import Pages
@@ -55,6 +56,7 @@ def create_app(context: WebContext) -> Starlette:
     limiter = RateLimiter(context.settings.web.subscribe_rate_per_minute)
     recorder = HitRecorder(context.store)
     recent = RecentHits()
+    deferred = DeferredWork()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,6 +67,8 @@ def create_app(context: WebContext) -> Starlette:
             # After the last request: every buffered open and click reaches the database
             # before the process ends.
             recorder.stop()
+            # Sign-ups answered before shutdown still get their confirmation email.
+            deferred.stop()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -83,7 +87,7 @@ def create_app(context: WebContext) -> Starlette:
     routes = [
         *tracking_routes(context, pages, recorder, recent),
         *unsubscribe_routes(context, pages, guard),
-        *subscribe_routes(context, pages, guard, limiter),
+        *subscribe_routes(context, pages, guard, limiter, deferred),
         *archive_routes(context, pages),
         *hook_routes(context),
         *admin_routes(context),
@@ -105,6 +109,7 @@ def create_app(context: WebContext) -> Starlette:
     app.state.context = context
     app.state.recorder = recorder
     app.state.recent_hits = recent
+    app.state.deferred = deferred
     app.state.rate_limiter = limiter
     return app
 

@@ -1,8 +1,8 @@
 """`/subscribe` (the form) and `/confirm/TOKEN` (the double opt-in link).
 
 The form's answer is the same page, status and work whoever the address belongs to; the
-confirmation email, when one is due, goes out from a background task after the answer has
-been sent, so the time to answer does not depend on it either.  The rules on who gets an
+database work and the confirmation email, when one is due, run a moment after the answer
+has been sent (newsletter.web.deferred), so the time to answer does not depend on them either.  The rules on who gets an
 email and who may come back are in newsletter.audience.self_service.
 
 `GET /confirm/TOKEN` confirms, as the link in the email promises, except when the request
@@ -37,6 +37,7 @@ from newsletter.feedback.machines import judge
 from newsletter.store.schema import CLICK
 from newsletter.tokens import TOKEN_LENGTH, Purpose
 from newsletter.web.context import WebContext
+from newsletter.web.deferred import DeferredWork
 from newsletter.web.log_lines import web_logger
 from newsletter.web.pages import Pages
 from newsletter.web.security import (
@@ -52,7 +53,9 @@ MAX_NAME_CHARACTERS = 200
 log = web_logger("newsletter.web")
 
 
-def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limiter: RateLimiter) -> list[Route]:
+def subscribe_routes(
+    context: WebContext, pages: Pages, guard: FormGuard, limiter: RateLimiter, deferred: DeferredWork
+) -> list[Route]:
     def settings():
         # Read per request, not captured: see FormGuard.
         return context.settings
@@ -95,8 +98,8 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
 
     def handle(request: Request, email: str, name: str, list_slug: str) -> Response:
         """The answer to a filled-in form.  Everything that depends on whether the address
-        is known (the database work and the email) happens after the answer has gone, in
-        a background task, so that neither the answer nor its timing tells."""
+        is known (the database work and the email) happens after the answer has gone, as
+        deferred work, so that neither the answer nor its timing tells."""
         words = pages.words()
         info = public_list(context.store, settings(), list_slug or settings().newsletter.list)
         if info is None:
@@ -114,7 +117,8 @@ def subscribe_routes(context: WebContext, pages: Pages, guard: FormGuard, limite
                 name=name,
                 list_slug=info.slug,
             )
-        background = BackgroundTask(subscribe_and_mail, email, name[:MAX_NAME_CHARACTERS], info.slug)
+        # Queued once the answer has gone, and run a moment later (newsletter.web.deferred).
+        background = BackgroundTask(deferred.later, subscribe_and_mail, email, name[:MAX_NAME_CHARACTERS], info.slug)
         return pages.message(
             words["subscribe_sent_title"], words["subscribe_sent_body"], role="status", background=background
         )
