@@ -33,9 +33,19 @@ def headers_of(original: bytes) -> bytes:
     return original[: end + 2] if end >= 0 else original
 
 
-def postfix_bounce(original: bytes, recipient: str, *, status: str = "5.1.1", queue_id: str = "3F1A2B4C5D") -> bytes:
+def postfix_bounce(
+    original: bytes,
+    recipient: str,
+    *,
+    status: str = "5.1.1",
+    queue_id: str = "3F1A2B4C5D",
+    final_recipient: str | None = None,
+) -> bytes:
+    """`recipient` as we sent it (Original-Recipient); `final_recipient` where a forward
+    took it (Final-Recipient, and the address the remote refused)."""
+    final = final_recipient or recipient
     boundary = f"{queue_id}.1764583202/mx.example.com"
-    reply = f"550 {status} <{recipient}>: Recipient address rejected: User unknown in virtual mailbox table"
+    reply = f"550 {status} <{final}>: Recipient address rejected: User unknown in virtual mailbox table"
     text = f"""Return-Path: <>
 Received: by mx.example.com (Postfix)
 \tid {queue_id}; Tue,  1 Dec 2026 10:00:02 +0000 (UTC)
@@ -68,8 +78,8 @@ delete your own text from the attached returned message.
 
                    The mail system
 
-<{recipient}>: host mail.example.org[192.0.2.25] said: {reply} (in reply to
-    RCPT TO command)
+<{final}> (expanded from <{recipient}>): host mail.example.org[192.0.2.25] said:
+    {reply} (in reply to RCPT TO command)
 
 --{boundary}
 Content-Description: Delivery report
@@ -80,7 +90,7 @@ X-Postfix-Queue-ID: {queue_id}
 X-Postfix-Sender: rfc822; bounces@example.com
 Arrival-Date: Tue,  1 Dec 2026 09:59:58 +0000 (UTC)
 
-Final-Recipient: rfc822; {recipient}
+Final-Recipient: rfc822; {final}
 Original-Recipient: rfc822;{recipient}
 Action: failed
 Status: {status}
@@ -191,6 +201,32 @@ Content-type: message/rfc822
 
 """
     return _crlf(text) + original + _crlf(f"\n--{boundary}--\n")
+
+
+def exim_plain_bounce(original: bytes, recipient: str) -> bytes:
+    """Exim's bounce without a delivery-status part (bounce_message_file of its own, or an
+    old version): only X-Failed-Recipients and the copy of the message in the text."""
+    text = f"""Return-path: <>
+X-Failed-Recipients: {recipient}
+Auto-Submitted: auto-replied
+From: Mail Delivery System <Mailer-Daemon@mx.example.net>
+To: bounces@example.com
+Subject: Mail delivery failed: returning message to sender
+Message-Id: <E1t8XYZ-000999-1A@mx.example.net>
+Date: Tue, 01 Dec 2026 10:05:00 +0000
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {recipient}
+    Unrouteable address
+
+------ This is a copy of the message, including all the headers. ------
+
+"""
+    return _crlf(text) + original
 
 
 def arf_report(original: bytes, recipient: str, *, feedback_type: str = "abuse") -> bytes:

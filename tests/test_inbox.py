@@ -10,6 +10,8 @@ is asserted is the database afterwards and what is left in the mailbox.
 from __future__ import annotations
 
 import os
+import signal
+import time
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -286,6 +288,107 @@ def test_an_unknown_mailbox_scheme_names_the_key(sent_world: World):
     assert "events.inbox.url" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_without_our_message_id_a_bounce_finds_the_subscriber_by_original_recipient_not_the_forward(
+    sent_world: World, tmp_path: Path
+):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    # The original's headers are not ours (an MTA that rewrote them, or a forward's copy).
+    foreign = b"Message-ID: <rewritten-1@relay.example.net>\r\nTo: reader1@example.org\r\n\r\n"
+    deliver(
+        maildir,
+        "forwarded",
+        returned_mail.postfix_bounce(foreign, "reader1@example.org", final_recipient="reader-one@example.net"),
+    )
+
+    assert world.cli("events", "inbox", "--once").returncode == 0
+
+    assert standings(world)["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)
+    [event] = stored_events(world)
+    # About the address, not a ledger row: no Message-ID of ours named one.
+    assert (event["kind"], event["email"], event["issue_id"], event["delivery_id"]) == (
+        schema.BOUNCE,
+        "reader1@example.org",
+        None,
+        None,
+    )
+
+
+def test_an_exim_bounce_without_a_delivery_status_part_is_read_from_x_failed_recipients(
+    sent_world: World, tmp_path: Path
+):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    deliver(
+        maildir,
+        "exim",
+        returned_mail.exim_plain_bounce(sent_messages(world)["reader2@example.org"], "reader2@example.org"),
+    )
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert standings(world)["reader2@example.org"] == (schema.BOUNCED, schema.ACTIVE)
+    [event] = stored_events(world)
+    assert event["delivery_id"] is not None  # the quoted Message-ID found its row
+    assert names_in(maildir / "new") == []
+
+
+def test_a_not_spam_report_suppresses_nobody_and_an_auth_failure_report_is_left(sent_world: World, tmp_path: Path):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    sent = sent_messages(world)
+    deliver(
+        maildir,
+        "not-spam",
+        returned_mail.arf_report(sent["reader5@example.org"], "reader5@example.org", feedback_type="not-spam"),
+    )
+    deliver(
+        maildir,
+        "dmarc",
+        returned_mail.arf_report(sent["reader6@example.org"], "reader6@example.org", feedback_type="auth-failure"),
+    )
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert "applied 1 complaint" in result.stderr and "1 left in the mailbox" in result.stderr
+    assert "not a complaint" in result.stdout
+    standing = standings(world)
+    assert standing["reader5@example.org"] == standing["reader6@example.org"] == (schema.ACTIVE, schema.ACTIVE)
+    assert [(e["kind"], e["email"]) for e in stored_events(world)] == [(schema.COMPLAINT, "reader5@example.org")]
+    assert names_in(maildir / "new") == ["dmarc"]
+
+
+def test_watching_applies_mail_as_it_arrives_and_stops_cleanly_on_sigterm(sent_world: World, tmp_path: Path):
+    world = sent_world
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    watcher = world.start_newsletter("events", "inbox", "--interval", "1")
+    try:
+        time.sleep(0.5)
+        deliver(
+            maildir,
+            "1.postfix",
+            returned_mail.postfix_bounce(sent_messages(world)["reader1@example.org"], "reader1@example.org"),
+        )
+        deadline = time.monotonic() + 60
+        while names_in(maildir / "new") and time.monotonic() < deadline:
+            assert watcher.poll() is None, watcher.communicate()
+            time.sleep(0.1)
+        assert names_in(maildir / APPLIED / "cur") == ["1.postfix"]
+        assert standings(world)["reader1@example.org"] == (schema.BOUNCED, schema.ACTIVE)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert err.strip().splitlines()[-1].startswith("1 read: applied 1 bounce;")
+    assert err.strip().endswith("; stopped by a signal")
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -405,3 +508,10 @@ def test_plain_imap_to_another_machine_is_refused_before_connecting(sent_world: 
     result = sent_world.cli("events", "inbox", "--once", env={"NEWSLETTER_INBOX_PASSWORD": "x"})
     assert result.returncode == 1
     assert "sends the password in clear" in result.stderr and "events.inbox.url" in result.stderr
+
+
+def test_without_a_mailbox_configured_the_command_says_which_key_to_set(sent_world: World):
+    result = sent_world.cli("events", "inbox", "--once")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "events.inbox.url" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
