@@ -313,3 +313,24 @@ def test_an_unknown_configured_time_zone_is_an_error_naming_the_key(world: World
     result = world.cli("issues")
     assert result.returncode == 1
     assert "newsletter.timezone: 'Mars/Olympus_Mons' is not a time zone" in result.stderr
+
+
+def test_a_scheduled_send_with_temporary_failures_comes_round_again_when_their_retry_is_due(world: World, local_smtp):
+    world.use_smtp(local_smtp)
+    world.add_subscribers(3)
+    dated_today(world)
+    moment = schedule_ahead(world, 3600)
+    local_smtp.rcpt_replies["reader1@example.org"] = "451 4.7.1 Greylisted, try again later"
+    due = moment + timedelta(seconds=1)
+    (first,) = run_due(world.settings, world.store, now=lambda: due)
+
+    assert first.state == "scheduled" and "1 failed temporarily, tried again from" in first.note
+    row = schedule_row(world)
+    assert due < row["next_try_at"] <= due + timedelta(minutes=1)
+    # Not yet: nothing is due before then.
+    assert run_due(world.settings, world.store, now=lambda: row["next_try_at"] - timedelta(seconds=1)) == []
+
+    local_smtp.rcpt_replies.clear()
+    (second,) = run_due(world.settings, world.store, now=lambda: row["next_try_at"])
+    assert second.state == "done" and second.note == "sent 3"
+    assert sorted(r for d in local_smtp.received for r in d.rcpt_tos) == [f"reader{n}@example.org" for n in range(3)]

@@ -213,3 +213,22 @@ def test_partial_files_of_a_writer_that_died_are_removed_by_the_next_run(world: 
     assert not left.exists() and live.exists()
     assert "removed 1 partial files an earlier send left in the outbox's tmp/" in result.stderr
     assert world.outbox_count() == 3
+
+
+def test_xml_throttling_answers_mid_send_are_retried_and_everyone_gets_one(world: World, local_ses: LocalSes):
+    from tests.test_ses_errors import xml_error
+
+    local_ses.verify(SENDER)
+    local_ses.set_quota(max_send_rate=200)
+    world.use_ses(local_ses)
+    world.add_subscribers(40)
+    # The fault-injection run: an SES-compatible server throttling with the query protocol's
+    # XML body, which botocore's sesv2 parser reads as code "400"; 101 of 1,000 readers were
+    # failed for good.
+    local_ses.fail_next_raw(12, 400, xml_error("Throttling", "Maximum sending rate exceeded."))
+    summary = world.send()
+
+    assert summary.failed_permanent == 0 and summary.throttled >= 1
+    assert summary.sent == 40 and summary.complete
+    counted = recipients_of(d.message for d in local_ses.received())
+    assert Counter(counted.values()) == Counter({1: 40})

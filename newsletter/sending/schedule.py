@@ -275,11 +275,12 @@ def run_due(
 def _run_one(
     settings: Settings, store: Store, row: ScheduleRow, me: str, stop: threading.Event, now: Callable[[], datetime]
 ) -> DueOutcome:
-    def release(state: str, note: str, *, retry: bool = False, summary: SendSummary | None = None) -> DueOutcome:
+    def release(
+        state: str, note: str, *, retry: bool = False, at: datetime | None = None, summary: SendSummary | None = None
+    ) -> DueOutcome:
+        next_try = at or (now() + RETRY_DELAY if retry else None)
         with store.begin() as conn:
-            queries.release(
-                conn, row.id, me, state=state, note=note, next_try_at=now() + RETRY_DELAY if retry else None
-            )
+            queries.release(conn, row.id, me, state=state, note=note, next_try_at=next_try)
         return DueOutcome(row.slug, state, note, summary)
 
     try:
@@ -301,7 +302,9 @@ def _run_one(
                 for link in row.links
             ),
         )
-        plan = plan_rendered(settings, store, rendered, [], SendOptions(list_slug=row.list_slug, force=row.force))
+        plan = plan_rendered(
+            settings, store, rendered, [], SendOptions(list_slug=row.list_slug, force=row.force, clock=now)
+        )
         summary = run_send(plan, progress=_progress(store, row.id, me, stop))
     except NewsletterError as err:
         return release(SCHEDULED, f"attempt failed, trying again in 5 minutes: {err}", retry=True)
@@ -316,6 +319,14 @@ def _run_one(
     if counts.queued:
         note = f"{counts.queued} still queued ({summary.stopped or 'stopped'}); trying again in 5 minutes"
         return release(SCHEDULED, note, retry=True, summary=summary)
+    if counts.failed_temporary and summary.next_retry_at is not None and not summary.stopped_for_good:
+        # Automatic retries (retry.py): the schedule comes round again when the first is due.
+        due = max(summary.next_retry_at, now())
+        note = (
+            f"sent {counts.sent}; {counts.failed_temporary} failed temporarily, "
+            f"tried again from {due:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return release(SCHEDULED, note, at=due, summary=summary)
     note = f"sent {counts.sent}" + (
         "" if summary.complete and not (counts.failed_temporary or counts.sending) else " (incomplete: see issues)"
     )
