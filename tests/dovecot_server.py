@@ -119,9 +119,22 @@ class Dovecot:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _config(directory: Path, *, login_user: str, uid: int, gid: int, imap_port: int, imaps_port: int) -> str:
+# What Dovecot 2.3 announces after login; `start_dovecot(without=...)` leaves some out.
+CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED "
+    "I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE "
+    "LITERAL+"
+)
+
+
+def _config(
+    directory: Path, *, login_user: str, uid: int, gid: int, imap_port: int, imaps_port: int, capabilities: str
+) -> str:
     group = "nogroup" if uid == 65534 else str(gid)
+    announced = f"imap_capability = {capabilities}" if capabilities else ""
     return f"""# Written by tests/dovecot_server.py for one test.
+{announced}
 base_dir = {directory}/run
 state_dir = {directory}/state
 log_path = {directory}/dovecot.log
@@ -181,7 +194,9 @@ def _wait_until_listening(port: int, process: subprocess.Popen, directory: Path,
     raise RuntimeError(f"dovecot did not answer on 127.0.0.1:{port}")
 
 
-def start_dovecot() -> Iterator[Dovecot]:
+def start_dovecot(*, without: tuple[str, ...] = ()) -> Iterator[Dovecot]:
+    """The server, stopped and removed after use; `without`: capabilities it does not
+    announce (an older or leaner server: no MOVE, no UIDPLUS)."""
     if not os.path.exists(DOVECOT):
         pytest.skip("dovecot is not installed (Debian: dovecot-imapd; .ci/run installs it)")
     # Not pytest's tmp_path: its parents are private to the test runner, and the server
@@ -201,7 +216,15 @@ def start_dovecot() -> Iterator[Dovecot]:
         (directory / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         config = directory / "dovecot.conf"
         config.write_text(
-            _config(directory, login_user=login_user, uid=uid, gid=gid, imap_port=imap_port, imaps_port=imaps_port)
+            _config(
+                directory,
+                login_user=login_user,
+                uid=uid,
+                gid=gid,
+                imap_port=imap_port,
+                imaps_port=imaps_port,
+                capabilities=" ".join(c for c in CAPABILITIES.split() if c not in without) if without else "",
+            )
         )
         if root:
             for path in [directory, *directory.rglob("*")]:

@@ -515,3 +515,45 @@ def test_without_a_mailbox_configured_the_command_says_which_key_to_set(sent_wor
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "events.inbox.url" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("without", [("MOVE",), ("MOVE", "UIDPLUS")], ids=["no-move", "no-move-no-uidplus"])
+def test_a_server_without_move_gets_copy_delete_and_expunge(sent_world: World, without):
+    from tests.dovecot_server import start_dovecot
+
+    world = sent_world
+    sent = sent_messages(world)
+    for server in start_dovecot(without=without):
+        connection = server.client()
+        _, announced = connection.capability()
+        connection.logout()
+        assert not set(without) & set(announced[0].decode().split())
+        server.append(returned_mail.postfix_bounce(sent["reader1@example.org"], "reader1@example.org"))
+        server.append(returned_mail.JUNK["person"])
+        server.append(returned_mail.arf_report(sent["reader5@example.org"], "reader5@example.org"))
+        world.configure("events.inbox", url=server.url("imap"))
+
+        result = world.cli("events", "inbox", "--once", env={"NEWSLETTER_INBOX_PASSWORD": server.password})
+
+        assert result.returncode == 0, result.stderr
+        assert "3 read: applied 1 bounce, 1 complaint;" in result.stderr
+        assert subjects(server.messages("INBOX")) == ["Re: your newsletter"]
+        assert len(server.messages("newsletter-applied")) == 2
+
+
+def test_mail_flagged_deleted_is_not_read(sent_world: World, dovecot):
+    world = sent_world
+    dovecot.append(returned_mail.postfix_bounce(sent_messages(world)["reader1@example.org"], "reader1@example.org"))
+    connection = dovecot.client()
+    try:
+        connection.select("INBOX")
+        connection.uid("STORE", "1:*", "+FLAGS.SILENT", r"(\Deleted)")
+    finally:
+        connection.logout()
+    world.configure("events.inbox", url=dovecot.url("imap"))
+
+    result = world.cli("events", "inbox", "--once", env={"NEWSLETTER_INBOX_PASSWORD": dovecot.password})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("0 read: applied nothing;")
+    assert standings(world)["reader1@example.org"] == (schema.ACTIVE, schema.ACTIVE)

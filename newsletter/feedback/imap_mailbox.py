@@ -83,7 +83,9 @@ class ImapMailbox:
         return mailbox
 
     def waiting(self) -> list[str]:
-        typ, data = self._call("UID SEARCH", self.connection.uid, "SEARCH", "ALL")
+        # UNDELETED: a message flagged \Deleted is on its way out (set aside here by COPY
+        # before an EXPUNGE that did not happen, or deleted by a person's mail client).
+        typ, data = self._call("UID SEARCH", self.connection.uid, "SEARCH", "UNDELETED")
         if typ != "OK":
             raise MailboxError(f"{self.where}: cannot list the mail: {_text(data)}")
         return [uid.decode("ascii") for uid in (data[0] or b"").split()] if data else []
