@@ -39,14 +39,25 @@ def store(database_url):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without the seed beside the clone its extra cases are deselected, not skipped: every
-    other test reads our own full-size fixture (sample_issues.DIGEST) and runs."""
-    if SEED.is_file():
-        return
-    absent = [item for item in items if item.get_closest_marker("seed")]
-    if absent:
-        config.hook.pytest_deselected(items=absent)
-        items[:] = [item for item in items if not item.get_closest_marker("seed")]
+    """Deselected, not skipped (a skip in CI means something did not run):
+    - a test marked `only_on("postgresql")` (or "sqlite") in its cases for the other database;
+    - without the seed beside the clone, its extra cases: every other test reads our own
+      full-size fixture (sample_issues.DIGEST) and runs."""
+    unwanted = [item for item in items if _for_another_database(item)]
+    if not SEED.is_file():
+        unwanted += [item for item in items if item.get_closest_marker("seed")]
+    if unwanted:
+        config.hook.pytest_deselected(items=unwanted)
+        dropped = {id(item) for item in unwanted}
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
+def _for_another_database(item) -> bool:
+    marker = item.get_closest_marker("only_on")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "database_url" not in callspec.params:
+        return False
+    return callspec.params["database_url"] not in marker.args
 
 
 def pytest_report_header(config):

@@ -252,3 +252,77 @@ def test_password_never_appears_in_messages():
     with pytest.raises(StoreError) as caught:
         Store.open("postgresql://editor:hunter2@127.0.0.1:1/news")
     assert "hunter2" not in str(caught.value)
+
+
+def _save_the_issue(conn: sa.Connection, link_urls: list[str]) -> None:
+    from newsletter.store import ledger
+
+    ledger.save_issue(
+        conn,
+        slug="2026-12-01",
+        title="T",
+        subject="S",
+        preheader="",
+        issue_date=datetime(2026, 12, 1).date(),
+        language="zh",
+        list_id=None,
+        email_html="<p>x</p>",
+        email_text="x",
+        web_html="<p>x</p>",
+        source_sha256="0" * 64,
+        link_urls=link_urls,
+    )
+
+
+@pytest.mark.only_on("postgresql")
+def test_senders_storing_one_issue_at_once_take_turns(store):
+    """Three `newsletter send` processes started together each store the issue.  Two that the
+    first one's commit woke both replaced its links, and the second, whose DELETE had waited
+    for the other's, inserted the same link indices again (pk_links) and its send died."""
+    from newsletter.store.schema import links as links_table
+
+    links = [f"https://example.com/story/{n}" for n in range(30)]
+    first_holds = threading.Event()
+    release = threading.Event()
+    errors: list[sa.exc.SQLAlchemyError] = []
+
+    def first() -> None:
+        with store.begin() as conn:
+            _save_the_issue(conn, links)
+            first_holds.set()
+            release.wait(30)
+
+    def another() -> None:
+        try:
+            with store.begin() as conn:
+                _save_the_issue(conn, links)
+        except sa.exc.SQLAlchemyError as err:  # the outcome: kept and asserted on below
+            errors.append(err)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_holds.wait(30)
+    others = [threading.Thread(target=another) for _ in range(2)]
+    for thread in others:
+        thread.start()
+    # Both wait for the first's uncommitted issue row (the server says so) before it commits.
+    waiting = 0
+    with store.engine.connect() as watcher:
+        for _ in range(300):
+            waiting = watcher.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            if waiting == 2:
+                break
+            release.wait(0.05)
+    assert waiting == 2
+    release.set()
+    for thread in [holder, *others]:
+        thread.join(60)
+    assert errors == []
+    with store.read() as conn:
+        stored = conn.execute(sa.select(links_table.c.idx, links_table.c.url).order_by(links_table.c.idx)).all()
+    assert [tuple(row) for row in stored] == list(enumerate(links))

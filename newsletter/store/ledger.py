@@ -167,19 +167,24 @@ def save_issue(
         "web_html": web_html,
         "source_sha256": source_sha256,
     }
-    existing = get_issue(conn, slug)
-    if existing is None:
+    if get_issue(conn, slug) is None:
         conn.execute(
             insert_ignoring_conflicts(conn, issues)
             .values(slug=slug, uid=secrets.token_hex(8), created_at=utcnow(), **values)
             .on_conflict_do_nothing(index_elements=["slug"])
         )
-    elif existing.snapshot_at is None:
-        conn.execute(sa.update(issues).where(issues.c.id == existing.id).values(**values))
-    else:
-        return existing
+    # Senders started together on PostgreSQL each store the issue.  Without the row lock two
+    # of them woken by the first one's commit both deleted its links; the one whose DELETE
+    # waited for the other's then did not see the links that other had just inserted (its
+    # statement's snapshot predates them) and inserted the same indices: pk_links violated.
+    # Locked, they take turns and each statement sees the last one's rows.  (SQLite has one
+    # writer at a time anyway and ignores FOR UPDATE.)
+    conn.execute(sa.select(issues.c.id).where(issues.c.slug == slug).with_for_update())
     stored = get_issue(conn, slug)
     assert stored is not None
+    if stored.snapshot_at is not None:
+        return stored
+    conn.execute(sa.update(issues).where(issues.c.id == stored.id).values(**values))
     conn.execute(sa.delete(links).where(links.c.issue_id == stored.id))
     if link_urls:
         # Each link's words and entry (`compose/link_origins.py`), where known.
