@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from newsletter.store.schema import subscribers
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
-from tests.send_world import SENDER, World
+from tests.send_world import SENDER, World, recipients_of
 from tests.transport_servers import LocalSes, LocalSmtp
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
@@ -308,3 +308,23 @@ def test_json_prints_one_summary_object_on_stdout_under_a_pipe(world: World, loc
     assert summary["rate_per_second"] > 0
     # The words went to stderr.
     assert "2026-11-30: incomplete" in result.stderr
+
+
+def test_ses_5xx_for_a_share_of_sends_are_retried_by_a_later_run_and_everyone_gets_one(
+    world: World, local_ses: LocalSes
+):
+    local_ses.verify(SENDER)
+    local_ses.set_quota(max_send_rate=500)
+    world.use_ses(local_ses)
+    world.add_subscribers(30)
+    local_ses.fail_share(0.3, "InternalFailure", "We encountered an internal error. Try again.", 500, seed=3)
+    start = datetime.now(UTC)
+    first = world.send(clock=lambda: start)
+    assert first.failed_temporary >= 3 and first.failed_permanent == 0 and not first.complete
+
+    local_ses.fail_share(0.0, "InternalFailure", "", 500)
+    # A run once the retries are due (cron ten minutes later) finishes the issue.
+    later = world.send(clock=lambda: start + timedelta(minutes=10))
+    assert later.complete and later.sent == first.failed_temporary
+    counted = Counter(recipients_of(d.message for d in local_ses.received()).values())
+    assert counted == Counter({1: 30})

@@ -284,6 +284,9 @@ def test_the_stats_page_shows_the_numbers_and_an_accessible_svg_chart(site):
     assert answer.headers["cache-control"] == "no-store"
     page = answer.text
     assert re.search(r"<th scope=\"row\">Recipients</th><td class=\"num\">12</td>", page)
+    # Queued, uncertain and failed temporarily rows are left, and no send is running: the
+    # state the ledger gives (sending/state.py), not "still sending".
+    assert "incomplete: 2 not delivered yet" in page
     assert re.search(r"<th scope=\"row\">Delivered</th><td class=\"num\">4</td><td class=\"num\">50.0%</td>", page)
     assert re.search(r"<th scope=\"row\">Opened \(people\)</th><td class=\"num\">2</td>", page)
     svg = re.search(r"<svg class=\"chart\".*?</svg>", page, re.DOTALL).group(0)
