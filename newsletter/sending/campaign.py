@@ -43,7 +43,7 @@ from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
-from newsletter.sending.ride_out import in_transaction
+from newsletter.sending.ride_out import in_transaction, patiently
 from newsletter.sending.senders import SenderLease, in_flight
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
@@ -190,7 +190,12 @@ class _Campaign:
                 self._prepare_queue()
                 self._loop(progress, started)
             finally:
-                self.lease.end(sent=self.summary.sent)
+                # Ended even through a blip: the other senders must not wait for this one.
+                patiently(
+                    lambda: self.lease.end(sent=self.summary.sent),
+                    patience=RECORD_PATIENCE,
+                    on_retry=self._database_away,
+                )
         finally:
             if self.own_transport:
                 self.transport.close()
@@ -198,7 +203,9 @@ class _Campaign:
         # outcomes before it ends its lease, so once its lease reads as ended the counts
         # below include all it sent (read the other way round, a sender finishing between
         # the two reads would leave this one's summary neither complete nor someone else's).
-        flight = in_flight(self.store, self.issue_id)
+        flight = patiently(
+            lambda: in_flight(self.store, self.issue_id), patience=DB_PATIENCE, on_retry=self._database_away
+        )
         self.summary.uncertain = flight.uncertain
         self.summary.in_flight_elsewhere = flight.elsewhere
         self.summary.other_senders = flight.senders
@@ -322,7 +329,12 @@ class _Campaign:
                         continue
                     break
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    if not self.lease.heartbeat(sent=self.summary.sent):
+                    alive = patiently(
+                        lambda: self.lease.heartbeat(sent=self.summary.sent),
+                        patience=DB_PATIENCE,
+                        on_retry=self._database_away,
+                    )
+                    if not alive:
                         # Silent past ledger.SENDER_SILENCE (a stalled machine): the others
                         # may already have taken this sender's rows over.
                         self.summary.stopped = "another sender took this one for dead (no heartbeat); stopped"

@@ -40,6 +40,29 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(cause, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
+def patiently(
+    call: Callable[[], T],
+    *,
+    patience: float,
+    on_retry: Callable[[BaseException], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, which runs transactions of its own (the sender lease's), run again while the
+    database is away, for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return call()
+        except (StoreError, sa.exc.DBAPIError) as err:
+            if not is_transient(err) or time.monotonic() + pause > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(err)
+            sleep(pause)
+            pause = min(LONGEST_PAUSE, pause * 2)
+
+
 def in_transaction(
     store: Store,
     work: Callable[[sa.Connection], T],
@@ -51,16 +74,9 @@ def in_transaction(
 ) -> T:
     """`work(conn)` in a write (or read-only) transaction, run again while the database is
     away, for up to `patience` seconds."""
-    deadline = time.monotonic() + patience
-    pause = FIRST_PAUSE
-    while True:
-        try:
-            with store.read() if read_only else store.begin() as conn:
-                return work(conn)
-        except (StoreError, sa.exc.DBAPIError) as err:
-            if not is_transient(err) or time.monotonic() + pause > deadline:
-                raise
-            if on_retry is not None:
-                on_retry(err)
-            sleep(pause)
-            pause = min(LONGEST_PAUSE, pause * 2)
+
+    def attempt() -> T:
+        with store.read() if read_only else store.begin() as conn:
+            return work(conn)
+
+    return patiently(attempt, patience=patience, on_retry=on_retry, sleep=sleep)
