@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -313,6 +314,34 @@ def test_without_our_message_id_a_bounce_finds_the_subscriber_by_original_recipi
         None,
         None,
     )
+
+
+def test_a_bounce_naming_only_an_address_we_did_not_mail_lately_suppresses_nobody(sent_world: World, tmp_path: Path):
+    """Anyone can mail the bounce mailbox: a report without our Message-ID counts only for
+    someone we sent mail to in the last 14 days."""
+    world = sent_world
+    with world.store.begin() as conn:
+        # reader3 was last mailed three weeks ago; reader4 today.
+        reader3 = conn.execute(
+            sa.select(schema.subscribers.c.id).where(schema.subscribers.c.email == "reader3@example.org")
+        ).scalar_one()
+        conn.execute(
+            sa.update(schema.deliveries)
+            .where(schema.deliveries.c.subscriber_id == reader3)
+            .values(sent_at=schema.utcnow() - timedelta(days=21))
+        )
+    maildir = make_maildir(tmp_path / "Maildir")
+    world.configure("events.inbox", url=f"maildir://{maildir}")
+    for name, address in (("stale", "reader3@example.org"), ("fresh", "reader4@example.org")):
+        foreign = f"Message-ID: <forged-{name}@attacker.example.net>\r\nTo: {address}\r\n\r\n".encode()
+        deliver(maildir, name, returned_mail.postfix_bounce(foreign, address))
+
+    result = world.cli("events", "inbox", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert standings(world)["reader3@example.org"] == (schema.ACTIVE, schema.ACTIVE)
+    assert standings(world)["reader4@example.org"] == (schema.BOUNCED, schema.ACTIVE)
+    assert [event["email"] for event in stored_events(world)] == ["reader4@example.org"]
 
 
 def test_an_exim_bounce_without_a_delivery_status_part_is_read_from_x_failed_recipients(

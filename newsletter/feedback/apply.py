@@ -34,7 +34,9 @@ An event about a message that is in no ledger row (a `--test` send, a double opt
 confirmation, another application sharing the configuration set) is not about an issue.  A
 bounce or complaint is still applied to the subscriber with that address, if there is one:
 SES judges the sending account by its bounce and complaint rates whatever the message was,
-so a dead or complaining address must not be mailed again.  Every other kind of such event
+so a dead or complaining address must not be mailed again.  A report read from a mailbox,
+which anyone can write to, counts that way only for an address we mailed in the last 14
+days.  Every other kind of such event
 is ignored, with the reason in the result, because it says nothing about our issues or
 subscribers.
 """
@@ -45,7 +47,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -53,6 +55,7 @@ import sqlalchemy as sa
 
 from newsletter.feedback.event import EventKind, FeedbackEvent
 from newsletter.feedback.machines import judge
+from newsletter.feedback.report_mail import INBOX_SOURCE
 from newsletter.feedback.suppression import Suppression, SuppressionPolicy
 from newsletter.mail.message_id import parse_ledger_message_id
 from newsletter.store import ledger, schema
@@ -61,6 +64,7 @@ from newsletter.store.feedback import (
     bounce_details,
     delivery_by_message_id,
     link_index,
+    mailed_since,
     subscriber_id_for_address,
     suppress_subscriber,
 )
@@ -91,6 +95,10 @@ SUBSCRIBER_STATUS: Mapping[Suppression, str] = {
 }
 
 # Kinds that still matter when the message is in no ledger row: they are about the address.
+# A bounce report can arrive days after the message: remote servers retry for up to five
+# days before giving up (RFC 5321, section 4.5.4.1, suggests at least 4-5 days).
+UNSIGNED_ADDRESS_WINDOW = timedelta(days=14)
+
 _ABOUT_THE_ADDRESS = frozenset(
     {EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.SUBSCRIPTION, EventKind.MAILTO_UNSUBSCRIBE}
 )
@@ -158,6 +166,19 @@ def apply_ses_event(
             return FeedbackResult(event, Applied.IGNORED, reason=reason)
         return _apply(conn, event, policy, None, [signed_subscriber])
     found = {sid for address in event.recipients if (sid := subscriber_id_for_address(conn, address)) is not None}
+    if found and event.source == INBOX_SOURCE:
+        # Anyone can mail the bounce mailbox a report that names an address; SES's events are
+        # signed, mail is not.  Without our Message-ID it counts only for someone we really
+        # mailed lately, whose bounce could be coming back now.
+        since = schema.utcnow() - UNSIGNED_ADDRESS_WINDOW
+        found = {sid for sid in found if mailed_since(conn, sid, since)}
+        if not found:
+            reason = (
+                f"names only an address that nothing of ours was sent to in the last "
+                f"{UNSIGNED_ADDRESS_WINDOW.days} days: not applied (a report by mail can be forged)"
+            )
+            log.info("%s %s event: %s", event.source, event.kind, reason)
+            return FeedbackResult(event, Applied.IGNORED, reason=reason)
     if not found:
         reason = "message in no ledger row and no subscriber has its address: ignored"
         log.info(

@@ -49,6 +49,23 @@ def delivery_by_message_id(
     return DeliveryRef(*row) if row else None
 
 
+def mailed_since(conn: sa.Connection, subscriber_id: int, since: datetime) -> bool:
+    """Whether we sent the subscriber an issue or a confirmation email after `since`."""
+    confirmed = conn.execute(
+        sa.select(subscribers.c.id).where(
+            subscribers.c.id == subscriber_id, subscribers.c.confirmation_sent_at >= since
+        )
+    ).first()
+    if confirmed is not None:
+        return True
+    sent = conn.execute(
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.sent_at >= since)
+        .limit(1)
+    ).first()
+    return sent is not None
+
+
 def subscriber_id_for_address(conn: sa.Connection, address: str) -> int | None:
     """The subscriber with this address (as sent, so compared case-insensitively)."""
     key = address.strip().lower()
