@@ -13,6 +13,9 @@ import sys
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sample_issues import DIGEST, EXAMPLE, EXAMPLE_CONFIG, FIXTURES, REPO, SEED, seed_case
 
 from newsletter.compose.checks import GMAIL_CLIP_BYTES, sized_html
@@ -462,3 +465,31 @@ def test_email_content_sits_in_a_main_landmark_labelled_with_the_title(sample):
     # Around the article MJML wraps the body in, holding everything to the end.
     assert body.index("<div", 1) == opened.start() < body.index('role="article"') < body.index('class="nl-title"')
     assert body.endswith("</div></div></body></html>")
+
+
+# The renderer's own slots are found by a search for `%%nl-NONCE:` rather than a pattern
+# compiled with each render's nonce; it must split exactly where such a pattern would.
+_NONCE = "0f1e2d3c4b5a6978"
+_FRAGMENTS = [
+    f"%%nl-{_NONCE}:",
+    "%%nl-ffffffffffffffff:",
+    "%%nl:",
+    "%%",
+    "%",
+    "link",
+    ":",
+    "3",
+    "_",
+    "x",
+    "nl-",
+    " <p>",
+]
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=24).map("".join))
+@example(f"%%nl-{_NONCE}:link%%nl-{_NONCE}:x%%")  # a slot's closing %% begins no other slot
+@hypothesis_settings(max_examples=400, deadline=None)
+def test_rendered_slots_split_where_a_pattern_with_the_nonce_would(text: str) -> None:
+    pieces = re.split(rf"%%nl-{_NONCE}:([a-z_]+(?::\d+)?)%%", text)
+    split = SlottedText.rendered(text, _NONCE)
+    assert (split.parts, split.slots) == (tuple(pieces[0::2]), tuple(pieces[1::2]))

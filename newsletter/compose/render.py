@@ -46,6 +46,7 @@ LINK_PREFIX = "link:"
 SLOT_MARK = "%%nl:{}%%"
 SLOT_PATTERN = re.compile(r"%%nl:([a-z_]+(?::\d+)?)%%")
 _RENDER_MARK = "%%nl-{nonce}:{name}%%"
+_RENDER_NAME = re.compile(r"([a-z_]+(?::\d+)?)%%")
 _LITERAL = "literal"
 _MARK_START = "%%nl:"
 _ESCAPED_MARK_START = SLOT_MARK.format(_LITERAL) + "nl:"
@@ -86,8 +87,22 @@ class SlottedText:
     @classmethod
     def rendered(cls, text: str, nonce: str) -> SlottedText:
         """The renderer's output split at its own slots (those carrying `nonce`) only."""
-        pieces = re.split(_RENDER_MARK.format(nonce=re.escape(nonce), name=r"([a-z_]+(?::\d+)?)"), text)
-        return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
+        # The leftmost `%%nl-NONCE:` followed by a name is the next slot, as a pattern with
+        # the nonce in it would find, without compiling a pattern for each render's nonce.
+        start_mark = _RENDER_MARK.format(nonce=nonce, name="")[:-2]
+        parts: list[str] = []
+        slots: list[str] = []
+        part_start = search_from = 0
+        while (at := text.find(start_mark, search_from)) >= 0:
+            named = _RENDER_NAME.match(text, at + len(start_mark))
+            if named is None:
+                search_from = at + 1
+                continue
+            parts.append(text[part_start:at])
+            slots.append(named[1])
+            part_start = search_from = named.end()
+        parts.append(text[part_start:])
+        return cls(tuple(parts), tuple(slots))
 
     def marked(self) -> str:
         """The text with its slot markers, for storing; `parse` reads it back as it was."""
