@@ -57,6 +57,8 @@ class IssueState:
     uncertain: int = 0
     completed_at: datetime | None = None
     note: str = ""
+    # When rows failed temporarily are due again (sending/retry.py).
+    next_retry_at: datetime | None = None
 
     @property
     def left(self) -> int:
@@ -78,6 +80,7 @@ class IssueState:
             "failed_temporary": self.failed_temporary,
             "uncertain": self.uncertain,
             "completed_at": _iso(self.completed_at),
+            "next_retry_at": _iso(self.next_retry_at),
             "note": self.note or None,
         }
 
@@ -103,6 +106,9 @@ def issue_states(settings: Settings, store: Store) -> list[IssueState]:
             counts = ledger.counts(conn, row.id)
             schedule = schedules.get(row.id)
             state, note = _state(row, counts, schedule)
+            next_retry = ledger.next_retry_at(conn, row.id) if counts.failed_temporary else None
+            if state == INCOMPLETE and next_retry is not None:
+                note += f"; the next run retries {counts.failed_temporary} from {next_retry:%Y-%m-%d %H:%M} UTC"
             if schedule is not None and state in (SCHEDULED_STATE, REFUSED_STATE) and schedule.note:
                 note = schedule.note
             elif schedule is not None and state == SCHEDULED_STATE:
@@ -123,6 +129,7 @@ def issue_states(settings: Settings, store: Store) -> list[IssueState]:
                 uncertain=counts.sending,
                 completed_at=row.completed_at,
                 note=note,
+                next_retry_at=next_retry,
             )
     return sorted(found.values(), key=lambda s: (s.issue_date or date.min, s.slug), reverse=True)
 

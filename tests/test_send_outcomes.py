@@ -121,6 +121,9 @@ def test_a_rerun_before_a_retry_is_due_says_when_and_retry_failed_sends_at_once(
     again = world.cli("send", str(world.issue_file), "--yes")
     assert again.returncode == 75 and "nothing to do" not in again.stdout
     assert "(2 sent, 1 not yet: 0 queued, 1 failed temporarily, 0 uncertain)" in again.stdout
+    state = issue_state(world)
+    assert state["state"] == "incomplete" and state["next_retry_at"].endswith("Z")
+    assert "the next run retries 1 from" in state["note"]
 
     local_smtp.rcpt_replies.clear()
     retried = world.cli("send", str(world.issue_file), "--yes", "--retry-failed")
