@@ -37,10 +37,10 @@ def test_throttling_halves_the_rate_then_it_recovers_slowly_and_is_reported(worl
 
     assert summary.sent == 90 and summary.complete
     (first_refusal,) = [r.at for r in local_ses.requests if r.status == 429][:1]
-    # At 20/s about 20 would be accepted in the second after it; at the halved rate (10/s,
-    # growing by 2 % of 20/s each second) no more than about 11.  (A loaded machine only
-    # makes it fewer.)
-    assert accepted_in_window(local_ses, first_refusal + 0.1) <= 13
+    # At 20/s about 20 would be accepted in the second after it (19 were, before the fix); at
+    # the halved rate (10/s, growing by 2 % of 20/s each second) about 11, and a stall of a
+    # loaded machine bunching a few of them into the window still leaves it well under 20.
+    assert accepted_in_window(local_ses, first_refusal + 0.1) <= 15
     assert summary.throttled == 1 and summary.lowest_rate == pytest.approx(10)
     counted = recipients_of(d.message for d in local_ses.received())
     assert Counter(counted.values()) == Counter({1: 90})
