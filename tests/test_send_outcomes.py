@@ -331,3 +331,13 @@ def test_ses_5xx_for_a_share_of_sends_are_retried_by_a_later_run_and_everyone_ge
     assert later.complete and later.sent == first.failed_temporary
     counted = Counter(recipients_of(d.message for d in local_ses.received()).values())
     assert counted == Counter({1: 30})
+
+
+def test_max_attempts_below_one_is_one_line_naming_the_key(world: World):
+    world.add_subscribers(1)
+    world.configure("sending", max_attempts=0)
+    result = world.cli("send", str(world.issue_file), "--yes")
+    assert result.returncode == 1
+    (line,) = error_lines(result.stderr)
+    assert "sending.max_attempts" in line and "must be 1 or more" in line
+    assert world.deliveries() == {}
