@@ -45,6 +45,7 @@ from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
 from newsletter.sending.ride_out import in_transaction, patiently
 from newsletter.sending.senders import SenderLease, in_flight
+from newsletter.sending.shared_rate import SharedPacer, shared_pacer
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
 from newsletter.store import ledger
 from newsletter.store.ledger import Claimed, LedgerCounts, Outcome
@@ -155,7 +156,10 @@ class _Campaign:
         self.factory = plan.message_factory()
         self.tags = {"issue": plan.stored.slug, "list": plan.list_slug}
         self.sender = plan.settings.from_address
-        self.pacer = Pacer(plan.rate)
+        # On PostgreSQL every sender of the account takes its send times from one shared
+        # schedule (shared_rate.py); alone, on SQLite, its own Pacer spaces them.
+        quota_left = plan.quota.remaining_24_hours if plan.quota is not None else None
+        self.pacer = shared_pacer(plan.settings, plan.store, plan.rate, allowance=quota_left) or Pacer(plan.rate)
         self.clock = plan.options.clock
         self.max_attempts = plan.settings.sending.max_attempts
         self.stop = threading.Event()
@@ -218,6 +222,11 @@ class _Campaign:
 
         self._write(finish)
         self.summary.complete = send_state(self.summary.ledger) == COMPLETE
+        if isinstance(self.pacer, SharedPacer):
+            # Slots taken and not used go back to the shared daily quota.
+            self.pacer.close()
+            if self.pacer.stopped:
+                self.summary.stopped = self.summary.stopped or self.pacer.stopped
         self.summary.throttled = self.pacer.throttles
         self.summary.lowest_rate = self.pacer.lowest
         self.summary.elapsed = time.monotonic() - started
@@ -359,7 +368,11 @@ class _Campaign:
     def _allowed(self, wanted: int) -> int:
         """`wanted` rows, or fewer when the warm-up's cap for today is near (warmup.py).
         Once it is spent the send stops as a spent SES daily quota stops it: nothing more is
-        claimed, the rest stays queued."""
+        claimed, the rest stays queued.  The daily quota shared by several senders
+        (shared_rate.py) stops the claims the same way."""
+        if isinstance(self.pacer, SharedPacer) and self.pacer.stopped:
+            self.summary.stopped = self.summary.stopped or self.pacer.stopped
+            return 0
         budget = self.plan.warmup
         if budget is None:
             return wanted

@@ -268,6 +268,25 @@ senders = sa.Table(
 )
 
 
+# One row per sending account (migration 0008): the rate and daily quota every sender of it
+# shares on PostgreSQL, as a schedule of send slots (newsletter/sending/shared_rate.py).
+send_rates = sa.Table(
+    "send_rates",
+    metadata,
+    # What the provider counts one rate for ("ses:REGION:ENDPOINT", "smtp:HOST:PORT").
+    sa.Column("key", sa.String(500), primary_key=True),
+    # The configured rate (messages per second), and the rate now (lower after throttling).
+    sa.Column("ceiling", sa.Float, nullable=False),
+    sa.Column("rate", sa.Float, nullable=False),
+    # When the next send slot is free; taking n slots moves it on by n intervals.
+    sa.Column("next_free_at", UtcDateTime, nullable=False),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+    sa.Column("throttled_at", UtcDateTime),
+    # What is left of the provider's daily quota; NULL when there is none to know.
+    sa.Column("allowance", sa.BigInteger),
+)
+
+
 # ---- what happened after sending (migration 0003) ----
 
 # Our own: from `newsletter serve`.
