@@ -250,6 +250,28 @@ def test_credentials_from_a_credential_process_are_refreshed_before_they_expire(
     assert int(counter.read_text()) >= 3
 
 
+def test_one_transport_sending_past_midnight_signs_with_each_days_key(ses: InstantSes, monkeypatch: pytest.MonkeyPatch):
+    # The signing key is derived from the date (SigV4) and kept for the day: a send running
+    # past 00:00 UTC must sign with the new day's key, however many it signed before.
+    clock = [datetime.datetime(2026, 11, 30, 23, 59, 59)]
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: clock[0])
+    with transport(ses) as lean:
+        for number, moment in enumerate(
+            (
+                datetime.datetime(2026, 11, 30, 23, 59, 59),
+                datetime.datetime(2026, 12, 1, 0, 0, 0),
+                datetime.datetime(2026, 12, 1, 0, 0, 1),
+                datetime.datetime(2026, 11, 30, 23, 59, 59),
+            )
+        ):
+            clock[0] = moment
+            lean.send(message(number), sender=SENDER, recipient=READER)
+    requests = sends(ses)
+    assert [r.headers["x-amz-date"][:8] for r in requests] == ["20261130", "20261201", "20261201", "20261130"]
+    for request in requests:
+        assert request.headers["authorization"] == expected_authorization(request)
+
+
 # ---------------------------------------------------------------------------------------
 # Pacing at the wire
 # ---------------------------------------------------------------------------------------

@@ -141,6 +141,8 @@ class SesTransport:
         # credentials (a role, SSO, a credential process) it refreshes itself before expiry.
         # None when the chain found nothing; `send` then says so.
         self._credentials = session.get_credentials()
+        # One signer per set of frozen credentials (a refresh makes the next one).
+        self._signer: _SendEmailSigner | None = None
         self._parser = botocore.parsers.create_parser(meta.service_model.protocol)
         self._send_output = meta.service_model.operation_model("SendEmail").output_shape
         self._user_agent = f"newsletter/{__version__} Botocore/{botocore.__version__}"
@@ -242,6 +244,9 @@ class SesTransport:
         # Frozen: one consistent key, secret and token even if a refresh lands meanwhile
         # (botocore's RequestSigner does the same for every request).
         credentials = self._credentials.get_frozen_credentials()
+        signer = self._signer
+        if signer is None or signer.credentials != credentials:
+            signer = self._signer = _SendEmailSigner(credentials, self._signing_name, self._signing_region)
         request = _SigningRequest(
             method="POST",
             url=self._send_url,
@@ -249,7 +254,7 @@ class SesTransport:
             # Host as the pool will send it: SigV4 signs it.
             headers={"Host": self._pool.host_field, "Content-Type": "application/json", "User-Agent": self._user_agent},
         )
-        SigV4Auth(credentials, self._signing_name, self._signing_region).add_auth(request)
+        signer.add_auth(request)
         return [(name, value) for name, value in request.headers.items() if name.lower() != "host"]
 
     def _client_error(self, answer: HttpAnswer) -> ClientError:
@@ -394,6 +399,59 @@ def _joined(endpoint_url: str, path: str) -> str:
     or a proxy may live at https://host/ses), as botocore joins them."""
     parts = urlsplit(endpoint_url)
     return urlunsplit(parts._replace(path=parts.path.removesuffix("/") + path))
+
+
+class _SendEmailSigner(SigV4Auth):
+    """botocore's Signature Version 4 signer, keeping what is the same for every SendEmail
+    request of one day: the signing key, derived from the secret, the date, the region and
+    the service by four HMACs ("derive a signing key", IAM user guide, "Create a signed AWS
+    API request"), and the canonical path and query of the one URL it signs for.  The header
+    fields it signs are read once per request (botocore's `add_auth` selects them twice)."""
+
+    def __init__(self, credentials: object, service_name: str, region_name: str) -> None:
+        super().__init__(credentials, service_name, region_name)
+        self._signing_keys: dict[str, bytes] = {}
+        self._paths: dict[str, str] = {}
+        self._queries: dict[str, str] = {}
+
+    def add_auth(self, request: AWSRequest) -> None:
+        request.context.pop(_SIGNED_FIELDS, None)
+        super().add_auth(request)
+
+    def headers_to_sign(self, request: AWSRequest) -> object:
+        fields = request.context.get(_SIGNED_FIELDS)
+        if fields is None:
+            fields = request.context[_SIGNED_FIELDS] = super().headers_to_sign(request)
+        return fields
+
+    def _normalize_url_path(self, path: str) -> str:
+        normalized = self._paths.get(path)
+        if normalized is None:
+            normalized = self._paths[path] = super()._normalize_url_path(path)
+        return normalized
+
+    def canonical_query_string(self, request: AWSRequest) -> str:
+        if request.params:
+            return super().canonical_query_string(request)
+        query = self._queries.get(request.url)
+        if query is None:
+            query = self._queries[request.url] = super().canonical_query_string(request)
+        return query
+
+    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+        date = request.context["timestamp"][0:8]
+        key = self._signing_keys.get(date)
+        if key is None:
+            k_date = self._sign(f"AWS4{self.credentials.secret_key}".encode(), date)
+            k_region = self._sign(k_date, self._region_name)
+            k_service = self._sign(k_region, self._service_name)
+            key = self._sign(k_service, "aws4_request")
+            self._signing_keys = {date: key}  # replaced whole: other threads read it meanwhile
+        return self._sign(key, string_to_sign, hex=True)
+
+
+# Where `_SendEmailSigner` keeps the header fields it signs while it signs one request.
+_SIGNED_FIELDS = "newsletter_signed_fields"
 
 
 class _SigningRequest(AWSRequest):
