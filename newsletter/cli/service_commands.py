@@ -10,8 +10,15 @@ from newsletter.cli.context import Context, open_store, pass_context
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Web worker processes (uvicorn's); above 1 needs PostgreSQL (docs/scale.md).",
+)
 @pass_context
-def serve(context: Context, host: str, port: int) -> None:
+def serve(context: Context, host: str, port: int, workers: int) -> None:
     """Serve what the emails link to: unsubscribe, open/click tracking, the archive and
     feed, subscribe with double opt-in, the SES event hook and the stats pages.
 
@@ -26,7 +33,7 @@ def serve(context: Context, host: str, port: int) -> None:
     from newsletter.web.serve import serve as run_server
 
     announce = lambda: click.echo(f"serving {context.settings.base_url} on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(context.settings, host=host, port=port, announce=announce)
+    run_server(context.settings, host=host, port=port, workers=workers, announce=announce)
 
 
 @click.group()
