@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.transports.smtp_replies import classify_reply, enhanced_code
+from newsletter.mail.status_codes import StatusCode, find_code, parse_code
+from newsletter.transports.smtp_replies import classify_reply
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,10 @@ def test_ses_smtp_throttling_and_daily_quota():
 
 
 def test_enhanced_codes_are_read_only_at_the_start():
-    assert enhanced_code("5.1.10 nope") == (5, 1, 10)
-    assert enhanced_code("Error 5.1.1 in the middle") is None
-    assert enhanced_code("5.1.1234 too long") is None
+    assert parse_code("5.1.10 nope") == StatusCode(5, 1, 10)
+    assert parse_code("Error 5.1.1 in the middle") is None
+    assert parse_code("5.1.1234 too long") is None
+    # A Diagnostic-Code quotes the reply after its basic code; an IP address is not a code.
+    assert find_code("smtp; 550 5.7.1 Message rejected") == StatusCode(5, 7, 1)
+    said = "X-Postfix; host mx.example.org[192.0.2.54] said: 550 5.1.1 <a@example.org>: unknown"
+    assert find_code(said) == StatusCode(5, 1, 1)

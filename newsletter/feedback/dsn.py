@@ -36,11 +36,10 @@ from newsletter.feedback.report_mail import (
     report_parts,
 )
 from newsletter.mail.message_id import parse_ledger_message_id
+from newsletter.mail.status_codes import ADDRESS, MAILBOX_FULL, MESSAGE, TOO_LARGE, find_code, parse_code
 
 # RFC 3464 section 2.1: message/delivery-status; RFC 6533 section 3: its internationalized form.
 _STATUS_PARTS = ("message/delivery-status", "message/global-delivery-status")
-_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-_QUOTED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 # A Message-ID line in the returned copy of a report without a machine-readable part.
 _QUOTED_MESSAGE_ID = re.compile(r"^message-id:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -57,31 +56,28 @@ def bounce_kind(status: str | None) -> tuple[str, str]:
     """(bounce type, subtype) in SES's vocabulary for an RFC 3463 status code of a failed
     recipient: what feedback/suppression.py decides by.
 
-    Only what says the *address* is gone is a hard bounce (it suppresses): X.1.x addressing
-    (5.1.1 no such mailbox, 5.1.2 no such domain, 5.1.10 null MX, RFC 7505), 5.2.1 mailbox
-    disabled, 5.4.x routing.  A full mailbox (X.2.2) and too large a message (X.2.3, X.3.4)
-    are soft whatever their class, as SES files them.  X.6.x (content) and X.7.x (security
-    or policy: spam filters, DMARC, a block list) are failures of the *message*, not of the
-    address.  Any other 4.x.x that ended in `failed` (the MTA gave up retrying) is soft.
+    Only what says the *address* is gone is a hard bounce that suppresses (mail/status_codes.py,
+    the same reading as our SMTP server's replies get). A full mailbox and too large a message
+    are soft whatever their class, as SES files them; content and policy refusals (X.6.x,
+    X.7.x) are failures of the message; any other 4.x.x that ended in `failed` (the MTA gave
+    up retrying) is soft; other permanent codes (routing, protocol, the receiving system, an
+    undefined 5.0.0 without a better code in the diagnostic) are Undetermined: counted, never
+    a suppression on their own.
     """
-    found = _STATUS.match(status or "")
-    if found is None:
+    code = parse_code(status)
+    if code is None:
         return "Undetermined", "Undetermined"
-    klass, subject, detail = found.group(1), found.group(2), found.group(3)
-    if subject == "2" and detail == "2":
+    about = code.about
+    if about == MAILBOX_FULL:
         return "Transient", "MailboxFull"
-    if (subject, detail) in (("2", "3"), ("3", "4")):
+    if about == TOO_LARGE:
         return "Transient", "MessageTooLarge"
-    if subject in ("6", "7"):
+    if about == MESSAGE:
         return "Transient", "ContentRejected"
-    if klass != "5":
+    if not code.permanent:
         return "Transient", "General"
-    if subject == "1":
-        return "Permanent", "NoEmail"
-    if subject in ("2", "4", "0", "5"):
-        return "Permanent", "General"
-    # 5.3.x (the receiving system: not accepting mail, 5.3.2; system full, 5.3.1): about the
-    # server, which may recover.
+    if about == ADDRESS:
+        return ("Permanent", "NoEmail") if code.subject == 1 else ("Permanent", "General")
     return "Undetermined", "General"
 
 
@@ -89,11 +85,11 @@ def _most_specific(status: str | None, diagnostic: str | None) -> str | None:
     """The Status field, or the enhanced code in the remote server's reply when the Status is
     only a class: Exim writes `Status: 5.0.0` for every permanent failure and quotes the
     reply (`smtp; 550 5.7.1 ...`) in Diagnostic-Code, where the real reason is."""
-    found = _STATUS.match(status or "")
-    if diagnostic and (found is None or (found.group(2), found.group(3)) == ("0", "0")):
-        quoted = _QUOTED_STATUS.search(diagnostic)
-        if quoted is not None and (found is None or quoted.group(1)[0] == found.group(1)):
-            return quoted.group(1)
+    written = parse_code(status)
+    if diagnostic and (written is None or (written.subject, written.detail) == (0, 0)):
+        quoted = find_code(diagnostic)
+        if quoted is not None and (written is None or quoted.klass == written.klass):
+            return str(quoted)
     return status
 
 

@@ -16,10 +16,9 @@ The verdicts:
   too fast (throttled: the pacer slows down) and "454 Throttling failure: Daily message quota
   exceeded" when the day's quota is spent (stops the send; SES developer guide, "Errors
   related to the sending quotas");
-- X.1.0 other address status, X.1.1 bad destination mailbox address, X.1.2 bad destination
-  system address, X.1.3 bad destination mailbox address syntax, X.1.6 destination mailbox has
-  moved, X.1.10 recipient address has null MX (RFC 7505 section 4.3), X.2.1 mailbox disabled
-  (RFC 3463 section 3.3, 3.4), all with class 5: a hard bounce of the address;
+- the codes that mail/status_codes.py reads as about the address (as it reads them for the
+  bounce reports that come back by mail): X.1.0, X.1.1, X.1.2, X.1.3, X.1.6, X.1.10 (null
+  MX, RFC 7505) and X.2.1 (mailbox disabled), with class 5: a hard bounce of the address;
 - 5.2.2 mailbox full: RFC 3463 calls X.2.2 "a useful value for temporary failures", and SES
   classes a full mailbox as a transient bounce: temporary;
 - X.7.x security or policy status (spam, content, authentication, relaying): a failure of
@@ -34,13 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# "class.subject.detail", 1-3 digits each, at the start of the reply text (RFC 3463 section 2;
-# RFC 2034 section 4 puts it right after the basic code).
-_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
-
-# (subject, detail) of class-5 codes that say the address cannot receive mail.
-ADDRESS_GONE = frozenset({(1, 0), (1, 1), (1, 2), (1, 3), (1, 6), (1, 10), (2, 1)})
-MAILBOX_FULL = (2, 2)
+from newsletter.mail.status_codes import ADDRESS, MAILBOX_FULL, parse_code
 
 _DAILY_QUOTA = "daily message quota"
 _THROTTLED = re.compile(r"throttl|maximum sending rate", re.IGNORECASE)
@@ -59,30 +52,24 @@ class SmtpVerdict:
     enhanced: str | None = None
 
 
-def enhanced_code(text: str) -> tuple[int, int, int] | None:
-    found = _ENHANCED.match(text)
-    return (int(found.group(1)), int(found.group(2)), int(found.group(3))) if found else None
-
-
 def classify_reply(code: int, text: str, *, stage: str) -> SmtpVerdict:
     """Read one refusal: the basic `code`, the reply `text` after it, and the command it
     answered (`stage`: MAIL FROM, RCPT TO, DATA or end of DATA)."""
-    enhanced = enhanced_code(text)
-    written = ".".join(map(str, enhanced)) if enhanced else None
+    enhanced = parse_code(text)
+    written = str(enhanced) if enhanced else None
     lowered = text.lower()
     if _DAILY_QUOTA in lowered:
         return SmtpVerdict(permanent=False, stops_send=True, enhanced=written)
-    temporary = 400 <= code < 500 or (enhanced is not None and enhanced[0] == 4)
+    temporary = 400 <= code < 500 or (enhanced is not None and enhanced.klass == 4)
     if temporary:
         return SmtpVerdict(permanent=False, throttled=bool(_THROTTLED.search(text)), enhanced=written)
     if not 500 <= code < 600:
         # Not a reply RFC 5321 defines as a refusal: nothing proves it will not work later.
         return SmtpVerdict(permanent=False, enhanced=written)
     if enhanced is not None:
-        subject_detail = enhanced[1:]
-        if subject_detail == MAILBOX_FULL:
+        if enhanced.about == MAILBOX_FULL:
             return SmtpVerdict(permanent=False, enhanced=written)
-        if subject_detail in ADDRESS_GONE and stage != "MAIL FROM":
+        if enhanced.about == ADDRESS and stage != "MAIL FROM":
             return SmtpVerdict(permanent=True, hard_bounce=True, enhanced=written)
     # A 5yz to MAIL FROM refuses the sender, and with it every other message.
     return SmtpVerdict(permanent=True, stops_send=stage == "MAIL FROM", enhanced=written)
