@@ -26,19 +26,24 @@ class LinkOrigin:
         return {"text": self.text, "entry_idx": self.entry_idx, "entry": self.entry, "category": self.category}
 
 
+# A template's own links (the archive, a logo): one shared value, it is frozen.
+_NO_ORIGIN = LinkOrigin()
+
+
 def link_origins(issue: Issue, urls: Sequence[str]) -> tuple[LinkOrigin, ...]:
     """The origin of each of `urls` (an email's distinct links, in slot order)."""
     first: dict[str, LinkOrigin] = {}
     for index, entry in enumerate(issue.entries):
         category = entry.category or None
         for source in entry.sources:
-            if source.url:
-                first.setdefault(source.url, LinkOrigin(source.text, index, entry.title, category))
+            if source.url and source.url not in first:
+                first[source.url] = LinkOrigin(source.text, index, entry.title, category)
         for inline in entry.inlines():
             for anchor in inline.links():
-                words = Inline(anchor.children).plain or anchor.url
-                first.setdefault(anchor.url, LinkOrigin(words, index, entry.title, category))
+                if anchor.url not in first:
+                    words = Inline(anchor.children).plain or anchor.url
+                    first[anchor.url] = LinkOrigin(words, index, entry.title, category)
     for item in issue.related:
-        if item.url:
-            first.setdefault(item.url, LinkOrigin(item.text, None, issue.related_title or None, None))
-    return tuple(first.get(url, LinkOrigin()) for url in urls)
+        if item.url and item.url not in first:
+            first[item.url] = LinkOrigin(item.text, None, issue.related_title or None, None)
+    return tuple(first.get(url, _NO_ORIGIN) for url in urls)

@@ -369,7 +369,9 @@ def main_landmark(document: str, label: str) -> str:
     if found is None or end < found.end():
         return document
     opening = f'<div role="main" aria-label="{html.escape(label)}">'
-    return document[: found.start()] + opening + document[found.start() : end] + "</div>" + document[end:]
+    # One join, not four concatenations: an emoji in the title makes every character of the
+    # document four bytes wide (PEP 393), and each `+` would copy all of it again.
+    return "".join((document[: found.start()], opening, document[found.start() : end], "</div>", document[end:]))
 
 
 class _LinkRegistry:

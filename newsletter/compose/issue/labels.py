@@ -50,15 +50,16 @@ def split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
     if not spans:
         return "", spans
     first = spans[0]
-    if isinstance(first, Strong) and all(isinstance(child, Text) for child in first.children):
-        label = Inline(first.children).plain
+    if type(first) is Strong and all(type(child) is Text for child in first.children):
+        # What Inline(first.children).plain gives for text alone.
+        label = "".join([span_text(child) for child in first.children]).strip()
         rest = spans[1:]
         if label[-1:] in COLONS:
             return label.rstrip(COLONS).strip(), rest
         if rest and isinstance(rest[0], Text) and rest[0].text.lstrip()[:1] in COLONS:
             return label.strip(), [Text(rest[0].text.lstrip()[1:])] + rest[1:]
         return "", spans
-    if isinstance(first, Text):
+    if type(first) is Text:
         match = _LABEL_AT_START.match(first.text)
         # A URL's `https://` is not a label.
         if (

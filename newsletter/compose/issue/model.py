@@ -75,7 +75,12 @@ class Inline:
         return bool(self.plain) or any(isinstance(s, Image) for s in _walk(self.spans))
 
     def links(self) -> Iterator[Anchor]:
-        return (span for span in _walk(self.spans) if isinstance(span, Anchor))
+        spans = self.spans
+        if len(spans) == 1 and type(spans[0]) is Text:
+            # Text alone, most summary lines: nothing to walk (asked for every inline of an
+            # issue when its links' origins are gathered).
+            return iter(())
+        return (span for span in _walk(spans) if isinstance(span, Anchor))
 
     def images(self) -> Iterator[Image]:
         return (span for span in _walk(self.spans) if isinstance(span, Image))

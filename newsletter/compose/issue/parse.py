@@ -397,7 +397,7 @@ class _IssueParser:
         def finish_insight() -> None:
             nonlocal insight
             if insight is not None:
-                value = Inline(trim(tuple(insight)))
+                value = Inline(trim(insight))
                 if not value:
                     raise self.error(
                         f"{LABEL_NAMES[INSIGHT]} has nothing after it; write the insight on the same line", insight_line
@@ -416,13 +416,13 @@ class _IssueParser:
                         f"text after {LABEL_NAMES[SUMMARY]}; the summary label must be followed directly by its list",
                         line,
                     )
-                join_softly(insight if insight is not None else leftover, tuple(spans))
+                join_softly(insight if insight is not None else leftover, spans)
                 continue
             finish_insight()
             if key == INSIGHT:
-                insight, insight_line = list(rest), line  # untrimmed: keeps a hard break at its end
+                insight, insight_line = rest, line  # untrimmed: keeps a hard break at its end
                 continue
-            value = Inline(trim(tuple(rest)))
+            value = Inline(trim(rest))
             if key == CATEGORY:
                 if not value:
                     raise self.error(f"{LABEL_NAMES[CATEGORY]} has nothing after it; name the category", line)
@@ -440,12 +440,11 @@ class _IssueParser:
                     )
                 summary_line = line
         finish_insight()
-        return Inline(trim(tuple(leftover))), summary_line
+        return Inline(trim(leftover)), summary_line
 
     def summary_items(self, list_node: Node) -> tuple[SummaryItem, ...]:
         items = []
         for item in list_node.children:
-            line = self.line_of(item)
             text: list[Span] = []
             children: tuple[SummaryItem, ...] = ()
             extra: list[Block] = []
@@ -459,7 +458,7 @@ class _IssueParser:
             elif all(node.name in _INLINE_NODES for node in nodes):
                 # A tight item of inline Markdown alone: what the loop below makes of it,
                 # without the blocks in between.
-                text = list(self.inline(nodes).spans)
+                text = self.inline_spans(nodes)
                 nodes = []
             for block in self.item_blocks(item) if nodes else ():
                 if isinstance(block, Paragraph) and not text and not children:
@@ -476,7 +475,9 @@ class _IssueParser:
                 label, rest = "", text
             body = trim(rest)
             if label and not body:
-                raise self.error(f"summary item '{label}' has nothing after its colon; write the text after it", line)
+                raise self.error(
+                    f"summary item '{label}' has nothing after its colon; write the text after it", self.line_of(item)
+                )
             items.append(SummaryItem(label, Inline(body), children))
         return tuple(items)
 
@@ -591,20 +592,26 @@ class _IssueParser:
             if child.name in ("softbreak", "hardbreak"):
                 if run:
                     # A hard break (two trailing spaces or a backslash) stays a line break.
-                    end: list[Span] = [LineBreak()] if child.name == "hardbreak" else []
-                    yield self.line_of(run[0]), list(self.inline(run).spans) + end
+                    spans = self.inline_spans(run)
+                    if child.name == "hardbreak":
+                        spans.append(LineBreak())
+                    yield self.line_of(run[0]), spans
                 run = []
             else:
                 run.append(child)
         if run:
-            yield self.line_of(run[0]), list(self.inline(run).spans)
+            yield self.line_of(run[0]), self.inline_spans(run)
 
     def inline(self, nodes: Sequence[Node]) -> Inline:
+        return Inline(tuple(self.inline_spans(nodes)))
+
+    def inline_spans(self, nodes: Sequence[Node]) -> list[Span]:
+        """The spans of `inline(nodes)`, as a list of its own."""
         if len(nodes) == 1 and nodes[0].name == "text":
             # One run of plain text (a title, most lines): what `trim` makes of its span.
             content = str(nodes[0].meta.get("content", "")).strip()
-            return Inline((Text(content),)) if content else Inline()
-        return Inline(trim(tuple(self._spans(nodes))))
+            return [Text(content)] if content else []
+        return list(trim(self._spans(nodes)))
 
     def _spans(self, nodes: Sequence[Node]) -> list[Span]:
         spans: list[Span] = []
