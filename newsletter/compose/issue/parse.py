@@ -226,9 +226,11 @@ class _IssueParser:
         )
 
     def split_front_matter(self) -> tuple[dict, str]:
-        lines = self.source.split("\n")
-        if lines[0].strip() != "---":
+        # Most issues have none: the first line decides before the whole file is split.
+        first_end = self.source.find("\n")
+        if (self.source if first_end < 0 else self.source[:first_end]).strip() != "---":
             return {}, self.source
+        lines = self.source.split("\n")
         for index in range(1, len(lines)):
             if lines[index].strip() in ("---", "..."):
                 break
@@ -492,11 +494,17 @@ class _IssueParser:
                     self.line_of(node),
                 )
             for item in node.children:
-                spans: list[Span] = []
-                for block in self.item_blocks(item):
-                    if isinstance(block, Paragraph):
-                        join_softly(spans, block.inline.spans)
-                inline = Inline(trim(tuple(spans)))
+                nodes = item.children
+                if all(child.name in _INLINE_NODES for child in nodes):
+                    # A tight item (`- [title](url) note`): its one paragraph as the loop
+                    # below would join and trim it, without the blocks in between.
+                    inline = self.inline(nodes)
+                else:
+                    spans: list[Span] = []
+                    for block in self.item_blocks(item):
+                        if isinstance(block, Paragraph):
+                            join_softly(spans, block.inline.spans)
+                    inline = Inline(trim(tuple(spans)))
                 anchor = next(inline.links(), None)
                 if anchor is not None:
                     words = Inline(anchor.children).plain
