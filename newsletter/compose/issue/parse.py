@@ -621,6 +621,13 @@ class _IssueParser:
             return [Text(content)] if content else []
         return list(trim(self._spans(nodes)))
 
+    def _child_spans(self, nodes: Sequence[Node]) -> tuple[Span, ...]:
+        """`_spans` of a bold, italic or link's children, most often one run of text."""
+        if len(nodes) == 1 and nodes[0].name == "text":
+            content = nodes[0].meta.get("content", "")
+            return (Text(content),) if content else ()
+        return tuple(self._spans(nodes))
+
     def _spans(self, nodes: Sequence[Node]) -> list[Span]:
         spans: list[Span] = []
         for index, node in enumerate(nodes):
@@ -638,14 +645,14 @@ class _IssueParser:
             elif name == "hardbreak":
                 spans.append(LineBreak())
             elif name == "strong":
-                spans.append(Strong(tuple(self._spans(node.children))))
+                spans.append(Strong(self._child_spans(node.children)))
             elif name == "em":
-                spans.append(Emphasis(tuple(self._spans(node.children))))
+                spans.append(Emphasis(self._child_spans(node.children)))
             elif name == "code_inline":
                 spans.append(Code("".join(_node_text(child) for child in node.children)))
             elif name in ("link", "autolink"):
                 url = str(node.meta.get("url", "")).strip()
-                children = tuple(self._spans(node.children))
+                children = self._child_spans(node.children)
                 if not url:
                     text = Inline(children).plain
                     raise self.error(f"link [{text}]() has no target; write [{text}](https://…)", self.line_of(node))
