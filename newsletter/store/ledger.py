@@ -331,31 +331,13 @@ def claim(
     Returns the claimed rows and the skipped ones.
     """
     now = now or utcnow()
-    issue_list = sa.select(issues.c.list_id).where(issues.c.id == issue_id).scalar_subquery()
-    query = (
-        sa.select(
-            deliveries.c.id,
-            deliveries.c.subscriber_id,
-            deliveries.c.attempts,
-            subscribers.c.email,
-            subscribers.c.name,
-            subscribers.c.status,
-            memberships.c.status.label("membership"),
-        )
-        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-        .outerjoin(
-            memberships,
-            sa.and_(memberships.c.subscriber_id == deliveries.c.subscriber_id, memberships.c.list_id == issue_list),
-        )
-        .where(deliveries.c.issue_id == issue_id, _claimable(now))
-        .order_by(deliveries.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        # Senders sharing an issue (sending/senders.py) never claim the same row, and
-        # never wait for each other's claims.
-        query = query.with_for_update(of=deliveries, skip_locked=True)
-    rows = conn.execute(query).all()
+    # Two scans, each down the (issue_id, status, id) index in id order and stopping at
+    # `limit`: the due retries, then the queued rows.  One scan for "queued OR due" cannot
+    # walk that index in order: PostgreSQL read every queued row of the issue and sorted
+    # them for each claim (240 ms at 80,000 queued, so a send of N rows did O(N^2) work).
+    rows = _claimable_rows(conn, issue_id, limit, _due_retry(now))
+    if len(rows) < limit:
+        rows += _claimable_rows(conn, issue_id, limit - len(rows), deliveries.c.status == QUEUED)
     claimed: list[Claimed] = []
     skipped: list[Outcome] = []
     for row in rows:
@@ -389,16 +371,48 @@ def claim(
     return claimed, skipped
 
 
+def _claimable_rows(conn: sa.Connection, issue_id: int, limit: int, condition: sa.ColumnElement[bool]) -> list:
+    """Up to `limit` rows of the issue meeting `condition`, lowest ids first, locked (on
+    PostgreSQL) for the claim that follows, with what deciding skip-or-send needs."""
+    issue_list = sa.select(issues.c.list_id).where(issues.c.id == issue_id).scalar_subquery()
+    query = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.subscriber_id,
+            deliveries.c.attempts,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.status,
+            memberships.c.status.label("membership"),
+        )
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .outerjoin(
+            memberships,
+            sa.and_(memberships.c.subscriber_id == deliveries.c.subscriber_id, memberships.c.list_id == issue_list),
+        )
+        .where(deliveries.c.issue_id == issue_id, condition)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        # Senders sharing an issue (sending/senders.py) never claim the same row, and
+        # never wait for each other's claims.
+        query = query.with_for_update(of=deliveries, skip_locked=True)
+    return list(conn.execute(query).all())
+
+
+def _due_retry(now: datetime) -> sa.ColumnElement[bool]:
+    """Failed temporarily with the next try due."""
+    return sa.and_(
+        deliveries.c.status == FAILED,
+        deliveries.c.failure == TEMPORARY,
+        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+    )
+
+
 def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     """Queued, or failed temporarily with the next try due."""
-    return sa.or_(
-        deliveries.c.status == QUEUED,
-        sa.and_(
-            deliveries.c.status == FAILED,
-            deliveries.c.failure == TEMPORARY,
-            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-        ),
-    )
+    return sa.or_(deliveries.c.status == QUEUED, _due_retry(now))
 
 
 def due_retries(conn: sa.Connection, issue_id: int, now: datetime) -> int:
