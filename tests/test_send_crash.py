@@ -142,9 +142,9 @@ def test_sigkill_with_smtp_reports_uncertain_rows_and_resends_nobody(world: Worl
     assert len(local_smtp.received) == sum(counted.values())
 
 
+# On PostgreSQL a second sender joins the first (tests/test_senders.py).
+@pytest.mark.only_on("sqlite")
 def test_a_second_send_while_one_is_running_is_refused(world: World):
-    if world.store.dialect == "postgresql":
-        pytest.skip("on PostgreSQL a second sender joins the first (tests/test_senders.py)")
     world.add_subscribers(120)
     issue = str(world.issue_file)
     running = world.start_newsletter("send", issue, "--yes", "--rate", "10")

@@ -112,13 +112,13 @@ def test_readers_who_unsubscribe_mid_send_at_a_slow_rate_are_not_sent_to(world: 
     assert summary.skipped == 30 - len(late) and summary.complete
 
 
+# pg_terminate_backend is PostgreSQL's; a SQLite lock past its 30 s busy timeout takes too long.
+@pytest.mark.only_on("postgresql")
 def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_it_sent(world: World):
     import sqlalchemy as sa
 
     from newsletter.store.database import normalize_url
 
-    if world.store.dialect != "postgresql":
-        pytest.skip("pg_terminate_backend is PostgreSQL's; a SQLite lock past its 30 s busy timeout takes too long")
     world.add_subscribers(60)
     killer = sa.create_engine(normalize_url(world.database_url), poolclass=sa.pool.NullPool)
     killed: list[int] = []
@@ -151,13 +151,13 @@ def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_
     assert Counter(counted.values()) == Counter({1: 60})
 
 
+# The file-size limit would stop SQLite's own file first; PostgreSQL writes elsewhere.
+@pytest.mark.only_on("postgresql")
 def test_a_full_outbox_leaves_no_partial_files_and_the_next_run_sends_everyone_once(world: World):
     import resource
     import signal
     import subprocess
 
-    if world.store.dialect != "postgresql":
-        pytest.skip("the file-size limit would stop SQLite's own file first; PostgreSQL writes elsewhere")
     world.add_subscribers(5)
     (world.outbox / "tmp").mkdir(parents=True, exist_ok=True)
 
