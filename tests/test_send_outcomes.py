@@ -313,6 +313,21 @@ def test_json_prints_one_summary_object_on_stdout_under_a_pipe(world: World, loc
     assert "2026-11-30: incomplete" in result.stderr
 
 
+def test_json_on_an_error_still_prints_one_object_with_the_error(world: World):
+    world.add_subscribers(2)
+    # The issue file does not parse: the send cannot start.
+    broken = world.root / "issues" / "2026-12-24.md"
+    broken.write_text("---\nsubject: [unclosed\n---\n# Title\n", encoding="utf-8")
+
+    result = world.newsletter("send", str(broken), "--yes", "--json")
+
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["state"] == "error" and answer["exit_status"] == 1 and answer["issue"] == str(broken)
+    assert answer["error"] and answer["error"] in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_ses_5xx_for_a_share_of_sends_are_retried_by_a_later_run_and_everyone_gets_one(
     world: World, local_ses: LocalSes
 ):

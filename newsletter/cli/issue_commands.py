@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.context import Context, open_store, pass_context, print_findings
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:  # the send plan imports the whole sending side; `newsletter --help` stays fast
+    from newsletter.sending.plan import SendOptions
 
 
 @click.command()
@@ -224,7 +229,6 @@ def send(
       newsletter send issues/2026-11-30.md --at "2026-12-02 08:00" --tz Asia/Shanghai
       newsletter send 2026-11-30 --cancel
     """
-    from newsletter.cli import schedule_commands
     from newsletter.sending.plan import SendOptions
 
     if sum(bool(x) for x in (test_addresses, at, cancel, dry_run)) > 1:
@@ -233,9 +237,6 @@ def send(
         raise click.UsageError("--tz goes with --at")
     if as_json and (test_addresses or at or cancel or dry_run):
         raise click.UsageError("--json goes with a real send only, not with --test, --at, --cancel or --dry-run")
-    settings = context.settings
-    if cancel:
-        sys.exit(schedule_commands.cancel(settings, issue))
     options = SendOptions(
         list_slug=list_slug,
         rate=rate,
@@ -246,18 +247,60 @@ def send(
         templates_dir=templates_dir,
         for_test=bool(test_addresses),
     )
-    issue_file = schedule_commands.issue_file(settings, issue)
-    if at:
-        sys.exit(schedule_commands.schedule(settings, issue_file, at=at, tz=tz, options=options))
+    try:
+        code = _send(
+            context,
+            issue,
+            options,
+            test_addresses=test_addresses,
+            at=at,
+            tz=tz,
+            cancel=cancel,
+            dry_run=dry_run,
+            assume_yes=yes,
+            as_json=as_json,
+        )
+    except NewsletterError as err:
+        if as_json:
+            # A script parsing stdout still gets one object; the line on stderr follows.
+            import json
+
+            from newsletter.cli.send_report import error_json
+
+            click.echo(json.dumps(error_json(issue, err), ensure_ascii=False))
+        raise
+    sys.exit(code)
+
+
+def _send(
+    context: Context,
+    issue: str,
+    options: SendOptions,
+    *,
+    test_addresses: tuple[str, ...],
+    at: str | None,
+    tz: str | None,
+    cancel: bool,
+    dry_run: bool,
+    assume_yes: bool,
+    as_json: bool,
+) -> int:
+    """The send command's work once its options are read: the exit status."""
+    from newsletter.cli import schedule_commands
     from newsletter.cli.send import run_send_command
 
+    settings = context.settings
+    if cancel:
+        return schedule_commands.cancel(settings, issue)
+    issue_file = schedule_commands.issue_file(settings, issue)
+    if at:
+        return schedule_commands.schedule(settings, issue_file, at=at, tz=tz, options=options)
     addresses = schedule_commands.test_addresses(settings, test_addresses)
     if not addresses and not dry_run:
         schedule_commands.refuse_if_scheduled(settings, issue_file)
-    code = run_send_command(
-        settings, issue_file, options, test_addresses=addresses, dry_run=dry_run, assume_yes=yes, as_json=as_json
+    return run_send_command(
+        settings, issue_file, options, test_addresses=addresses, dry_run=dry_run, assume_yes=assume_yes, as_json=as_json
     )
-    sys.exit(code)
 
 
 @click.command()

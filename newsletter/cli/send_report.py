@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from newsletter.errors import NewsletterError
 from newsletter.sending.campaign import SendSummary
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.state import pending
@@ -72,6 +73,12 @@ def left_to_others(summary: SendSummary) -> bool:
         and not summary.ledger.failed_temporary
         and not summary.uncertain
     )
+
+
+def error_json(issue: str, error: NewsletterError) -> dict[str, Any]:
+    """What `send --json` prints when the send could not start or stopped on an error, so a
+    script that parses stdout always finds one object (the line on stderr says the same)."""
+    return {"issue": issue, "state": "error", "exit_status": error.exit_code, "error": str(error)}
 
 
 def summary_json(plan: SendPlan, summary: SendSummary, exit_status: int) -> dict[str, Any]:
