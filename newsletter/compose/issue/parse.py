@@ -27,7 +27,7 @@ import bisect
 import datetime as dt
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import markdown_it_pyrs
 
 from newsletter.compose.excerpt import excerpt
+from newsletter.compose.issue.inline_nodes import InlineNodeReader
 from newsletter.compose.issue.labels import (
     CATEGORY,
     COLONS,
@@ -50,14 +51,10 @@ from newsletter.compose.issue.labels import (
 )
 from newsletter.compose.issue.markdown_tree import MarkdownPanic, markdown_tree
 from newsletter.compose.issue.model import (
-    Anchor,
     Block,
-    Code,
     CodeBlock,
-    Emphasis,
     Entry,
     Heading,
-    Image,
     Inline,
     Issue,
     IssueWarning,
@@ -72,9 +69,8 @@ from newsletter.compose.issue.model import (
     SummaryItem,
     Text,
     UnknownLabel,
-    span_text,
 )
-from newsletter.compose.issue.spans import blocks_as_inline, is_cjk, join_softly, trim
+from newsletter.compose.issue.spans import blocks_as_inline, join_softly, trim
 from newsletter.errors import IssueError
 
 # The renderer marks per-recipient slots with this (see render.py); an issue must not
@@ -151,7 +147,7 @@ def parse_issue(source: str, *, path: str | Path = "<issue>", default_language: 
     return _IssueParser(source, Path(path), default_language).parse()
 
 
-class _IssueParser:
+class _IssueParser(InlineNodeReader):
     def __init__(self, source: str, path: Path, default_language: str) -> None:
         self.source = source.replace("\r\n", "\n").replace("\r", "\n")
         self.path = path
@@ -610,65 +606,6 @@ class _IssueParser:
         if run:
             yield self.line_of(run[0]), self.inline_spans(run)
 
-    def inline(self, nodes: Sequence[Node]) -> Inline:
-        return Inline(tuple(self.inline_spans(nodes)))
-
-    def inline_spans(self, nodes: Sequence[Node]) -> list[Span]:
-        """The spans of `inline(nodes)`, as a list of its own."""
-        if len(nodes) == 1 and nodes[0].name == "text":
-            # One run of plain text (a title, most lines): what `trim` makes of its span.
-            content = str(nodes[0].meta.get("content", "")).strip()
-            return [Text(content)] if content else []
-        return list(trim(self._spans(nodes)))
-
-    def _child_spans(self, nodes: Sequence[Node]) -> tuple[Span, ...]:
-        """`_spans` of a bold, italic or link's children, most often one run of text."""
-        if len(nodes) == 1 and nodes[0].name == "text":
-            content = nodes[0].meta.get("content", "")
-            return (Text(content),) if content else ()
-        return tuple(self._spans(nodes))
-
-    def _spans(self, nodes: Sequence[Node]) -> list[Span]:
-        spans: list[Span] = []
-        for index, node in enumerate(nodes):
-            name = node.name
-            if name in ("text", "text_special"):
-                content = node.meta.get("content", "")
-                if content:
-                    spans.append(Text(content))
-            elif name == "softbreak":
-                before = span_text(spans[-1])[-1:] if spans else ""
-                after = _node_text(nodes[index + 1])[:1] if index + 1 < len(nodes) else ""
-                # Between Latin words a soft line break is a space; between CJK characters a
-                # space would show as a stray gap.
-                spans.append(Text("" if is_cjk(before) or is_cjk(after) else " "))
-            elif name == "hardbreak":
-                spans.append(LineBreak())
-            elif name == "strong":
-                spans.append(Strong(self._child_spans(node.children)))
-            elif name == "em":
-                spans.append(Emphasis(self._child_spans(node.children)))
-            elif name == "code_inline":
-                spans.append(Code("".join(_node_text(child) for child in node.children)))
-            elif name in ("link", "autolink"):
-                url = str(node.meta.get("url", "")).strip()
-                children = self._child_spans(node.children)
-                if not url:
-                    text = Inline(children).plain
-                    raise self.error(f"link [{text}]() has no target; write [{text}](https://…)", self.line_of(node))
-                spans.append(Anchor(url, children, line=self.line_of(node)))
-            elif name == "image":
-                src = str(node.meta.get("url", "")).strip()
-                if not src:
-                    raise self.error(
-                        "image ![…]() has no source; write ![description](https://…/image.png)", self.line_of(node)
-                    )
-                alt = "".join(_node_text(child) for child in node.children).strip()
-                spans.append(Image(src, alt, str(node.meta.get("title", "") or ""), line=self.line_of(node)))
-            else:
-                spans.append(Text(_node_text(node)))
-        return spans
-
 
 @dataclass(frozen=True)
 class _NestedList:
@@ -676,13 +613,6 @@ class _NestedList:
 
     node: Node
     block: Block
-
-
-def _node_text(node: Node) -> str:
-    content = node.meta.get("content")
-    if content:
-        return str(content)
-    return "".join(_node_text(child) for child in node.children)
 
 
 # What a label of an entry holds: the category's text, the sources, the insight, the summary.
