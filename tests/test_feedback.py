@@ -12,7 +12,7 @@ import pytest
 from crafted_ledger import SEND_START, CraftedLedger
 from ses_records import ses_record
 
-from newsletter.feedback.apply import Applied, apply_ses_event
+from newsletter.feedback.apply import Applied, apply_feedback_event
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.store import schema
 from newsletter.transports.ses.events import parse_ses_event
@@ -40,7 +40,7 @@ def sent(crafted: CraftedLedger):
 def apply(store, record, policy: SuppressionPolicy = POLICY):
     event = parse_ses_event(record)
     with store.begin() as conn:
-        return apply_ses_event(conn, event, policy)
+        return apply_feedback_event(conn, event, policy)
 
 
 def test_a_permanent_bounce_marks_the_subscriber_bounced_and_is_recorded_on_the_ledger_row(store, crafted, sent):

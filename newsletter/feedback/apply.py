@@ -1,7 +1,7 @@
 """Applying feedback events to the store: the ledger row's history and the subscriber's standing.
 
     with store.begin() as conn:
-        result = apply_ses_event(conn, event, SuppressionPolicy.from_settings(settings.events))
+        result = apply_feedback_event(conn, event, SuppressionPolicy.from_settings(settings.events))
 
 Both ways SES feedback arrives, the `/hooks/ses` endpoint (SNS over HTTPS) and
 `newsletter events pull` (SQS), parse an `FeedbackEvent` with `newsletter.transports.ses.sns` and hand it here,
@@ -142,7 +142,7 @@ class FeedbackResult:
         return line
 
 
-def apply_ses_event(
+def apply_feedback_event(
     conn: sa.Connection,
     event: FeedbackEvent,
     policy: SuppressionPolicy,

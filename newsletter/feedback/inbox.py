@@ -28,7 +28,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from newsletter.config import Settings
-from newsletter.feedback.apply import Applied, FeedbackResult, apply_ses_event
+from newsletter.feedback.apply import Applied, FeedbackResult, apply_feedback_event
 from newsletter.feedback.arf import arf_event
 from newsletter.feedback.dsn import dsn_events
 from newsletter.feedback.event import FeedbackEvent
@@ -165,7 +165,7 @@ def _one_pass(
                 summary.left.add(key)
                 continue
             with store.begin() as conn:
-                results = [apply_ses_event(conn, event, policy_) for event in events]
+                results = [apply_feedback_event(conn, event, policy_) for event in events]
             _count(results, summary)
             for result in results:
                 report(f"{mailbox.where} {key}: {result.describe()}")

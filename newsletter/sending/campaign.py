@@ -35,7 +35,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from newsletter.errors import InputError, NewsletterError, TransportError
-from newsletter.feedback.apply import apply_ses_event
+from newsletter.feedback.apply import apply_feedback_event
 from newsletter.feedback.event import EventKind, FeedbackEvent
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.interrupts import stop_on_signals
@@ -419,7 +419,7 @@ class _Campaign:
                 ledger.record(conn, [o for o in outcomes if o.status != SENDING])
                 # In the same transaction as the row's failure: the address is suppressed
                 # (and the bounce counted in stats) exactly as a hard bounce SES reports later.
-                return sum(len(apply_ses_event(conn, event, self.suppression).suppressed) for event in bounces)
+                return sum(len(apply_feedback_event(conn, event, self.suppression).suppressed) for event in bounces)
 
             # Outcomes the process knows must not be lost to a blip: they get the longest wait.
             self.summary.suppressed += self._write(record, patience=RECORD_PATIENCE)

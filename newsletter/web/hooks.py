@@ -24,7 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.errors import StoreError, WebhookError
-from newsletter.feedback.apply import FeedbackResult, apply_ses_event
+from newsletter.feedback.apply import FeedbackResult, apply_feedback_event
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.transports.ses.events import event_from_sns
 from newsletter.transports.ses.sns import (
@@ -114,7 +114,7 @@ class SesHook:
 
     def _apply(self, event) -> FeedbackResult:
         with self.store.begin() as conn:
-            return apply_ses_event(conn, event, self.policy)
+            return apply_feedback_event(conn, event, self.policy)
 
 
 def hook_routes(context) -> list[Route]:

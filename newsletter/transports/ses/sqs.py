@@ -27,7 +27,7 @@ from typing import Any
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, WebhookError
-from newsletter.feedback.apply import Applied, apply_ses_event
+from newsletter.feedback.apply import Applied, apply_feedback_event
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.interrupts import stop_on_signals
 from newsletter.store import Store
@@ -162,7 +162,7 @@ def _handle(
         report(f"message {sqs_id}: a notice with no SES event, deleted")
         return True
     with store.begin() as conn:
-        result = apply_ses_event(conn, event, policy)
+        result = apply_feedback_event(conn, event, policy)
     if result.applied is Applied.RECORDED:
         summary.recorded += 1
     elif result.applied is Applied.DUPLICATE:
