@@ -60,15 +60,19 @@ def split_label(spans: Sequence[Span]) -> tuple[str, list[Span]]:
             return label.strip(), [Text(rest[0].text.lstrip()[1:])] + rest[1:]
         return "", spans
     if type(first) is Text:
-        match = _LABEL_AT_START.match(first.text)
-        # A URL's `https://` is not a label.
-        if (
-            match
-            and not first.text[match.end() - 1 :].startswith("//")
-            and not first.text[: match.end()].rstrip().endswith("://")
-        ):
-            return match.group(1).strip(), [Text(first.text[match.end() :])] + spans[1:]
+        found = split_text_label(first.text)
+        if found is not None:
+            return found[0], [Text(found[1])] + spans[1:]
     return "", spans
+
+
+def split_text_label(text: str) -> tuple[str, str] | None:
+    """`分类：x` -> ("分类", "x"); None when the text starts with no label."""
+    match = _LABEL_AT_START.match(text)
+    # A URL's `https://` is not a label.
+    if match and not text[match.end() - 1 :].startswith("//") and not text[: match.end()].rstrip().endswith("://"):
+        return match.group(1).strip(), text[match.end() :]
+    return None
 
 
 def sources_of(value: Inline) -> tuple[Link, ...]:

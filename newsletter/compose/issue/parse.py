@@ -48,6 +48,7 @@ from newsletter.compose.issue.labels import (
     label_key,
     sources_of,
     split_label,
+    split_text_label,
 )
 from newsletter.compose.issue.markdown_tree import MarkdownPanic, markdown_tree
 from newsletter.compose.issue.model import (
@@ -451,6 +452,18 @@ class _IssueParser(InlineNodeReader):
                 # One run of text, the usual summary line (`- 标签：text`): what `inline`
                 # makes of it (a trimmed Text, or nothing), without its walk.
                 content = str(nodes[0].meta.get("content", "")).strip()
+                found = split_text_label(content) if content else None
+                if found is not None:
+                    # What split_label and trim below make of it: the label's pattern takes
+                    # the spaces after the colon, and the content is trimmed already.
+                    label, after = found
+                    if not after:
+                        raise self.error(
+                            f"summary item '{label}' has nothing after its colon; write the text after it",
+                            self.line_of(item),
+                        )
+                    items.append(SummaryItem(label, Inline((Text(after),))))
+                    continue
                 text = [Text(content)] if content else []
                 nodes = []
             elif all(node.name in _INLINE_NODES for node in nodes):
