@@ -185,8 +185,14 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system seconds of `pid` and of its live children (serve --workers' processes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def parse_wrk(output: str) -> dict:
@@ -217,6 +223,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--database", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--direct", action="store_true", help="one commit per hit, no buffer (for comparison)")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers (above 1 needs PostgreSQL)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -238,6 +245,7 @@ def main() -> None:
             env["PYTHONPATH"] = str(REPO)
         else:
             command = [sys.executable, "-m", "newsletter", "--config", str(config), "serve", "--port", str(port)]
+            command += ["--workers", str(args.workers)]
         server = subprocess.Popen(
             command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -276,6 +284,7 @@ def main() -> None:
         figures.update(
             mode="direct (one commit per hit)" if args.direct else "newsletter serve (buffered)",
             database=store.dialect,
+            workers=args.workers,
             rows=rows,
             missing=max(0, figures["requests"] - rows),
             server_cpu_seconds=round(server_cpu, 2),
@@ -287,7 +296,8 @@ def main() -> None:
             print(json.dumps(figures, indent=2))
             return
         print(
-            f"{figures['mode']} on {figures['database']}, {args.connections} connections, {args.duration} s, "
+            f"{figures['mode']} on {figures['database']}, {args.workers} worker(s), {args.connections} connections, "
+            f"{args.duration} s, "
             f"{os.cpu_count()} CPUs (load {load_before:.2f} before)"
         )
         print(f"  requests/s      {figures['requests_per_second']:10.0f}")
