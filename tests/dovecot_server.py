@@ -15,9 +15,7 @@ server runs as `nobody`, never as root; run by anyone else, as that user.
 
 from __future__ import annotations
 
-import datetime
 import imaplib
-import ipaddress
 import os
 import pwd
 import shutil
@@ -30,44 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from ports import free_port
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER = "bounces@example.com"
 PASSWORD = "inbox-test-password-7c1d"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_certificate(directory: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file
 
 
 @dataclass
@@ -212,7 +177,11 @@ def start_dovecot(*, without: tuple[str, ...] = ()) -> Iterator[Dovecot]:
     try:
         for sub in ("run", "state", "home"):
             (directory / sub).mkdir()
-        cert_file, _ = write_certificate(directory)
+        # The same self-signed certificate for 127.0.0.1 our other TLS servers use (EC P-256);
+        # imported here so that the test modules registering it for assert rewriting import it first.
+        from tests.transport_servers import make_certificate
+
+        cert_file = make_certificate(directory).certfile
         (directory / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         config = directory / "dovecot.conf"
         config.write_text(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import free_port
 from sample_issues import EXAMPLE, FIXTURES
 
 from newsletter.config import load_settings
@@ -160,12 +161,6 @@ def test_serve_preview_refuses_a_port_in_use_in_one_line(settings, issue_copy):
 # ---------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_preview_command_serves_the_issue_until_stopped(issue_copy, tmp_path):

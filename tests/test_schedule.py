@@ -6,7 +6,6 @@ one database."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
+from ports import free_port
 
 from newsletter.errors import InputError
 from newsletter.issue_states import issue_states
@@ -70,12 +70,6 @@ def wait_for(check, *, seconds: float = WAIT_SECONDS, every: float = 0.05):
         time.sleep(every)
         value = check()
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(world: World) -> subprocess.Popen:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from ports import free_port
 
 from newsletter.store.schema import subscribers
 
@@ -21,13 +21,6 @@ from tests.send_world import SENDER, World, recipients_of
 from tests.transport_servers import LocalSes, LocalSmtp
 
 pytest_plugins = ["tests.transport_servers", "tests.send_world"]
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def issue_state(world: World) -> dict:
@@ -44,7 +37,7 @@ def received_by(server: LocalSmtp) -> Counter[str]:
 def test_smtp_down_then_up_first_run_is_incomplete_75_and_the_second_delivers_everyone_once(world: World):
     world.add_subscribers(8)
     world.configure("transport", kind="smtp")
-    world.configure("transport.smtp", host="127.0.0.1", port=closed_port(), security="none", timeout=5)
+    world.configure("transport.smtp", host="127.0.0.1", port=free_port(), security="none", timeout=5)
 
     first = world.cli("send", str(world.issue_file), "--yes")
     assert first.returncode == 75, first.stdout + first.stderr

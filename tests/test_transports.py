@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import mailbox
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from newsletter.config import Settings, replace
 from newsletter.errors import TransportError
@@ -60,12 +60,6 @@ def make_message(recipient: str = "reader@example.org", number: int = 1, *, mess
 
 def parse(raw: bytes):
     return BytesParser(policy=policy.default).parsebytes(raw)
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +281,7 @@ def test_smtp_does_not_resend_when_the_connection_drops_during_data(local_smtp: 
 
 
 def test_smtp_unreachable_server_is_temporary():
-    transport = SmtpTransport(host="127.0.0.1", port=closed_port(), security="none", timeout=2)
+    transport = SmtpTransport(host="127.0.0.1", port=free_port(), security="none", timeout=2)
     with pytest.raises(TransportError) as caught:
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
     assert not caught.value.permanent and caught.value.code == "connect"
@@ -554,7 +548,7 @@ def test_ses_refuses_a_non_ascii_local_part_before_calling_ses(local_ses: LocalS
 def test_ses_unreachable_endpoint_is_temporary(local_ses: LocalSes):
     from newsletter.transports.ses.send import SesTransport
 
-    transport = SesTransport(region="us-east-1", endpoint_url=f"http://127.0.0.1:{closed_port()}", connect_timeout=2)
+    transport = SesTransport(region="us-east-1", endpoint_url=f"http://127.0.0.1:{free_port()}", connect_timeout=2)
     with pytest.raises(TransportError) as caught:
         transport.send(make_message(), sender=SENDER, recipient="reader@example.org")
     assert not caught.value.permanent and caught.value.code == "EndpointConnectionError"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from ports import free_port
 
 from newsletter.store import Store
 from newsletter.store.database import create_engine
@@ -26,12 +27,6 @@ from tests.send_world import EXAMPLE_ISSUE, World
 from tests.web_site import BROWSER, Site, form_token, http_client, unsubscribe_url
 
 pytest_plugins = ["tests.web_site", "http_server"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

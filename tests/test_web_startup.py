@@ -5,12 +5,12 @@ can know, a short one, and a short admin password, as one line and a non-zero ex
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from newsletter.config import DEMO_SECRET
 
@@ -32,12 +32,6 @@ def run_server(command: list[str], cwd: Path, **variables: str) -> subprocess.Co
 
 
 UVICORN = [sys.executable, "-m", "uvicorn", "newsletter.web.asgi:app", "--host", "127.0.0.1", "--port", "0"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # A server that wrongly starts must be able to bind (serve refuses port 0).

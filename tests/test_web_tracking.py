@@ -4,7 +4,6 @@ database records, and how people are told from machines."""
 from __future__ import annotations
 
 import signal
-import socket
 import struct
 import time
 from datetime import timedelta
@@ -12,6 +11,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
+from ports import free_port
 
 from newsletter.config import DEMO_SECRET, load_settings, replace
 from newsletter.errors import ConfigError
@@ -427,12 +427,6 @@ def test_judge_tells_people_from_machines():
 
 
 # ---- the command --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_newsletter_serve_writes_buffered_opens_when_stopped_with_ctrl_c(tmp_path):
