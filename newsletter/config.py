@@ -26,6 +26,9 @@ CONFIG_FILE_NAME = "newsletter.toml"
 
 # The secret in the example configuration; good for the local outbox demo only.
 DEMO_SECRET = "demo-secret-for-the-local-outbox-only"
+# Beyond the outbox the secret signs links that reach strangers: a key shorter than the
+# hash output weakens the MAC (RFC 2104, section 3: at least L = 32 bytes for SHA-256).
+MIN_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)

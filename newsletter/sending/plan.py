@@ -232,6 +232,17 @@ def require_sending_secret(settings: Settings) -> None:
             key="newsletter.secret",
             source=settings.source,
         )
+    if (
+        settings.transport.kind != "outbox"
+        and len(settings.newsletter.secret.encode("utf-8")) < config_module.MIN_SECRET_BYTES
+    ):
+        # `newsletter serve` refuses it too (web/refusals.py): the links would lead nowhere.
+        raise ConfigError(
+            f"must be at least {config_module.MIN_SECRET_BYTES} bytes long with the {settings.transport.kind} "
+            "transport (make one: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')",
+            key="newsletter.secret",
+            source=settings.source,
+        )
 
 
 def _list_slug(settings: Settings, options: SendOptions, issue: Issue, stored: StoredIssue | None, conn) -> str:

@@ -17,10 +17,9 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from newsletter.config import DEMO_SECRET, Settings
+from newsletter.config import DEMO_SECRET, MIN_SECRET_BYTES, Settings
 from newsletter.errors import ConfigError
 
-MIN_SECRET_BYTES = 32
 MIN_ADMIN_PASSWORD_CHARACTERS = 12
 
 
