@@ -22,7 +22,9 @@ medians over the runs.
 
 `--latency MS` holds each answer back like a round trip to SES over the internet.
 `--profile FILE` records the last `newsletter send` with py-spy (every thread, sampled; pip
-install py-spy) into FILE as collapsed stacks, and prints where its CPU went.
+install py-spy) into FILE as collapsed stacks ("frame;frame;... count" a line; sum the counts
+of the stacks under newsletter/sending/ for the campaign).  That run's "whole command" CPU is
+py-spy's process, not the command's.
 """
 
 from __future__ import annotations
