@@ -15,7 +15,9 @@ The format is the digest's (see issues/ for an example):
     ---                                    separators between entries are optional
     ## 其他相关资讯                          related news: a list of links
 
-Labels are recognised in Chinese and English with full- or half-width colons.  Whatever
+The front matter and the issue's date are read by front_matter.py, the labels' vocabulary is
+labels.py, inline Markdown becomes spans in inline_nodes.py.  Labels are recognised in
+Chinese and English with full- or half-width colons.  Whatever
 the parser does not recognise inside an entry is kept as ordinary Markdown blocks, so an
 editor never loses text silently.  markdown-it runs with `html=False`: raw HTML in the
 source stays text and the templates escape it.
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 import markdown_it_pyrs
 
 from newsletter.compose.excerpt import excerpt
+from newsletter.compose.issue.front_matter import issue_date, split_front_matter
 from newsletter.compose.issue.inline_nodes import InlineNodeReader
 from newsletter.compose.issue.labels import (
     CATEGORY,
@@ -78,14 +81,8 @@ from newsletter.errors import IssueError
 # contain it, or its text would be taken for a slot.
 RESERVED_MARK = "%%nl:"
 
-DATE_PATTERNS = (
-    re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"),
-    re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
-    re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"),
-)
 # Inbox preview lines show about this many columns (a CJK character fills two).
 PREHEADER_COLUMNS = 140
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "language", "list")
 SLUG_PATTERN = re.compile(r"[^0-9A-Za-z_-]+")
 
 
@@ -172,7 +169,7 @@ class _IssueParser(InlineNodeReader):
     # -- the whole file -----------------------------------------------------
 
     def parse(self) -> Issue:
-        front, body = self.split_front_matter()
+        front, body, self.line_offset = split_front_matter(self.source, self.error)
         # The front matter too: its subject and preheader reach the templates.
         if RESERVED_MARK in self.source:
             line = self.source[: self.source.index(RESERVED_MARK)].count("\n") + 1
@@ -203,7 +200,7 @@ class _IssueParser(InlineNodeReader):
         if not entries:
             raise self.error("no entries; start each entry with a '## ' heading", title_line)
 
-        date = self.read_date(front, title, title_line)
+        date = issue_date(front, title, title_line, source=self.source, stem=self.path.stem, error=self.error)
         subject = str(front.get("subject") or title)
         preheader = str(front.get("preheader") or "") or _default_preheader(entries)
         list_slug = front.get("list")
@@ -221,49 +218,6 @@ class _IssueParser(InlineNodeReader):
             related_title=related_title,
             warnings=tuple(self.warnings),
         )
-
-    def split_front_matter(self) -> tuple[dict, str]:
-        # Most issues have none: the first line decides before the whole file is split.
-        first_end = self.source.find("\n")
-        if (self.source if first_end < 0 else self.source[:first_end]).strip() != "---":
-            return {}, self.source
-        lines = self.source.split("\n")
-        for index in range(1, len(lines)):
-            if lines[index].strip() in ("---", "..."):
-                break
-        else:
-            raise self.error("front matter opened with '---' is never closed; add a '---' line after it", 1)
-        import yaml  # here, not at the top: most issues have no front matter
-
-        text = "\n".join(lines[1:index])
-        try:
-            data = yaml.safe_load(text) if text.strip() else {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = mark.line + 2 if mark is not None else 1
-            problem = getattr(err, "problem", None) or "invalid YAML"
-            raise self.error(f"front matter is not valid YAML ({problem}); write 'key: value' lines", line) from None
-        except RecursionError:
-            # PyYAML composes nested sequences and mappings recursively.
-            raise self.error("front matter nests too deeply; write 'key: value' lines", 2) from None
-        except ValueError as err:
-            # PyYAML reads `2026-13-01` as a timestamp and raises a bare ValueError, without a
-            # position: find the impossible date's line (date_in raises for it).
-            for number, text in enumerate(lines[1:index], start=2):
-                self.date_in(text, number)
-            raise self.error(f"front matter has an impossible value ({err})", 1) from None
-        if not isinstance(data, dict):
-            raise self.error("front matter must be 'key: value' lines", 2)
-        for key, value in data.items():
-            line = _line_of_key(lines[1:index], str(key)) + 1
-            if key not in FRONT_MATTER_KEYS:
-                raise self.error(f"unknown front matter key {key!r}; known keys: {', '.join(FRONT_MATTER_KEYS)}", line)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise self.error(f"front matter key {key!r} is empty; give it a value or remove the line", line)
-            if not isinstance(value, (str, int, float, dt.date)):
-                raise self.error(f"front matter key {key!r} must be a single value", line)
-        self.line_offset = index + 1
-        return data, "\n".join(lines[index + 1 :])
 
     def read_title(self, nodes: list[Node]) -> tuple[str, int, list[Node]]:
         if not nodes:
@@ -527,36 +481,6 @@ class _IssueParser(InlineNodeReader):
             )
         return tuple(links)
 
-    def read_date(self, front: dict, title: str, title_line: int) -> dt.date:
-        value = front.get("date")
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        if value is not None:
-            line = _line_of_key(self.source.split("\n"), "date")  # already 1-based in the whole file
-            found = self.date_in(str(value), line)
-            if found is None:
-                raise self.error(f"front matter date {value!r} is not a date like 2026-01-22", line)
-            return found
-        found = self.date_in(title, title_line) or self.date_in(self.path.stem, title_line)
-        if found is None:
-            raise self.error(
-                "no issue date; put it in the title (2026年01月22日 or 2026-01-22) or as 'date:' in the front matter",
-                title_line,
-            )
-        return found
-
-    def date_in(self, text: str, line: int) -> dt.date | None:
-        for pattern in DATE_PATTERNS:
-            match = pattern.search(text)
-            if match:
-                try:
-                    return dt.date(*(int(part) for part in match.groups()))
-                except ValueError:
-                    raise self.error(f"{match.group(0)!r} is not a real date", line) from None
-        return None
-
     # -- generic Markdown ---------------------------------------------------
 
     def block(self, node: Node) -> Block:
@@ -637,13 +561,6 @@ def _field(fields: dict[str, _EntryField], key: str, kind: type[_F], default: _F
     value = fields.get(key, default)
     assert isinstance(value, kind), (key, value)  # `assign` stores each label's own type
     return value
-
-
-def _line_of_key(lines: list[str], key: str) -> int:
-    for index, line in enumerate(lines):
-        if line.split(":", 1)[0].strip() == key:
-            return index + 1
-    return 1
 
 
 def _default_preheader(entries: list[Entry]) -> str:
