@@ -25,9 +25,9 @@ def scanned_deliveries(plan: dict) -> int:
     return total
 
 
+# The plan read back is PostgreSQL's.
+@pytest.mark.only_on("postgresql")
 def test_a_claim_of_fifty_reads_about_fifty_rows_of_a_queue_of_twenty_thousand(world: World):
-    if world.store.dialect != "postgresql":
-        pytest.skip("the plan read back is PostgreSQL's")
     world.add_subscribers(20_000)
     plan = world.plan()
     with world.store.begin() as conn:

@@ -46,19 +46,17 @@ def start_serving(world: World, *args: str) -> tuple[subprocess.Popen, int]:
     raise AssertionError("serve did not start")
 
 
+@pytest.mark.only_on("sqlite")
 def test_more_than_one_worker_on_sqlite_is_refused_in_one_line(world: World):
-    if world.store.dialect != "sqlite":
-        pytest.skip("PostgreSQL serves with several workers")
     refused = world.newsletter("serve", "--port", str(free_port()), "--workers", "2", timeout=60)
     assert refused.returncode != 0
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "--workers 2 needs PostgreSQL" in lines[0], refused.stderr
 
 
-@pytest.mark.postgres
+# Several workers need PostgreSQL (refused on SQLite: the test above).
+@pytest.mark.only_on("postgresql")
 def test_three_workers_record_every_hit_answered_once_even_when_stopped_mid_burst(world: World):
-    if world.store.dialect != "postgresql":
-        pytest.skip("several workers need PostgreSQL (refused on SQLite: the test above)")
     world.add_subscribers(150)
     world.send()
     messages = [parse_message(path.read_bytes()) for path in world.outbox_files()]

@@ -50,8 +50,6 @@ def test_slots_taken_by_concurrent_senders_never_crowd_one_second(store):
     """The schedule itself, without the network's jitter: three pacers on threads of their
     own take batches from the account's row at once; the slots they get, together, are
     never closer than the spacing and never more than the rate in a second."""
-    if store.dialect != "postgresql":
-        pytest.skip("the shared schedule lives in PostgreSQL")
     join_rate(store, "ses:test", float(RATE), allowance=None)
     slots: list[float] = []
     lock = threading.Lock()
