@@ -25,13 +25,8 @@ from tests.test_send_crash import check_one_each_in_the_outbox, kill, wait_until
 pytest_plugins = ["tests.send_world"]
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    """PostgreSQL only: joining is what SQLite refuses."""
-    from databases import empty_database
-
-    with empty_database(request.param, tmp_path) as url:
-        yield url
+# Every test here is PostgreSQL's: that is where senders join and share a rate.
+pytestmark = pytest.mark.only_on("postgresql")
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:

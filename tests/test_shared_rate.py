@@ -27,13 +27,8 @@ pytest_plugins = ["tests.transport_servers", "tests.send_world"]
 RATE = 100
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    """PostgreSQL only: that is where senders join and share a rate."""
-    from databases import empty_database
-
-    with empty_database(request.param, tmp_path) as url:
-        yield url
+# Every test here is PostgreSQL's: that is where senders join and share a rate.
+pytestmark = pytest.mark.only_on("postgresql")
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
