@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from newsletter.store.schema import CLICK, OPEN, events
 
 pytest.register_assert_rewrite("tests.send_world")
+from ports import free_port
+
 from tests.send_world import World, parse_message
-from tests.test_schedule import free_port
 from tests.web_site import pixel_url, tracked_links
 
 pytest_plugins = ["tests.send_world"]
