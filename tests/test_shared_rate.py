@@ -74,11 +74,6 @@ def test_slots_taken_by_concurrent_senders_never_crowd_one_second(store):
 
 
 def test_two_senders_share_one_rate_as_the_provider_counts_arrivals(world: World, local_ses: LocalSes):
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > cores:
-        # Then a request reaches the server tens of milliseconds late now and then, more
-        # than the slots' 1.6 % margin; the schedule is checked without that noise above.
-        pytest.skip(f"load average {load:.1f} on {cores} cores: arrival times too noisy to count per second")
     use_ses(world, local_ses)
     local_ses.keep_messages = False
     local_ses.set_quota(max_send_rate=RATE, max_24_hour_send=1_000_000)
@@ -99,7 +94,13 @@ def test_two_senders_share_one_rate_as_the_provider_counts_arrivals(world: World
     # the last, and never more than the rate in any one second.
     achieved = (len(accepted) - 1) / (accepted[-1] - accepted[0])
     assert 0.98 * RATE <= achieved <= RATE, achieved
-    assert max_in_one_second(accepted) <= RATE
+    # On a machine busier than its cores a request now and then reaches the server (or its
+    # timestamp) tens of milliseconds late, bunching with the next ones by more than the
+    # slots' 1.6 % margin: seen 101-124 in the busiest second at load 5-12, against 199 with
+    # the rate not shared.  The slots themselves are checked without that noise above.
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    crowded = max_in_one_second(accepted)
+    assert crowded <= (RATE if load <= cores else 1.3 * RATE), (crowded, load)
 
 
 def test_two_senders_share_the_daily_quota(world: World, local_ses: LocalSes):
