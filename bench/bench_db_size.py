@@ -34,7 +34,7 @@ def main() -> None:
 
     import sqlalchemy as sa
 
-    from newsletter.feedback.hits import judge_hit
+    from newsletter.feedback.hits import judge_hit, replay_key
     from newsletter.store.hits import Hit, record_hits
     from newsletter.store.schema import CLICK, OPEN
     from tests.send_world import World
@@ -54,7 +54,7 @@ def main() -> None:
                 for kind, link in ((OPEN, None), (CLICK, 0)):
                     hits = [Hit(kind, issue_id, i, now, BROWSER, link_idx=link) for i in ids]
                     for batch in range(0, len(hits), 2_000):
-                        record_hits(conn, hits[batch : batch + 2_000], judge_hit)
+                        record_hits(conn, hits[batch : batch + 2_000], judge_hit, replay_key)
             engine = sa.create_engine(world.store.engine.url, isolation_level="AUTOCOMMIT")
             figures = {}
             with engine.connect() as conn:

@@ -22,6 +22,7 @@ from newsletter.feedback.machines import (
     CLICK_SECONDS_AFTER_SENDING,
     judge,
 )
+from newsletter.store import Store
 from newsletter.store.ledger import issue_links
 from newsletter.store.schema import CLICK, OPEN, deliveries, events, links, utcnow
 from newsletter.tokens import Purpose
@@ -366,8 +367,9 @@ def test_a_batch_the_database_refused_is_kept_and_written_once_it_is_back(
         # A real failure of the database write: the table is not there for a while.
         with world.store.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE events RENAME TO events_away")
-        for _ in range(5):
-            recorder.add(Hit(OPEN, issue_id, subscriber_id, time.time(), BROWSER))
+        # Five opens a replay window apart, so that each is one of its own.
+        for n in range(5):
+            recorder.add(Hit(OPEN, issue_id, subscriber_id, time.time() - n * REPLAY_SECONDS, BROWSER))
         # Two failed tries of the same five hits: the batch was kept for the second one.
         deadline = time.monotonic() + 10
         while sum("could not record 5 tracking hits" in r.getMessage() for r in caplog.records) < 2:
@@ -388,6 +390,44 @@ def test_a_batch_the_database_refused_is_kept_and_written_once_it_is_back(
         assert stored == [(OPEN, subscriber_id)] * 5
     finally:
         recorder.stop()
+        world.close()
+
+
+def test_the_same_hit_written_by_two_processes_is_stored_once(database_url: str, tmp_path):
+    """Two recorders on their own connections to one database, as two `serve --workers`
+    processes are: a repeat each of them was given is one row (its replay key), while the
+    reader's other user agent and the next window are rows of their own."""
+    world = World(tmp_path, database_url)
+    other_store = Store.open(database_url)
+    first, second = HitRecorder(world.store), HitRecorder(other_store)
+    try:
+        world.add_subscribers(1)
+        world.send()
+        issue_id, (subscriber_id,) = world.issue_row()["id"], world.emails()
+        # Inside one bucket of the window (replay_key), then the next one.
+        start = time.time() // REPLAY_SECONDS * REPLAY_SECONDS
+        first.add(Hit(OPEN, issue_id, subscriber_id, start + 1, BROWSER))
+        second.add(Hit(OPEN, issue_id, subscriber_id, start + 2, BROWSER))
+        second.add(Hit(OPEN, issue_id, subscriber_id, start + 3, "Phone Mail/1.0"))
+        first.add(Hit(OPEN, issue_id, subscriber_id, start + REPLAY_SECONDS + 1, BROWSER))
+        second.add(Hit(CLICK, issue_id, subscriber_id, start + 4, BROWSER, link_idx=0))
+        first.add(Hit(CLICK, issue_id, subscriber_id, start + 5, BROWSER, link_idx=0))
+        first.flush()
+        second.flush()
+        with world.store.read() as conn:
+            stored = conn.execute(
+                sa.select(events.c.kind, events.c.user_agent, events.c.occurred_at).order_by(events.c.occurred_at)
+            ).all()
+        # Which of a repeat's two is kept depends on which writer came first; one is.
+        windows = sorted(
+            (kind, agent, (moment.timestamp() - start) // REPLAY_SECONDS) for kind, agent, moment in stored
+        )
+        assert windows == [(CLICK, BROWSER, 0), (OPEN, BROWSER, 0), (OPEN, BROWSER, 1), (OPEN, "Phone Mail/1.0", 0)]
+        assert first.recorded + second.recorded == 4
+    finally:
+        first.stop()
+        second.stop()
+        other_store.close()
         world.close()
 
 

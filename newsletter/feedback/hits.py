@@ -15,13 +15,19 @@ FLUSH_SECONDS of hits; for opens and clicks that is an acceptable price.  A data
 error keeps the batch and retries it, so a brief outage loses nothing either; only past
 MAX_PENDING waiting hits (the database down for a long while) are new hits dropped, with
 a log line, so memory stays bounded.
+
+A repeat is stored once across processes as well (`newsletter serve --workers N`, or several
+servers behind a load balancer): each hit is written with a replay key, and the batch insert
+skips a key already stored (`replay_key` says what the key is and where its window ends).
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from newsletter.compose.render import TRACKABLE_SCHEMES
@@ -29,7 +35,7 @@ from newsletter.feedback.machines import judge
 from newsletter.store import Store, ledger
 from newsletter.store.hits import Hit, record_hits
 
-__all__ = ["Hit", "HitRecorder", "tracked_link"]
+__all__ = ["REPLAY_SECONDS", "Hit", "HitRecorder", "replay_key", "tracked_link"]
 
 log = logging.getLogger("newsletter.web")  # its lines belong with the web app's
 
@@ -37,6 +43,40 @@ FLUSH_SECONDS = 0.25
 BATCH_SIZE = 2_000
 MAX_PENDING = 1_000_000
 RETRY_SECONDS = 2.0
+# The same pixel or link of the same message requested again within this many seconds is
+# the same open or click (a mail client loading an image twice, a scanner, or a replay in a
+# loop), recorded once.
+REPLAY_SECONDS = 60.0
+
+
+def replay_key(hit: Hit, seconds: float = REPLAY_SECONDS) -> str | None:
+    """The events' `dedupe_key` of a hit: one per message (issue, subscriber), kind, link,
+    user agent and `seconds`-long bucket of the clock (Unix time // seconds).
+
+    The rule this gives, with the sliding window each process keeps in front of it
+    (web/tracking.py RecentHits): across processes, at most one row per key per bucket.  A
+    bucket is not exactly "within `seconds`": two requests a second apart either side of a
+    bucket's edge, answered by two processes, are both stored, while within one process the
+    sliding window still merges them; requests in one bucket are always less than `seconds`
+    apart, so the key never merges what the window would keep apart.  That is fine because
+    the stats count people, not rows (unique opens and clicks are distinct subscribers), and
+    the raw counts (clicks per link, the timeline) gain at most one row per reader per
+    window.  The key includes the user agent so that a scanner's hit does not hide the
+    reader's own a moment later (judge_hit tells them apart); RecentHits' cap of
+    REPLAY_AGENTS agents per window stays per process.  Processes on other machines must
+    keep their clocks in step (NTP) for their buckets to agree.
+
+    128 bits of SHA-256 in hex: the events' unique index holds one per hit row, and half
+    a digest is as good as a whole one against accidental collisions at any number of rows
+    this table will hold.  The "hit" prefix keeps the keys apart from SES events' keys.
+    No window (`seconds` 0) gives no key: every hit is one of its own, as in RecentHits.
+    """
+    if seconds <= 0:
+        return None
+    bucket = int(hit.at // seconds)
+    agent = "-" if hit.user_agent is None else f"={hit.user_agent}"
+    text = f"hit:{hit.kind}:{hit.issue_id}:{hit.subscriber_id}:{hit.link_idx}:{bucket}:{agent}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def judge_hit(hit: Hit, sent_at: datetime | None) -> tuple[bool, dict | None]:
@@ -52,9 +92,18 @@ def judge_hit(hit: Hit, sent_at: datetime | None) -> tuple[bool, dict | None]:
 class HitRecorder:
     """`add(hit)` from any thread; a writer thread stores hits in batches."""
 
-    def __init__(self, store: Store, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+        replay_seconds: Callable[[], float] = lambda: REPLAY_SECONDS,
+    ) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
+        # The width of a replay key's bucket (`replay_key`), asked at each write: the app
+        # passes its sliding window's, so that the two are always one window.
+        self.replay_seconds = replay_seconds
         self._pending: collections.deque[Hit] = collections.deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -134,7 +183,7 @@ class HitRecorder:
             return False
         try:
             with self.store.begin() as conn:
-                self.recorded += record_hits(conn, batch, judge_hit)
+                self.recorded += record_hits(conn, batch, judge_hit, self._replay_key)
             return True
         except Exception as err:
             # Put the batch back in front, in order, and let the next round try again.
@@ -144,6 +193,9 @@ class HitRecorder:
                 raise
             self._stopping.wait(RETRY_SECONDS)
             return False
+
+    def _replay_key(self, hit: Hit) -> str | None:
+        return replay_key(hit, self.replay_seconds())
 
 
 def tracked_link(store: Store, issue_id: int, index: int) -> str | None:

@@ -3,9 +3,11 @@
 The open pixel is the busiest URL of `newsletter serve` (every open of every message), so its
 hits are buffered in memory and written here, a batch at a time, by one writer thread
 (`newsletter.feedback.hits`).  A batch looks up what it needs in three queries, then inserts
-every event in one executemany.
+every event in one executemany, skipping those whose replay key is stored already (the
+events' unique `dedupe_key`: the same hit written by another process).
 
-Only SQL lives here; whether a hit was a machine's is decided by the caller's `judge`.
+Only SQL lives here; whether a hit was a machine's is decided by the caller's `judge`, and
+which hits are the same by its `replay_key`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from newsletter.store.dialect import insert_ignoring_conflicts
 from newsletter.store.schema import deliveries, events, issues, subscribers, utcnow
 
 
@@ -41,6 +44,8 @@ class Hit:
 
 # judge(hit, sent_at) -> (machine, detail)
 Judge = Callable[[Hit, "datetime | None"], "tuple[bool, dict | None]"]
+# replay_key(hit) -> the events' dedupe_key: hits with the same key are one (None: no key).
+ReplayKey = Callable[[Hit], "str | None"]
 
 
 # The columns written per hit, in the order rows are built.
@@ -55,6 +60,7 @@ _COLUMNS = (
     "detail",
     "occurred_at",
     "recorded_at",
+    "dedupe_key",
 )
 
 
@@ -64,8 +70,14 @@ class _EventInsert:
     UtcDateTime decorator) measured ~60 us a hit here, more than the database took; the
     same conversions done once per value below cost a fraction of that."""
 
-    def __init__(self, dialect: sa.Dialect) -> None:
-        compiled = events.insert().compile(dialect=dialect, column_keys=list(_COLUMNS))
+    def __init__(self, conn: sa.Connection) -> None:
+        dialect = conn.dialect
+        # ON CONFLICT (dedupe_key) DO NOTHING: on PostgreSQL a key inserted by another
+        # process's transaction still open makes this one wait for it to end, then skip the
+        # row; nothing is written twice and nothing fails (PostgreSQL documentation, INSERT,
+        # "ON CONFLICT Clause").
+        statement = insert_ignoring_conflicts(conn, events).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        compiled = statement.compile(dialect=dialect, column_keys=list(_COLUMNS))
         self.sql = compiled.string
         self.positional = compiled.positional
         if self.positional:
@@ -74,14 +86,16 @@ class _EventInsert:
         self.boolean = _driver_form(events.c.machine, dialect)
         self.json = _driver_form(events.c.detail, dialect)
 
-    def execute(self, conn: sa.Connection, rows: list[tuple]) -> None:
+    def execute(self, conn: sa.Connection, rows: list[tuple]) -> int:
+        """Insert `rows`; returns how many were new (the drivers' executemany rowcount is
+        the sum over the rows, 0 for a skipped one)."""
         params: list[tuple] | list[dict[str, Any]]
         if self.positional:
             order = self.order
             params = [tuple(row[i] for i in order) for row in rows]
         else:
             params = [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
-        conn.exec_driver_sql(self.sql, params)
+        return conn.exec_driver_sql(self.sql, params).rowcount
 
 
 def _driver_form(column: sa.Column, dialect: sa.Dialect) -> Callable:
@@ -92,17 +106,22 @@ def _driver_form(column: sa.Column, dialect: sa.Dialect) -> Callable:
 _inserts: dict[str, _EventInsert] = {}
 
 
-def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
+def _key_order(row: tuple) -> str:
+    return row[-1] or ""
+
+
+def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge, replay_key: ReplayKey) -> int:
     """Store `hits` as events; returns how many were stored.
 
     A hit whose issue or subscriber no longer exists (erased since the mail went out) is
-    dropped: the foreign keys would refuse it, and there is nobody left to count.
+    dropped: the foreign keys would refuse it, and there is nobody left to count.  So is one
+    whose `replay_key` an event already has.
     """
     if not hits:
         return 0
     insert = _inserts.get(conn.dialect.name)
     if insert is None:
-        insert = _inserts[conn.dialect.name] = _EventInsert(conn.dialect)
+        insert = _inserts[conn.dialect.name] = _EventInsert(conn)
     issue_ids = sorted({hit.issue_id for hit in hits})
     subscriber_ids = sorted({hit.subscriber_id for hit in hits})
     known_issues = set(conn.execute(sa.select(issues.c.id).where(issues.c.id.in_(issue_ids))).scalars())
@@ -138,8 +157,13 @@ def record_hits(conn: sa.Connection, hits: Sequence[Hit], judge: Judge) -> int:
                 to_json(detail) if detail is not None else None,
                 to_time(hit.occurred_at),
                 recorded_at,
+                replay_key(hit),
             )
         )
-    if rows:
-        insert.execute(conn, rows)
-    return len(rows)
+    if not rows:
+        return 0
+    # In key order: two processes inserting overlapping batches then wait for each other's
+    # keys in the same order, so neither can hold a key the other waits for while waiting
+    # for one the other holds (a deadlock, which PostgreSQL would end by failing a batch).
+    rows.sort(key=_key_order)
+    return insert.execute(conn, rows)

@@ -54,8 +54,9 @@ def create_app(context: WebContext) -> Starlette:
     pages = Pages(context)
     guard = FormGuard(lambda: context.settings.base_url)
     limiter = RateLimiter(context.settings.web.subscribe_rate_per_minute)
-    recorder = HitRecorder(context.store)
     recent = RecentHits()
+    # The replay keys' buckets as wide as the sliding window (newsletter.feedback.hits.replay_key).
+    recorder = HitRecorder(context.store, replay_seconds=lambda: recent.seconds)
     deferred = DeferredWork()
 
     @contextlib.asynccontextmanager

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.errors import TokenError
-from newsletter.feedback.hits import Hit, HitRecorder, tracked_link
+from newsletter.feedback.hits import REPLAY_SECONDS, Hit, HitRecorder, tracked_link
 from newsletter.store.schema import CLICK, OPEN
 from newsletter.tokens import Purpose, Tokens
 from newsletter.web.context import WebContext
@@ -54,10 +54,6 @@ PIXEL_HEADERS = [
 
 # Capped before storing: a user agent is a few hundred characters; a megabyte is an attack.
 USER_AGENT_LIMIT = 1000
-# The same pixel or link of the same message requested again within this many seconds is
-# the same open or click (a mail client loading an image twice, a scanner, or a replay in a
-# loop), recorded once.
-REPLAY_SECONDS = 60.0
 
 
 # At most this many hits of one pixel or link of one message are recorded within the window,
@@ -68,7 +64,11 @@ REPLAY_AGENTS = 5
 
 class RecentHits:
     """Which hits were recorded in the last REPLAY_SECONDS, per process and bounded (the
-    oldest are forgotten first, which errs towards recording).  Used on the event loop only."""
+    oldest are forgotten first, which errs towards recording).  Used on the event loop only.
+
+    This spares the database the replays one process sees (a loop of requests costs no
+    write); a repeat that reaches another process is dropped when its batch is written, by
+    its replay key (newsletter.feedback.hits.replay_key)."""
 
     def __init__(self, seconds: float = REPLAY_SECONDS, *, max_entries: int = 100_000, clock=time.monotonic) -> None:
         self.seconds = seconds
