@@ -43,7 +43,7 @@ from newsletter.mail.message import OutgoingMessage, Recipient
 from newsletter.sending.pacing import Pacer, backoff
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
-from newsletter.sending.ride_out import in_transaction, patiently
+from newsletter.sending.ride_out import DB_PATIENCE, RECORD_PATIENCE, in_transaction, patiently
 from newsletter.sending.senders import SenderLease, in_flight
 from newsletter.sending.shared_rate import SharedPacer, shared_pacer
 from newsletter.sending.state import COMPLETE, INCOMPLETE, send_state
@@ -70,13 +70,10 @@ from newsletter.transports.configured import open_transport
 # A throttled request is tried this many times within one claim, waiting as `pacing.backoff`
 # says, before its row is handed back to be claimed again a little later (retry.py).
 THROTTLED_TRIES = 4
+# How often a sender says it is alive; with DB_PATIENCE it sets how long the others wait
+# before taking a silent one for dead (ledger.SENDER_SILENCE says why 90 s).
 HEARTBEAT_SECONDS = 5.0
 OUTBOX_CLAIM_WINDOW = 200
-# How long a run waits for a database that went away (a restart, a dropped connection, a
-# lock) before giving up: for claims and the like, and longer for recording the outcomes the
-# process already knows (newsletter/sending/ride_out.py).
-DB_PATIENCE = 60.0
-RECORD_PATIENCE = 300.0
 # Seconds of sending claimed ahead at most (see _claim_window).
 CLAIM_AHEAD = 1.0
 # Permanent failures named in the summary; the rest are counted.
@@ -151,6 +148,7 @@ class _Campaign:
         self.settings = plan.settings
         self.issue_id = plan.stored.id
         self.lease = SenderLease(plan.store, plan.stored.id, plan.stored.slug)
+        self.summary = SendSummary()
         self.own_transport = transport is None
         self.transport = transport or open_transport(plan.settings, workers=plan.workers)
         self.factory = plan.message_factory()
@@ -159,11 +157,11 @@ class _Campaign:
         # On PostgreSQL every sender of the account takes its send times from one shared
         # schedule (shared_rate.py); alone, on SQLite, its own Pacer spaces them.
         quota_left = plan.quota.remaining_24_hours if plan.quota is not None else None
-        self.pacer = shared_pacer(plan.settings, plan.store, plan.rate, allowance=quota_left) or Pacer(plan.rate)
+        shared = self._ride_out(lambda: shared_pacer(plan.settings, plan.store, plan.rate, allowance=quota_left))
+        self.pacer = shared or Pacer(plan.rate)
         self.clock = plan.options.clock
         self.max_attempts = plan.settings.sending.max_attempts
         self.stop = threading.Event()
-        self.summary = SendSummary()
         self.work: queue.Queue[Claimed | None] = queue.Queue()
         self.results: queue.Queue[Outcome] = queue.Queue()
         # Hard bounces at send time, by row, from the workers to the main thread's record.
@@ -182,10 +180,10 @@ class _Campaign:
                 "or a process killed while writing)"
             )
         try:
-            self.lease.start()
+            self._ride_out(self.lease.start)
             try:
-                self.lease.find_lost()
-                others = self.lease.others()
+                self._ride_out(self.lease.find_lost)
+                others = self._ride_out(self.lease.others)
                 if others:
                     self.summary.notes.append(
                         f"joined {len(others)} other sender(s) of {self.plan.stored.slug!r} ({', '.join(others)})"
@@ -195,11 +193,7 @@ class _Campaign:
                 self._loop(progress, started)
             finally:
                 # Ended even through a blip: the other senders must not wait for this one.
-                patiently(
-                    lambda: self.lease.end(sent=self.summary.sent),
-                    patience=RECORD_PATIENCE,
-                    on_retry=self._database_away,
-                )
+                self._ride_out(lambda: self.lease.end(sent=self.summary.sent), patience=RECORD_PATIENCE)
         finally:
             if self.own_transport:
                 self.transport.close()
@@ -207,9 +201,7 @@ class _Campaign:
         # outcomes before it ends its lease, so once its lease reads as ended the counts
         # below include all it sent (read the other way round, a sender finishing between
         # the two reads would leave this one's summary neither complete nor someone else's).
-        flight = patiently(
-            lambda: in_flight(self.store, self.issue_id), patience=DB_PATIENCE, on_retry=self._database_away
-        )
+        flight = self._ride_out(lambda: in_flight(self.store, self.issue_id))
         self.summary.uncertain = flight.uncertain
         self.summary.in_flight_elsewhere = flight.elsewhere
         self.summary.other_senders = flight.senders
@@ -225,6 +217,7 @@ class _Campaign:
         if isinstance(self.pacer, SharedPacer):
             # Slots taken and not used go back to the shared daily quota.
             self.pacer.close()
+            self.summary.database_retries += self.pacer.database_retries
             if self.pacer.stopped:
                 self.summary.stopped = self.summary.stopped or self.pacer.stopped
         self.summary.throttled = self.pacer.throttles
@@ -238,7 +231,7 @@ class _Campaign:
         otherwise leave them (and report them).  Returns how many went back to the queue."""
         if isinstance(self.transport, RecordingTransport):
             # Adopted in one statement: of two senders racing for them, one gets each row.
-            orphans = self.lease.adopt_orphans()
+            orphans = self._ride_out(self.lease.adopt_orphans)
             if not orphans.rows:
                 return 0
             arrived = [
@@ -246,21 +239,21 @@ class _Campaign:
             ]
             taken = set(arrived)
             missing = [row_id for row_id, _ in orphans.rows if row_id not in taken]
-            self.lease.settle_adopted(arrived=arrived, missing=missing)
+            self._ride_out(lambda: self.lease.settle_adopted(arrived=arrived, missing=missing))
             self.summary.notes.append(
                 f"{len(orphans.rows)} messages were in flight {when}: "
                 f"{len(arrived)} had reached the outbox, {len(missing)} had not and are sent now"
             )
             return len(missing)
         if self.plan.options.resend_uncertain:
-            return self.lease.requeue_orphans()
+            return self._ride_out(self.lease.requeue_orphans)
         return 0
 
     def _watch_other_senders(self) -> int:
         """Heartbeat time, and once more before finishing: find senders that died since;
         their rows are settled (outbox) or reported as uncertain, and the rest of the issue
         goes on here.  Returns how many of their rows went back to the queue."""
-        lost = self.lease.find_lost()
+        lost = self._ride_out(self.lease.find_lost)
         if not lost:
             return 0
         names = ", ".join(lost)
@@ -338,11 +331,7 @@ class _Campaign:
                         continue
                     break
                 if time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    alive = patiently(
-                        lambda: self.lease.heartbeat(sent=self.summary.sent),
-                        patience=DB_PATIENCE,
-                        on_retry=self._database_away,
-                    )
+                    alive = self._ride_out(lambda: self.lease.heartbeat(sent=self.summary.sent))
                     if not alive:
                         # Silent past ledger.SENDER_SILENCE (a stalled machine): the others
                         # may already have taken this sender's rows over.
@@ -446,8 +435,14 @@ class _Campaign:
         """One ledger transaction, ridden out while the database is briefly away (ride_out.py)."""
         return in_transaction(self.store, work, patience=patience, read_only=read_only, on_retry=self._database_away)
 
+    def _ride_out(self, call: Callable[[], T], *, patience: float = DB_PATIENCE) -> T:
+        """`call()`, whose transactions are its own (the lease's, the shared rate's), run
+        again while the database is briefly away (ride_out.py)."""
+        return patiently(call, patience=patience, on_retry=self._database_away)
+
     def _database_away(self, err: BaseException) -> None:
         self.summary.database_retries += 1
+        self.lease.database_away_at = utcnow()
 
     def _bounce(self, item: Claimed, err: TransportError) -> FeedbackEvent:
         """The provider's refusal of the address at send time, as the bounce it is."""

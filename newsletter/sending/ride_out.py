@@ -31,6 +31,13 @@ T = TypeVar("T")
 FIRST_PAUSE = 0.2
 LONGEST_PAUSE = 5.0
 
+# How long a send waits for a database that went away before giving up: every statement of
+# a sender (its claims, its lease and heartbeat, the search for senders that died, the
+# shared rate's slots), and longer for recording the outcomes the process already knows
+# and for ending its lease, so that they are not lost to an outage the rest gave up on.
+DB_PATIENCE = 60.0
+RECORD_PATIENCE = 300.0
+
 
 def is_transient(err: BaseException) -> bool:
     """Whether `err` is the database being away (worth another try), not a bug or a refusal."""

@@ -11,11 +11,16 @@ this machine at once (its pid is gone), elsewhere when its heartbeat is older th
 `ledger.SENDER_SILENCE`.  Its lease is ended as lost, and the rows it held in `sending`
 become the uncertain rows of DESIGN.md's rules: settled exactly where the transport can
 tell (the outbox), otherwise reported and resent only with `--resend-uncertain`.
+
+Every method here is one or more whole transactions that can be run again (the campaign
+rides a database outage out by doing so, sending/ride_out.py): `start` finds the lease it
+opened if the answer to its COMMIT was lost, ending and finding leases are conditional.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from newsletter.errors import NewsletterError
 from newsletter.store import Store, leases, ledger
@@ -40,6 +45,11 @@ class SenderLease:
         self.name = name or ledger.this_sender()
         self.joins = store.dialect == "postgresql"
         self.id: int | None = None
+        # When this sender last found the database away (the campaign's ride-out sets it).
+        # The others could not beat while it was away either, so their silence is counted
+        # from then, not from their last heartbeat: an outage this sender rode out does not
+        # make it take a live sender for dead (see ledger.SENDER_SILENCE).
+        self.database_away_at: datetime | None = None
 
     # -- joining and leaving -------------------------------------------------
 
@@ -86,11 +96,15 @@ class SenderLease:
 
     # -- the others ------------------------------------------------------------
 
+    def _alive(self, lease: leases.LeaseRow) -> bool:
+        seen = lease.heartbeat_at
+        if self.database_away_at is not None and self.database_away_at > seen:
+            seen = self.database_away_at
+        return ledger.sender_alive(lease.name, seen)
+
     def _live_others(self, conn) -> list[leases.LeaseRow]:
         return [
-            lease
-            for lease in leases.open_leases(conn, self.issue_id)
-            if lease.id != self.id and ledger.sender_alive(lease.name, lease.heartbeat_at)
+            lease for lease in leases.open_leases(conn, self.issue_id) if lease.id != self.id and self._alive(lease)
         ]
 
     def others(self) -> list[str]:
@@ -104,7 +118,7 @@ class SenderLease:
             dead = [
                 lease
                 for lease in leases.open_leases(conn, self.issue_id)
-                if lease.id != self.id and not ledger.sender_alive(lease.name, lease.heartbeat_at)
+                if lease.id != self.id and not self._alive(lease)
             ]
         if not dead:
             return []

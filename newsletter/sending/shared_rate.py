@@ -17,6 +17,12 @@ and the sender that finds it spent stops as a spent SES quota stops a send.
 Throttling halves the shared rate (once a second however many senders are refused) and it
 recovers as `pacing.Pacer`'s does; a sender's own Pacer stays in charge on SQLite, where a
 second sender cannot join.
+
+The row's statements ride a database outage out as the ledger's do (sending/ride_out.py),
+within the same bound; past it the sender's pacer releases nothing more and says why
+(`stopped`), so the send stops as it does when the quota is spent.  A statement run again
+after a COMMIT whose answer was lost takes (or gives back) one batch twice: a quarter of a
+second's slots skipped, or that much of the quota the provider's own figure corrects.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from newsletter.config import Settings
+from newsletter.errors import StoreError
 from newsletter.sending.pacing import MIN_RATE, RECOVERY, THROTTLE_FACTOR, THROTTLE_QUIET
+from newsletter.sending.ride_out import DB_PATIENCE, is_transient, patiently
 from newsletter.store import Store, ledger
 from newsletter.store.schema import send_rates, senders, utcnow
 
@@ -44,7 +53,10 @@ SHARED_MARGIN = 0.016
 # takes and then does not use (it stopped, or ran out of rows) cost the others little.
 BATCH_SECONDS = 0.25
 
+T = TypeVar("T")
+
 QUOTA_SPENT = "the account's daily sending quota is spent (shared by every sender); the rest stays queued"
+DATABASE_AWAY = "the database was away for longer than {patience:g} s ({error}); the rest stays queued"
 
 _TAKE = sa.text(
     """
@@ -164,6 +176,8 @@ class SharedPacer:
         self.stopped: str | None = None
         # Statements run against the row, for the benchmarks (statements per message).
         self.statements = 0
+        # Statements run again because the database was away (the send's summary counts them).
+        self.database_retries = 0
 
     @property
     def rate(self) -> float:
@@ -172,18 +186,17 @@ class SharedPacer:
     def _take(self) -> None:
         """Take the next batch of slots from the row; called with the lock held."""
         wanted = max(1, math.ceil(self._rate * BATCH_SECONDS))
-        with self.store.begin() as conn:
-            row = conn.execute(
-                _TAKE,
-                {
-                    "key": self.key,
-                    "n": wanted,
-                    "returned": self._dropped,
-                    "recovery": RECOVERY,
-                    "margin": SHARED_MARGIN,
-                },
-            ).one()
-            self._dropped = 0
+        values = {
+            "key": self.key,
+            "n": wanted,
+            "returned": self._dropped,
+            "recovery": RECOVERY,
+            "margin": SHARED_MARGIN,
+        }
+        row = self._ride_out(lambda conn: conn.execute(_TAKE, values).one())
+        if row is None:
+            return
+        self._dropped = 0
         self.statements += 1
         self._rate = float(row.rate)
         granted = int(row.granted)
@@ -227,37 +240,63 @@ class SharedPacer:
             self._dropped = 0
         if not unused:
             return
-        with self.store.begin() as conn:
-            conn.execute(
-                sa.update(send_rates)
-                .where(send_rates.c.key == self.key, send_rates.c.allowance.is_not(None))
-                .values(allowance=send_rates.c.allowance + unused)
-            )
+
+        def give_back() -> None:
+            with self.store.begin() as conn:
+                conn.execute(
+                    sa.update(send_rates)
+                    .where(send_rates.c.key == self.key, send_rates.c.allowance.is_not(None))
+                    .values(allowance=send_rates.c.allowance + unused)
+                )
+
+        # After the send's last record: a database that stays away is the send's error.
+        patiently(give_back, patience=DB_PATIENCE, on_retry=self._database_away)
         self.statements += 1
 
     def throttled(self) -> None:
         """The provider refused a send for its rate: halve the account's rate, once a second
         for all senders together."""
-        with self.store.begin() as conn:
-            lowered = conn.execute(
-                _THROTTLED,
-                {
-                    "key": self.key,
-                    "floor": MIN_RATE,
-                    "factor": THROTTLE_FACTOR,
-                    "recovery": RECOVERY,
-                    "quiet": THROTTLE_QUIET,
-                },
-            ).scalar_one_or_none()
-        self.statements += 1
-        if lowered is None:
+        values = {
+            "key": self.key,
+            "floor": MIN_RATE,
+            "factor": THROTTLE_FACTOR,
+            "recovery": RECOVERY,
+            "quiet": THROTTLE_QUIET,
+        }
+        answer = self._ride_out(lambda conn: conn.execute(_THROTTLED, values).scalars().all())
+        if answer is None:
             return
+        self.statements += 1
+        if not answer:
+            # Another sender's refusal lowered it within the quiet second.
+            return
+        (lowered,) = answer
         with self._lock:
             self.throttles += 1
             self._rate = float(lowered)
             self.lowest = self._rate if self.lowest is None else min(self.lowest, self._rate)
             # Slots taken at the old rate would keep the old pace for a batch more.
             self._slots.clear()
+
+    def _ride_out(self, statement: Callable[[sa.Connection], T]) -> T | None:
+        """`statement` in a transaction of its own, run again while the database is briefly
+        away; None, and `stopped` set, when it stays away past the bound (the workers call
+        this: a traceback there would stop the send as an internal error)."""
+
+        def attempt() -> T:
+            with self.store.begin() as conn:
+                return statement(conn)
+
+        try:
+            return patiently(attempt, patience=DB_PATIENCE, on_retry=self._database_away)
+        except (StoreError, sa.exc.DBAPIError) as err:
+            if not is_transient(err):
+                raise
+            self.stopped = self.stopped or DATABASE_AWAY.format(patience=DB_PATIENCE, error=err)
+            return None
+
+    def _database_away(self, err: BaseException) -> None:
+        self.database_retries += 1
 
 
 def shared_pacer(settings: Settings, store: Store, rate: float | None, *, allowance: float | None):

@@ -91,6 +91,16 @@ def release_issue_lock(conn: sa.Connection, issue_id: int, me: str, *, successor
 
 
 def open_lease(conn: sa.Connection, issue_id: int, name: str) -> int:
+    """A lease of `name` on the issue: the one it has open already if any (a second try
+    after a COMMIT whose answer was lost: one process, one lease), else a new one."""
+    found = conn.execute(
+        sa.select(senders.c.id)
+        .where(senders.c.issue_id == issue_id, senders.c.name == name, senders.c.ended_at.is_(None))
+        .order_by(senders.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if found is not None:
+        return found
     now = utcnow()
     return conn.execute(
         senders.insert().values(issue_id=issue_id, name=name, started_at=now, heartbeat_at=now).returning(senders.c.id)

@@ -40,9 +40,17 @@ from newsletter.store.schema import (
     utcnow,
 )
 
-# A sender that has not said it is alive for this long is taken to be gone (it refreshes
-# every few seconds while it runs).
-SENDER_SILENCE = timedelta(seconds=60)
+# A sender that has not said it is alive for this long is taken to be gone.  While it runs it
+# beats every HEARTBEAT_SECONDS (5 s, sending/campaign.py); it is silent longer only while
+# the database is away, and it rides that out for up to DB_PATIENCE (60 s,
+# sending/ride_out.py) before it stops.  After an outage just under that bound its next try
+# comes within LONGEST_PAUSE (5 s) of the database's return and its heartbeat within the
+# same round of its loop, so it has been silent for at most 5 + 60 + 5 s and that round:
+# 90 s leaves 20 s for the round on a loaded machine, and a live sender that rode an outage
+# out is never taken for dead by one that did not see it (one started just after).  A
+# sender that saw the outage itself counts the others' silence from then (senders.py), which
+# also covers the longer wait of a sender recording its outcomes (RECORD_PATIENCE).
+SENDER_SILENCE = timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
