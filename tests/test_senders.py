@@ -173,3 +173,84 @@ def test_a_second_sender_joins_and_says_so(world: World):
     assert summary["this_sender"] == {"name": second_name, "sent": shares[second_name]}
     assert summary["ledger"]["total"] == 600 and summary["exit_status"] == 0
     assert "sent completely (600 in all)" in first_out or summary["state"] == "complete"
+
+
+def test_three_senders_ride_out_the_database_going_away_mid_send(world: World):
+    """Issue 9's rule (a brief outage does not abort a send, nothing known goes unrecorded)
+    for joined senders: their leases, heartbeats, the search for lost senders and the shared
+    rate's slots meet the outage too, not only the claims and records."""
+    from tests.cut_relay import CutRelay
+
+    direct = sa.make_url(world.database_url)
+    relay = CutRelay(direct.port or 5432)
+    # The senders reach the database through the relay; the test's own store does not.
+    world.configure("newsletter", database=direct.set(port=relay.port).render_as_string(hide_password=False))
+    try:
+        ids = world.add_subscribers(3_000)
+        issue = str(world.issue_file)
+        running = [world.start_newsletter("send", issue, "--yes", "--rate", "200") for _ in range(3)]
+        # All three at work, then the database gone for longer than a heartbeat's interval
+        # (HEARTBEAT_SECONDS) and more than a shared-rate batch, as a restart would take it.
+        wait_until(lambda: len(leases(world)) == 3 and world.outbox_count() >= 300, process=running[0])
+        relay.cut()
+        away_from = world.outbox_count()
+        time.sleep(8)
+        relay.restore()
+        results = [finish(process) for process in running]
+    finally:
+        relay.close()
+
+    for code, out, err in results:
+        assert code == 0, out + err
+        assert "Traceback" not in err, err
+    # Each of them waited for the database and went on (none of them died of it).
+    assert all("the database was away" in err for _c, _o, err in results), [err for _c, _o, err in results]
+    assert away_from < 3_000
+    assert world.statuses() == {"sent": 3_000}
+    check_one_each_in_the_outbox(world, ids)
+    assert world.issue_row()["completed_at"] is not None
+    # Nobody was taken for dead: every lease ended by its own sender, and the shares add up.
+    assert all(row["ended_at"] is not None and not row["lost"] for row in leases(world))
+    assert sum(row["sent"] for row in leases(world)) == 3_000
+
+
+def test_a_sender_that_saw_the_database_away_counts_the_others_silence_from_then(world: World):
+    """A sender on another machine is judged by its heartbeat; one that could not beat
+    because the database was away is not taken for dead by a sender that saw the outage."""
+    from datetime import timedelta
+
+    from newsletter.sending.senders import SenderLease
+    from newsletter.store import leases as lease_rows
+    from newsletter.store import ledger
+    from newsletter.store.schema import utcnow
+
+    world.add_subscribers(1)
+    stored = world.plan().stored
+    elsewhere = "sender.example.com:4242"
+    with world.store.begin() as conn:
+        other = lease_rows.open_lease(conn, stored.id, elsewhere)
+        silent_since = utcnow() - ledger.SENDER_SILENCE - timedelta(seconds=5)
+        conn.execute(sa.update(senders).where(senders.c.id == other).values(heartbeat_at=silent_since))
+    lease = SenderLease(world.store, stored.id, stored.slug)
+    lease.start()
+    first = lease.id
+    # Run again (a COMMIT whose answer was lost): the same lease, not a second one.
+    lease.start()
+    assert lease.id == first and len(leases(world)) == 2
+
+    lease.database_away_at = utcnow() - timedelta(seconds=10)
+    assert lease.find_lost() == [] and lease.others() == [elsewhere]
+    lease.database_away_at = None
+    assert lease.find_lost() == [elsewhere] and lease.others() == []
+
+
+def test_a_live_sender_beats_again_after_an_outage_it_rides_out_before_it_counts_as_silent():
+    """The numbers of ledger.SENDER_SILENCE's comment: its last heartbeat's interval, the
+    longest outage a sender rides out, the last pause of the ride-out, and room for a round
+    of the send's loop on a loaded machine."""
+    from newsletter.sending.campaign import HEARTBEAT_SECONDS
+    from newsletter.sending.ride_out import DB_PATIENCE, LONGEST_PAUSE
+    from newsletter.store import ledger
+
+    silent_at_most = HEARTBEAT_SECONDS + DB_PATIENCE + LONGEST_PAUSE
+    assert silent_at_most + 15 <= ledger.SENDER_SILENCE.total_seconds()
