@@ -372,6 +372,9 @@ class LocalSes:
     - `hold_answers_after(n)`: sends after the first n are accepted (moto keeps them) but
       their answers are held back until `release()` (which ends the holding): messages SES took whose answer a
       sender killed meanwhile never read.  `held` counts them.
+    - `stall_every(n, seconds)`: before taking in every n-th SendEmail the server stops for
+      `seconds`, and the requests arriving meanwhile wait with it: the server process
+      losing the CPU, after which the delayed requests arrive together.
     - `keep_messages = False`: answer SendEmail without handing it to moto (for pace tests,
       where moto's per-message work would bunch the arrival times); `requests` only.
     - `reset()`: back to a fresh state (received and requests forgotten).
@@ -402,6 +405,9 @@ class LocalSes:
         # False: SendEmail is answered without moto, which then keeps nothing (`received()`
         # is empty; `requests` still has every request, timestamped).  For pace tests.
         self.keep_messages = True
+        self._stall: tuple[int, float] | None = None
+        self._stall_gate = threading.Lock()
+        self._sends_seen = 0
 
     # ---- life cycle ----
 
@@ -453,6 +459,8 @@ class LocalSes:
             self._released = threading.Event()
             self.held = 0
             self.keep_messages = True
+            self._stall = None
+            self._sends_seen = 0
 
     # ---- set-up ----
 
@@ -510,6 +518,10 @@ class LocalSes:
     def fail_next_raw(self, count: int, status: int, body: bytes, content_type: str = "text/xml") -> None:
         with self._lock:
             self._faults.extend(_Fault("raw", "", status, body, content_type) for _ in range(count))
+
+    def stall_every(self, every: int, seconds: float) -> None:
+        with self._lock:
+            self._stall = (every, seconds)
 
     def hold_answers_after(self, count: int) -> None:
         with self._lock:
@@ -585,6 +597,7 @@ class LocalSes:
         raw_body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw_body)
         body = json.loads(raw_body or b"{}")
+        self._take_in()
         now = time.monotonic()
         fault = self._fault_for(now)
         if fault is not None:
@@ -628,6 +641,16 @@ class LocalSes:
         if hold:
             released.wait(timeout=120)
         return [chunks]
+
+    def _take_in(self) -> None:
+        """Where a stall (`stall_every`) holds this request and the ones behind it."""
+        with self._lock:
+            self._sends_seen += 1
+            stall = self._stall
+            seconds = stall[1] if stall is not None and self._sends_seen % stall[0] == 0 else 0.0
+        with self._stall_gate:
+            if seconds:
+                time.sleep(seconds)
 
     def _fault_for(self, now: float) -> _Fault | None:
         with self._lock:

@@ -40,7 +40,7 @@ from newsletter.feedback.event import EventKind, FeedbackEvent
 from newsletter.feedback.suppression import SuppressionPolicy
 from newsletter.interrupts import stop_on_signals
 from newsletter.mail.message import OutgoingMessage, Recipient
-from newsletter.sending.pacing import Pacer, backoff
+from newsletter.sending.pacing import Pacer, Release, backoff
 from newsletter.sending.plan import SendPlan
 from newsletter.sending.retry import after_temporary_failure
 from newsletter.sending.ride_out import DB_PATIENCE, RECORD_PATIENCE, in_transaction, patiently
@@ -157,7 +157,9 @@ class _Campaign:
         # On PostgreSQL every sender of the account takes its send times from one shared
         # schedule (shared_rate.py); alone, on SQLite, its own Pacer spaces them.
         quota_left = plan.quota.remaining_24_hours if plan.quota is not None else None
-        shared = self._ride_out(lambda: shared_pacer(plan.settings, plan.store, plan.rate, allowance=quota_left))
+        shared = self._ride_out(
+            lambda: shared_pacer(plan.settings, plan.store, plan.rate, allowance=quota_left, sender=self.lease.name)
+        )
         self.pacer = shared or Pacer(plan.rate)
         self.clock = plan.options.clock
         self.max_attempts = plan.settings.sending.max_attempts
@@ -536,12 +538,26 @@ class _Campaign:
                 )
 
     def _paced_send(self, message: OutgoingMessage) -> str:
-        """One try, released by the pacer: at the wire where the transport can do that."""
-        pace = lambda: self.pacer.wait(self.stop)
-        if isinstance(self.transport, WirePacedTransport):
-            return self.transport.send_paced(
-                message.data, sender=self.sender, recipient=message.recipient, tags=self.tags, pace=pace
-            )
-        if not pace():
-            raise TransportError("stopped before sending", permanent=False, code=STOPPED)
-        return self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
+        """One try, released by the pacer: at the wire where the transport can do that.
+        The pacer hears when the answer came back, whatever it was: it judges the sends after
+        this one by it (pacing.Pacer)."""
+        released: list[Release] = []
+
+        def pace() -> bool:
+            release = self.pacer.wait(self.stop)
+            if release is None:
+                return False
+            released.append(release)
+            return True
+
+        try:
+            if isinstance(self.transport, WirePacedTransport):
+                return self.transport.send_paced(
+                    message.data, sender=self.sender, recipient=message.recipient, tags=self.tags, pace=pace
+                )
+            if not pace():
+                raise TransportError("stopped before sending", permanent=False, code=STOPPED)
+            return self.transport.send(message.data, sender=self.sender, recipient=message.recipient, tags=self.tags)
+        finally:
+            for release in released:
+                self.pacer.answered(release)

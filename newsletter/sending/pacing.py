@@ -9,12 +9,16 @@ import threading
 import time
 from collections.abc import Callable
 
-# Measured against LocalSes: requests reach the server ~5 ms after the pacer lets them go,
-# give or take ~10 ms on a quiet machine, which with exact 1/rate spacing puts rate + 1 of them
-# into some one-second window (and SES answers 429).  With 1.5 % wider spacing any rate + 1
-# consecutive releases are >= 1.015 s apart, at the cost of sending 1.5 % below the rate; the
-# rarer longer delays of a loaded machine still show (bench/RESULTS.md, "Pacing").
-PACE_MARGIN = 0.015
+# The provider counts a send when it arrives, which is some time after the pacer lets it go:
+# a few milliseconds on a quiet machine, 100-160 ms when our process or the server's loses
+# the CPU (measured against the SES test server on 2 shared cores: bench/RESULTS.md,
+# "Pacing").  No spacing margin absorbs that, so the pacer judges each send by when its
+# answer came back (see `Pacer`), and the schedule is only this much wider than 1/rate.
+PACE_MARGIN = 0.005
+# A send unanswered this long after it left is taken as having arrived when it left: it is
+# an answer lost or slow, not a request still on its way (TCP would have given up resending
+# it long before on a live connection), and the others must not wait for it any longer.
+ANSWER_PATIENCE = 1.0
 # Retries wait 1, 2, 4... seconds (with full jitter, so throttled workers do not retry in
 # lockstep) up to MAX_BACKOFF.
 BASE_BACKOFF = 1.0
@@ -33,18 +37,46 @@ RECOVERY = 0.02
 MIN_RATE = 0.5
 
 
+class Release:
+    """One send the pacer let go: when, and when its answer came back (`Pacer.answered`).
+
+    Whenever the request reached the provider, it was between the two: not before it left,
+    and not after the provider answered it."""
+
+    __slots__ = ("answered_at", "at")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.answered_at: float | None = None
+
+    def arrived_by(self, now: float) -> float | None:
+        """The latest the request can have arrived; None while that is not known yet."""
+        if self.answered_at is not None:
+            return self.answered_at
+        if now >= self.at + ANSWER_PATIENCE:
+            return self.at
+        return None
+
+
 class Pacer:
     """Spaces sends 1/rate seconds apart across all workers, and never lets more than
-    `rate` of them go in any one second (SES quotes MaxSendRate in whole messages per second;
-    a fractional rate allows its next whole number in some seconds, its average over time).
+    `rate` of them reach the provider in any one second (SES quotes MaxSendRate in whole
+    messages per second; a fractional rate allows its next whole number in some seconds,
+    its average over time).
 
-    The schedule alone does not ensure the second part: a worker that wakes late from its
-    wait (a loaded machine oversleeps by tens of milliseconds) goes out late while the next
-    goes out on time, and `rate` + 1 sends land inside one second.  So each worker checks,
-    when it wakes, the actual times of the last `burst` releases and waits on if sending now
-    would crowd them.  The spacing is PACE_MARGIN wider than 1/rate, because a send reaches
-    the provider some milliseconds after the pacer lets it go, by an amount that varies
-    (thread scheduling, request signing, the network).
+    The schedule alone does neither.  A worker that wakes late from its wait goes out late
+    while the next goes out on time; and a send that is slow on its way (our process or the
+    provider's losing the CPU for 100 ms) arrives next to the ones after it.  So before
+    letting send n go, the pacer looks at send n - `burst` (`burst` = the rate, rounded
+    down): n leaves no earlier than one second after that one's answer came back.  Every
+    send arrives between leaving and being answered, so any `burst` + 1 arrivals span more
+    than a second, however the way between delayed them.  The cost is the provider's round
+    trip once a second: 1-5 ms on loopback, ~50 ms to SES over the internet, i.e. up to 5 %
+    below the rate there; a burst over the rate would cost more (a 429 halves the rate).
+    Until n - `burst` is answered the next send waits (ANSWER_PATIENCE at most).
+
+    `wait` returns the `Release` of the send, which the caller hands to `answered` when the
+    provider's answer (or the failure) came back.
 
     `throttled()` lowers the rate when the provider says we are too fast; it recovers slowly
     to the configured rate.  Without a configured rate the first throttling sets one: half of
@@ -57,7 +89,11 @@ class Pacer:
         self._ceiling = self.configured
         self._next = 0.0
         self._lock = threading.Lock()
-        self._released: collections.deque[float] = collections.deque(maxlen=1)
+        self._answers = threading.Condition(self._lock)
+        # The last releases, oldest first; older ones are folded into the two figures below.
+        self._released: collections.deque[Release] = collections.deque()
+        self._last_folded_at = -math.inf  # when the newest folded release left
+        self._arrived_by = -math.inf  # the latest any folded release can have arrived
         self._recent: collections.deque[float] = collections.deque(maxlen=1_000)
         self._last_change = clock()
         self._last_throttle: float | None = None
@@ -76,8 +112,6 @@ class Pacer:
         # Any burst + 1 consecutive releases span at least `span` (>= 1 s for rate >= 1).
         self.burst = max(1, math.floor(rate)) if rate else 1
         self.span = self.burst * self.interval
-        if self._released.maxlen != self.burst:
-            self._released = collections.deque(self._released, maxlen=self.burst)
 
     def throttled(self) -> None:
         """The provider refused a send for its rate: slow down (see THROTTLE_FACTOR)."""
@@ -107,12 +141,29 @@ class Pacer:
         self._last_change = now
         self._set_rate(min(ceiling, grown))
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller may send; False if `stop` was set meanwhile."""
+    def _earliest(self, now: float) -> float | None:
+        """When the next send may leave, by the releases before it; None while one it
+        depends on is unanswered.  Called with the lock held."""
+        released = self._released
+        # Fold every release from `burst` back: the next send must keep a second from all
+        # of them (not only from the one exactly `burst` back: a late answer can come
+        # after the answers of sends that left later).
+        while len(released) >= self.burst:
+            arrived_by = released[0].arrived_by(now)
+            if arrived_by is None:
+                return None
+            oldest = released.popleft()
+            self._arrived_by = max(self._arrived_by, arrived_by)
+            self._last_folded_at = oldest.at
+        return max(self._last_folded_at + self.span, self._arrived_by + 1.0)
+
+    def wait(self, stop: threading.Event) -> Release | None:
+        """Block until this caller may send; None if `stop` was set meanwhile."""
         with self._lock:
             if not self.interval:
-                self._recent.append(self.clock())
-                return not stop.is_set()
+                now = self.clock()
+                self._recent.append(now)
+                return None if stop.is_set() else Release(now)
             now = self.clock()
             self._recover(now)
             slot = max(now, self._next)
@@ -120,17 +171,30 @@ class Pacer:
         while True:
             delay = slot - self.clock()
             if delay > 0 and stop.wait(delay):
-                return False
+                return None
             if stop.is_set():
-                return False
+                return None
             with self._lock:
                 now = self.clock()
-                released = self._released
-                if len(released) < self.burst or now >= released[0] + self.span:
-                    released.append(now)
+                earliest = self._earliest(now)
+                if earliest is None:
+                    # Woken by `answered`, or soon enough to see `stop` (or patience run out).
+                    self._answers.wait(0.05)
+                    slot = now
+                    continue
+                if now >= earliest:
+                    release = Release(now)
+                    self._released.append(release)
                     self._recent.append(now)
-                    return True
-                slot = released[0] + self.span
+                    return release
+                slot = earliest
+
+    def answered(self, release: Release) -> None:
+        """The provider's answer to `release`'s send came back (or the send failed)."""
+        with self._lock:
+            if release.answered_at is None:
+                release.answered_at = self.clock()
+                self._answers.notify_all()
 
 
 def backoff(attempt: int) -> float:
