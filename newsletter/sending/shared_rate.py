@@ -249,7 +249,7 @@ class SharedPacer:
                     self._dropped += 1
                 # Once the quota is spent, slots skipped since the last batch are taken
                 # back up here: given back only at the end, they would be lost to everyone.
-                if not self._slots and (self.stopped is None or self._dropped):
+                if not self._slots and (self.stopped is None or (self.stopped == QUOTA_SPENT and self._dropped)):
                     self._take()
                 if not self._slots:
                     # Not the stop flag: other workers' messages hold slots (and quota) already
