@@ -169,10 +169,7 @@ class Pacer:
             slot = max(now, self._next)
             self._next = slot + self.interval
         while True:
-            delay = slot - self.clock()
-            if delay > 0 and stop.wait(delay):
-                return None
-            if stop.is_set():
+            if not sleep_until(slot, stop, self.clock):
                 return None
             with self._lock:
                 now = self.clock()
@@ -195,6 +192,14 @@ class Pacer:
             if release.answered_at is None:
                 release.answered_at = self.clock()
                 self._answers.notify_all()
+
+
+def sleep_until(at: float, stop: threading.Event, clock: Callable[[], float]) -> bool:
+    """Wait until `clock()` reaches `at`; False if `stop` was set before or meanwhile."""
+    delay = at - clock()
+    if delay > 0 and stop.wait(delay):
+        return False
+    return not stop.is_set()
 
 
 def backoff(attempt: int) -> float:

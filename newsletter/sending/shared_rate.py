@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from newsletter.config import Settings
 from newsletter.errors import StoreError
-from newsletter.sending.pacing import MIN_RATE, RECOVERY, THROTTLE_FACTOR, THROTTLE_QUIET, Release
+from newsletter.sending.pacing import MIN_RATE, RECOVERY, THROTTLE_FACTOR, THROTTLE_QUIET, Release, sleep_until
 from newsletter.sending.ride_out import DB_PATIENCE, is_transient, patiently
 from newsletter.store import Store, ledger
 from newsletter.store.schema import send_rates, senders, utcnow
@@ -256,10 +256,7 @@ class SharedPacer:
                     # taken, and go out; the campaign claims nothing more (`stopped`).
                     return None
                 slot = self._slots.popleft()
-            delay = slot - self.clock()
-            if delay > 0 and stop.wait(delay):
-                return None
-            if stop.is_set():
+            if not sleep_until(slot, stop, self.clock):
                 return None
             with self._lock:
                 alone = self._alone
@@ -276,8 +273,7 @@ class SharedPacer:
                 with self._lock:
                     self._dropped += 1
                 continue
-            delay = clear_at - self.clock()
-            if delay > 0 and stop.wait(delay):
+            if not sleep_until(clear_at, stop, self.clock):
                 return None
             with self._lock:
                 release = Release(self.clock())
