@@ -3,6 +3,7 @@
     relay = CutRelay(5432)            # clients connect to 127.0.0.1:relay.port
     relay.cut()                       # every connection dropped, new ones refused
     relay.restore()                   # the same port listens again
+    relay.cut_after_answer_to(b"SKIP LOCKED")  # cut once the server has answered that
     relay.close()
 
 A PostgreSQL restart closes every session (the client reads "server closed the connection
@@ -28,6 +29,10 @@ class CutRelay:
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
+        # What a client must send for the relay to cut after the server's answer to it,
+        # and the server sockets whose next complete answer sets the cut off.
+        self._cut_marker: bytes | None = None
+        self._cut_answering: set[socket.socket] = set()
         self.restore()
 
     def restore(self) -> None:
@@ -47,13 +52,22 @@ class CutRelay:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-        if self._accepting is not None:
-            self._accepting.join()
+        # A connection accepted meanwhile is dropped by _accept itself (it sees the listener
+        # gone), so the open ones can go first, before the wait for the accepting thread.
         with self._lock:
             dropped, self._open = self._open, set()
         for sock in dropped:
             _drop(sock)
+        if self._accepting is not None:
+            self._accepting.join()
         self.cuts += 1
+
+    def cut_after_answer_to(self, marker: bytes) -> None:
+        """Cut (once) as soon as the server has answered the first statement a client sends
+        containing `marker` (in the SQL text of its Parse or Query message), before the
+        client's next statement reaches the server."""
+        with self._lock:
+            self._cut_marker = marker
 
     def close(self) -> None:
         self.cut()
@@ -84,7 +98,18 @@ class CutRelay:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                with self._lock:
+                    if self._cut_marker is not None and self._cut_marker in data:
+                        self._cut_marker = None
+                        self._cut_answering.add(sink)
+                    answered = source in self._cut_answering and data.endswith(_READY_IN_TRANSACTION)
+                    if answered:
+                        self._cut_answering.clear()
                 sink.sendall(data)
+                if answered:
+                    # Here, before the client can send its next statement; the cut closes
+                    # `source` too, which ends this loop.
+                    self.cut()
         except OSError:
             pass
         # One side ended (or the relay was cut): end the other, as a closed session does.
@@ -93,6 +118,12 @@ class CutRelay:
             self._open.discard(sink)
         _drop(source)
         _drop(sink)
+
+
+# The server's ReadyForQuery in a transaction block: message type "Z", length 5, status "T"
+# (PostgreSQL's frontend/backend protocol, "Message Formats"): the end of its answer to one
+# statement.
+_READY_IN_TRANSACTION = b"Z\x00\x00\x00\x05T"
 
 
 def _drop(sock: socket.socket) -> None:

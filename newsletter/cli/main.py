@@ -7,6 +7,7 @@ imports (SQLAlchemy, boto3, the web stack, MJML) happen inside the commands so t
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -22,6 +23,29 @@ from newsletter.cli import (
 )
 from newsletter.cli.context import Context
 from newsletter.errors import NewsletterError
+
+
+class WithoutPsycopgsIgnoredErrors(logging.Filter):
+    """Drops psycopg's warnings about a second error it ignored while the first one was
+    already on its way up ("error ignored terminating <psycopg.Pipeline [BAD] ...>: the
+    connection is lost", when the database goes away inside an executemany).  That first
+    error is ours to handle: the send rides the outage out and says so in one line of its
+    own (sending/ride_out.py), or stops with one; psycopg's line (printed by the logging
+    module's last-resort handler, as nothing else configures logging here) only adds a
+    Python repr to what the editor reads.  Its other warnings still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The format string, as psycopg 3 writes it in every such case (_pipeline.py,
+        # _pipeline_base.py, _copy.py, transaction.py, connection.py).
+        return not (isinstance(record.msg, str) and record.msg.startswith("error ignored "))
+
+
+def _without_psycopgs_ignored_errors() -> None:
+    # A logger's filters see the records logged to that logger itself: psycopg logs all of
+    # these to "psycopg".  Once per process, though main() runs for every command.
+    logger = logging.getLogger("psycopg")
+    if not any(isinstance(existing, WithoutPsycopgsIgnoredErrors) for existing in logger.filters):
+        logger.addFilter(WithoutPsycopgsIgnoredErrors())
 
 
 class NewsletterGroup(click.Group):
@@ -64,6 +88,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
       newsletter stats 2026-11-30                what happened to an issue
       newsletter doctor                          SPF, DKIM, DMARC, SES account, web side
     """
+    _without_psycopgs_ignored_errors()
     ctx.obj = Context(config_path)
 
 
