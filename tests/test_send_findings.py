@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 pytest.register_assert_rewrite("tests.send_world", "tests.transport_servers")
+from tests.cut_relay import CutRelay
 from tests.send_world import SENDER, World, recipients_of
 from tests.transport_servers import LocalSes
 
@@ -112,6 +113,17 @@ def test_readers_who_unsubscribe_mid_send_at_a_slow_rate_are_not_sent_to(world: 
     assert summary.skipped == 30 - len(late) and summary.complete
 
 
+def relayed(world: World) -> tuple[CutRelay, str]:
+    """A relay to the test's PostgreSQL server (tests/cut_relay.py) and the test database's
+    URL through it: a cut takes the database away from this test's connections only, not
+    from other tests sharing the server and its database."""
+    import sqlalchemy as sa
+
+    direct = sa.make_url(world.database_url)
+    relay = CutRelay(direct.port or 5432)
+    return relay, direct.set(port=relay.port).render_as_string(hide_password=False)
+
+
 # pg_terminate_backend is PostgreSQL's; a SQLite lock past its 30 s busy timeout takes too long.
 @pytest.mark.only_on("postgresql")
 def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_it_sent(world: World):
@@ -149,6 +161,50 @@ def test_a_send_rides_out_the_database_killing_its_connections_and_records_what_
     assert world.statuses() == {"sent": 60}
     counted = recipients_of(world.outbox_headers())
     assert Counter(counted.values()) == Counter({1: 60})
+
+
+@pytest.mark.only_on("postgresql")
+def test_a_send_the_database_stays_away_from_past_the_bound_says_it_stopped_not_that_it_went_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    """The report of a send that waited for the database and then stopped: it does not say
+    "each time the send waited and went on" above its "stopped:" line."""
+    import threading
+    import time
+
+    from newsletter.sending import shared_rate
+    from tests.test_send_crash import wait_until
+
+    world.add_subscribers(200)
+    relay, url = relayed(world)
+    world.configure("newsletter", database=url)
+    # The bound (60 s) cut short for the shared rate's slots only, so that a 4 s outage is
+    # longer than it for them: they stop the send, while the claims and records keep their
+    # 60 s and 300 s and ride the outage out (nothing the send knows goes unrecorded).
+    monkeypatch.setattr(shared_rate, "DB_PATIENCE", 1.0)
+
+    def outage() -> None:
+        wait_until(lambda: world.outbox_count() >= 20)
+        relay.cut()
+        time.sleep(4)
+        relay.restore()
+
+    away = threading.Thread(target=outage)
+    away.start()
+    try:
+        result = world.cli("send", str(world.issue_file), "--yes", "--rate", "20")
+    finally:
+        away.join()
+        relay.close()
+
+    assert relay.cuts >= 1, "the relay was never cut: the test did not inject its fault"
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert "stopped: the database was away for longer than 1 s" in result.stderr, result.stderr
+    assert "went on" not in result.stderr, result.stderr
+    assert "the send waited and tried again" in result.stderr, result.stderr
+    statuses = world.statuses()
+    assert set(statuses) == {"sent", "queued"} and statuses["sent"] + statuses["queued"] == 200, statuses
+    assert Counter(recipients_of(world.outbox_headers()).values()) == Counter({1: statuses["sent"]})
 
 
 # The file-size limit would stop SQLite's own file first; PostgreSQL writes elsewhere.

@@ -148,7 +148,14 @@ def report(plan: SendPlan, summary: SendSummary, *, to_stderr: bool = False) -> 
             f"{summary.lowest_rate:.2g}/s{configured} and back up as it allowed",
             err=True,
         )
-    if summary.database_retries:
+    if summary.database_retries and summary.stopped_for_database:
+        # The `stopped:` line below says how long it was away: the last wait did not end.
+        click.echo(
+            "the database was away during the send (a restart or a dropped connection): the send waited and "
+            f"tried again {summary.database_retries} times, until it stayed away too long",
+            err=True,
+        )
+    elif summary.database_retries:
         click.echo(
             f"the database was away {summary.database_retries} times during the send (a restart or a dropped "
             "connection); each time the send waited and went on",

@@ -102,6 +102,9 @@ class SendSummary:
     stopped_for_good: bool = False
     # Ledger transactions tried again because the database was away for a moment.
     database_retries: int = 0
+    # Whether `stopped` is the database staying away past the bound (ride_out.DB_PATIENCE):
+    # the retries above then did not all end in going on.
+    stopped_for_database: bool = False
     # How often the provider throttled us (bursts, not refusals), and the lowest rate the
     # pacer went down to because of it.
     throttled: int = 0
@@ -220,8 +223,7 @@ class _Campaign:
             # Slots taken and not used go back to the shared daily quota.
             self.pacer.close()
             self.summary.database_retries += self.pacer.database_retries
-            if self.pacer.stopped:
-                self.summary.stopped = self.summary.stopped or self.pacer.stopped
+            self._stopped_by_pacer()
         self.summary.throttled = self.pacer.throttles
         self.summary.lowest_rate = self.pacer.lowest
         self.summary.elapsed = time.monotonic() - started
@@ -362,7 +364,7 @@ class _Campaign:
         claimed, the rest stays queued.  The daily quota shared by several senders
         (shared_rate.py) stops the claims the same way."""
         if isinstance(self.pacer, SharedPacer) and self.pacer.stopped:
-            self.summary.stopped = self.summary.stopped or self.pacer.stopped
+            self._stopped_by_pacer()
             return 0
         budget = self.plan.warmup
         if budget is None:
@@ -372,6 +374,13 @@ class _Campaign:
             # Not the stop flag: the rows already claimed within today's cap still go out.
             self.summary.stopped = self.summary.stopped or budget.stop_reason()
         return granted
+
+    def _stopped_by_pacer(self) -> None:
+        """The shared pacer's reason to stop (a spent quota, the database away past the
+        bound) as the send's, unless it stopped for another reason first."""
+        if isinstance(self.pacer, SharedPacer) and self.pacer.stopped and self.summary.stopped is None:
+            self.summary.stopped = self.pacer.stopped
+            self.summary.stopped_for_database = self.pacer.stopped_for_database
 
     def _claim_window(self) -> int:
         """How many rows may be claimed and not yet recorded.

@@ -195,6 +195,8 @@ class SharedPacer:
         self.lowest: float | None = None
         # Set when the shared daily quota is spent: why this sender stopped.
         self.stopped: str | None = None
+        # Whether it stopped because the database stayed away past the bound (`_ride_out`).
+        self.stopped_for_database = False
         # Statements run against the row, for the benchmarks (statements per message).
         self.statements = 0
         # Statements run again because the database was away (the send's summary counts them).
@@ -376,7 +378,9 @@ class SharedPacer:
         except (StoreError, sa.exc.DBAPIError) as err:
             if not is_transient(err):
                 raise
-            self.stopped = self.stopped or DATABASE_AWAY.format(patience=DB_PATIENCE, error=err)
+            if self.stopped is None:
+                self.stopped = DATABASE_AWAY.format(patience=DB_PATIENCE, error=err)
+                self.stopped_for_database = True
             return None
 
     def _database_away(self, err: BaseException) -> None:
