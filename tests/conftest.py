@@ -15,6 +15,11 @@ runs once per database:
 from __future__ import annotations
 
 import pytest
+
+# The modules of shared fixtures and assertions, rewritten so that their asserts say what
+# they compared: registered here, before any test module imports one of them directly
+# (pytest can only rewrite a module it has not seen imported yet).
+pytest.register_assert_rewrite("http_server", "tests.web_site", "tests.send_world", "tests.transport_servers")
 from databases import empty_database
 from sample_issues import SEED
 

@@ -325,7 +325,7 @@ def test_three_workers_apply_an_ses_event_delivered_twice_once(world: World, tmp
     assert [[response.status_code for _, _, response in copies] for copies in answers] == [[200, 200]] * len(bodies)
     with world.store.read() as conn:
         stored = Counter(tuple(row) for row in conn.execute(sa.select(events.c.kind, events.c.subscriber_id)))
-        status = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).tuples().all())
+        status = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).all())
     assert stored == Counter(
         [(BOUNCE, n) for n in bounced]
         + [(COMPLAINT, n) for n in complained]
