@@ -245,9 +245,9 @@ def test_three_workers_record_each_unsubscribe_once_and_leave_every_reader_as_th
         token = form_token(page.text)
         # The page's cookie is Secure (base_url is https), which httpx would not send over
         # plain http to 127.0.0.1; a browser on the https site would, so it is sent here.
-        cookie = next(value for name, value in page.cookies.items() if name.endswith("nl_form"))
+        ((name, cookie),) = ((name, value) for name, value in page.cookies.items() if name.endswith("nl_form"))
         assert cookie == token
-        headers = {"Cookie": f"__Host-nl_form={cookie}"}
+        headers = {"Cookie": f"{name}={cookie}"}
         return lambda client: client.post(url, data={"action": "unsubscribe", "form_token": token}, headers=headers)
 
     # Each reader presses twice (or their mail client retries), both presses at once.

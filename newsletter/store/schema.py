@@ -327,7 +327,9 @@ events = sa.Table(
     sa.Column("detail", JsonDocument),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
-    # The same notification delivered twice (SNS retries, SQS redelivery) is stored once.
+    # The same notification delivered twice (SNS retries, SQS redelivery) is stored once, and
+    # so is an open or click repeated within the replay window, whichever web process
+    # answered it (its replay key: newsletter.feedback.hits.replay_key).
     sa.Column("dedupe_key", sa.String(64)),
     sa.UniqueConstraint("dedupe_key"),
     sa.Index(None, "issue_id", "kind", "occurred_at"),
