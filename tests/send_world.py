@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email import policy
@@ -30,6 +32,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.sending.campaign import SendSummary, run_send
 from newsletter.sending.plan import SendOptions, SendPlan, plan_send
 from newsletter.store import Store
+from newsletter.store.database import connection_name
 from newsletter.store.lists import get_or_create_list
 from newsletter.store.schema import (
     ACTIVE,
@@ -281,6 +284,26 @@ class World:
         from cli_in_process import run_newsletter
 
         return run_newsletter("--config", str(self.config_path), *args, cwd=self.root, env=env)
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL `process` and wait until the database has nothing more of it to carry out.
+
+        On PostgreSQL a statement or COMMIT the process wrote just before it died is still
+        carried out by its server process after the kill, and reading the ledger before then
+        can see a row `sending` that becomes `sent` a moment later."""
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        if self.store.dialect != "postgresql":
+            return
+        query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+        deadline = time.monotonic() + 30
+        while True:
+            with self.store.read() as conn:
+                if not conn.execute(query, {"name": connection_name(process.pid)}).scalar_one():
+                    return
+            assert time.monotonic() < deadline, "the killed process's connections are still served"
+            time.sleep(0.01)
 
     def start_newsletter(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return subprocess.Popen(

@@ -8,7 +8,6 @@ sent; sent but not recorded) and check that the next run settles each correctly.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -42,12 +41,6 @@ def wait_until(condition, *, timeout: float = 60.0, process: subprocess.Popen | 
         time.sleep(0.01)
 
 
-def kill(process: subprocess.Popen) -> None:
-    os.kill(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-
-
 def check_one_each_in_the_outbox(world: World, subscriber_ids: list[int]) -> None:
     """Every subscriber has exactly one file, whose Message-ID is the one in the ledger."""
     rows = world.deliveries()
@@ -69,13 +62,13 @@ def test_sigkill_at_two_points_then_resume_sends_everyone_exactly_once(world: Wo
     # Kill 1: early, once the snapshot is written and the first messages are out.
     first = world.start_newsletter("send", issue, "--yes", "--workers", "4")
     wait_until(lambda: world.outbox_count() >= 5, process=first)
-    kill(first)
+    world.kill(first)
     observed.append((world.outbox_count(), world.statuses()))
 
     # Kill 2: around the middle, with another number of workers.
     second = world.start_newsletter("send", issue, "--yes", "--workers", "2")
     wait_until(lambda: world.outbox_count() >= 1_000, process=second)
-    kill(second)
+    world.kill(second)
     observed.append((world.outbox_count(), world.statuses()))
 
     for files, statuses in observed:
@@ -103,7 +96,7 @@ def test_sigkill_with_smtp_reports_uncertain_rows_and_resends_nobody(world: Worl
 
     first = world.start_newsletter("send", issue, "--yes", "--workers", "4")
     wait_until(lambda: len(local_smtp.received) >= 50, process=first)
-    kill(first)
+    world.kill(first)
     uncertain = {row.email for row in world.deliveries().values() if row.status == "sending"}
     assert 1 <= len(uncertain) <= 8
     received_before = len(local_smtp.received)

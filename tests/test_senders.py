@@ -20,7 +20,7 @@ from newsletter.store.schema import issues, senders
 
 pytest.register_assert_rewrite("tests.send_world")
 from tests.send_world import World
-from tests.test_send_crash import check_one_each_in_the_outbox, kill, wait_until
+from tests.test_send_crash import check_one_each_in_the_outbox, wait_until
 
 pytest_plugins = ["tests.send_world"]
 
@@ -70,7 +70,7 @@ def test_a_sender_killed_mid_send_leaves_the_others_to_finish(world: World):
     running = [world.start_newsletter("send", issue, "--yes", "--rate", "250") for _ in range(3)]
     victim, survivors = running[0], running[1:]
     wait_until(lambda: world.outbox_count() >= 1_500, process=victim)
-    kill(victim)
+    world.kill(victim)
     held = world.statuses().get("sending", 0)
     results = [finish(process) for process in survivors]
 
@@ -100,7 +100,7 @@ def test_two_resumes_racing_settle_a_dead_senders_rows_once(world: World):
     issue = str(world.issue_file)
     first = world.start_newsletter("send", issue, "--yes", "--rate", "400")
     wait_until(lambda: world.outbox_count() >= 300, process=first)
-    kill(first)
+    world.kill(first)
     in_flight = world.statuses().get("sending", 0)
     assert in_flight > 0
 

@@ -6,7 +6,9 @@ deployments that outgrow it.  The same tables and migrations run on both.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +82,7 @@ def create_engine(url: str) -> sa.Engine:
             # The web server keeps connections for hours; a server restart must not turn
             # into errors on the next request.
             engine = sa.create_engine(parsed, pool_pre_ping=True)
+            _name_connections(engine)
     except sa.exc.NoSuchModuleError as err:
         raise StoreError(
             f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'"
@@ -89,6 +92,24 @@ def create_engine(url: str) -> sa.Engine:
             f"{describe_url(parsed)}: driver not installed ({err}); pip install 'newsletter[postgres]'"
         ) from err
     return engine
+
+
+def connection_name(pid: int | None = None) -> str:
+    """What a PostgreSQL connection of process `pid` (this one by default) calls itself."""
+    # application_name is cut at 63 bytes by the server (NAMEDATALEN - 1).
+    return f"newsletter {socket.gethostname()}:{pid or os.getpid()}"[:63]
+
+
+def _name_connections(engine: sa.Engine) -> None:
+    """Each connection names its process in `pg_stat_activity.application_name` (unless
+    the URL names it), so that whoever looks at the server sees which sender or web worker
+    holds which connection, and how long a killed one's are still being served."""
+
+    @event.listens_for(engine, "do_connect")
+    def name_the_connection(dialect, connection_record, cargs, cparams) -> None:
+        # Named when connecting, not when the engine was made: a forked web worker
+        # connects under its own pid.
+        cparams.setdefault("application_name", connection_name())
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
