@@ -326,3 +326,19 @@ def test_senders_storing_one_issue_at_once_take_turns(store):
     with store.read() as conn:
         stored = conn.execute(sa.select(links_table.c.idx, links_table.c.url).order_by(links_table.c.idx)).all()
     assert [tuple(row) for row in stored] == list(enumerate(links))
+
+
+def test_a_read_sees_one_snapshot_however_many_statements_it_runs(store):
+    """What `in_flight` relies on: a writer's commit between two statements of one read is
+    seen by neither (on PostgreSQL's default isolation the second statement saw it, and a
+    sender that ended meanwhile had its sent rows reported uncertain)."""
+    with store.begin() as conn:
+        conn.execute(sa.insert(lists).values(slug="before", name="Before", created_at=utcnow()))
+    with store.read() as conn:
+        first = conn.execute(sa.select(sa.func.count()).select_from(lists)).scalar_one()
+        with store.begin() as writer:
+            writer.execute(sa.insert(lists).values(slug="meanwhile", name="Meanwhile", created_at=utcnow()))
+        second = conn.execute(sa.select(sa.func.count()).select_from(lists)).scalar_one()
+    assert second == first
+    with store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(lists)).scalar_one() == first + 1

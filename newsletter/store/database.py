@@ -220,7 +220,14 @@ class Store:
             if self.dialect == "sqlite":
                 conn.execution_options(**{_SQLITE_BEGIN: "DEFERRED"})
             else:
-                conn.execution_options(postgresql_readonly=True)
+                # PostgreSQL's default, READ COMMITTED, takes a new snapshot for each
+                # statement: two reads of one transaction could see a writer's commit
+                # between them (a sender's last outcomes in one and its ended lease in the
+                # other read as rows in flight with nobody holding them).  REPEATABLE READ
+                # keeps the first statement's snapshot to the end, and a read-only
+                # transaction there never fails to serialize (PostgreSQL documentation,
+                # "Transaction Isolation", 13.2.2).
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
                 yield conn
 
