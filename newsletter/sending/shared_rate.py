@@ -14,9 +14,10 @@ row is updated four times a second per sender rather than a thousand times.  The
 quota is shared the same way: the row holds what is left of it, each batch takes its part,
 and the sender that finds it spent stops as a spent SES quota stops a send.
 
-Each sender also keeps `pacing.Pacer`'s rule for its own sends (a send leaves a second after
-the answers of those a second's worth of slots before it), so that a stall at the provider
-does not bunch the delayed requests with the next second's (`SharedPacer._clear_at`).
+A sender with no other sender alive also keeps `pacing.Pacer`'s rule (a send leaves a second
+after the answers of those a second's worth of slots before it), so that a stall at the
+provider does not bunch the delayed requests with the next second's; senders that share the
+schedule keep to their slots (`SharedPacer._clear_at` says why).
 
 Throttling halves the shared rate (once a second however many senders are refused) and it
 recovers as `pacing.Pacer`'s does; a sender's own Pacer stays in charge on SQLite, where a
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import itertools
 import math
 import threading
 import time
@@ -186,7 +188,7 @@ class SharedPacer:
         # next slot's), and the latest any release folded out of it can have arrived
         # (`_clear_at`).
         self._released: list[tuple[float, int, Release]] = []
-        self._released_count = 0
+        self._release_numbers = itertools.count()  # ties between equal slots
         self._arrived_by = -math.inf
         # No other sender was alive at the last batch (`_take`): this one's sends are all
         # the provider counts.
@@ -279,8 +281,7 @@ class SharedPacer:
                 return None
             with self._lock:
                 release = Release(self.clock())
-                self._released_count += 1
-                heapq.heappush(self._released, (slot, self._released_count, release))
+                heapq.heappush(self._released, (slot, next(self._release_numbers), release))
                 return release
 
     def _clear_at(self, slot: float, now: float, *, strict: bool) -> float | None:
